@@ -1,0 +1,303 @@
+"""The plugin host: discovers KMS plugins through entry points and builds the one asked for."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pluggy
+
+from . import _static_plugin, hookspecs
+from .aead import Aead, Aes256Gcm
+from .config import DEFAULT_CONFIG_FILE, PluginConfig, load_config_file
+from .errors import AsherahError, ConfigError, PluginError
+from .hookspecs import EnvelopeDescriber, KmsFactory
+from .kms import KeyManagementService
+
+__all__ = [
+    "BLOCKED_PLUGINS_ENV",
+    "DISABLE_AUTOLOAD_ENV",
+    "ENTRY_POINT_GROUP",
+    "KmsRegistration",
+    "PluginHost",
+    "PluginInfo",
+    "available_kms",
+    "load_kms",
+    "load_kms_from_file",
+]
+
+ENTRY_POINT_GROUP = "asherah"
+DISABLE_AUTOLOAD_ENV = "ASHERAH_DISABLE_PLUGIN_AUTOLOAD"
+BLOCKED_PLUGINS_ENV = "ASHERAH_BLOCKED_PLUGINS"
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A loaded plugin: its entry-point name, distribution and what it registered."""
+
+    name: str
+    distribution: str
+    version: str
+    kms: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        """Return ``'name' (distribution version)`` for messages."""
+        return f"plugin {self.name!r} (distribution {self.distribution} {self.version})"
+
+
+@dataclass(frozen=True)
+class KmsRegistration:
+    """A named KMS factory and the plugin that registered it."""
+
+    name: str
+    factory: KmsFactory
+    plugin: PluginInfo
+    describe: EnvelopeDescriber | None = field(default=None, compare=False)
+
+
+class PluginHost:
+    """Loads KMS plugins and builds KMS objects by name.
+
+    Plugins are the built-in ``static`` plugin, then every entry point in the ``asherah``
+    group (unless ``ASHERAH_DISABLE_PLUGIN_AUTOLOAD`` is set), less those named in
+    ``ASHERAH_BLOCKED_PLUGINS`` (comma-separated). Loading happens once, on first use; any
+    plugin that fails to import, implements an unknown hook or registers a taken name raises
+    `PluginError` naming the plugin and its distribution.
+    """
+
+    _default: ClassVar[PluginHost | None] = None
+    _default_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        *,
+        autoload: bool | None = None,
+        blocked: Iterable[str] | None = None,
+        entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+        plugins: Iterable[tuple[str, object]] = (),
+    ) -> None:
+        """Create a host; nothing is imported until first use.
+
+        :param autoload: load entry points; on unless ``ASHERAH_DISABLE_PLUGIN_AUTOLOAD`` is set.
+        :param blocked: plugin names to skip; defaults to ``ASHERAH_BLOCKED_PLUGINS``.
+        :param entry_points: the entry points to load instead of the installed ones (for tests).
+        :param plugins: extra ``(name, module-or-object)`` plugins to register, after the built-in.
+        """
+        if autoload is None:
+            autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() in (
+                "",
+                "0",
+                "false",
+            )
+        if blocked is None:
+            blocked = os.environ.get(BLOCKED_PLUGINS_ENV, "").split(",")
+        self._autoload = autoload
+        self._blocked = frozenset(b.strip() for b in blocked if b.strip())
+        self._entry_points = None if entry_points is None else list(entry_points)
+        self._extra = list(plugins)
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._registrations: dict[str, KmsRegistration] = {}
+        self._plugins: dict[str, PluginInfo] = {}
+
+    @classmethod
+    def default(cls) -> PluginHost:
+        """Return the process-wide host, created on first use."""
+        with cls._default_lock:
+            if cls._default is None:
+                cls._default = cls()
+            return cls._default
+
+    @classmethod
+    def reset_default(cls) -> None:
+        """Forget the process-wide host so the next use discovers plugins again."""
+        with cls._default_lock:
+            cls._default = None
+
+    # Queries ----------------------------------------------------------------------------
+
+    def available(self) -> list[str]:
+        """Return the registered KMS names, sorted."""
+        self._ensure_loaded()
+        return sorted(self._registrations)
+
+    def plugins(self) -> list[PluginInfo]:
+        """Return the loaded plugins, sorted by name."""
+        self._ensure_loaded()
+        return [self._plugins[n] for n in sorted(self._plugins)]
+
+    def registration(self, name: str) -> KmsRegistration:
+        """Return the registration of KMS `name`; `ConfigError` lists the known names."""
+        self._ensure_loaded()
+        try:
+            return self._registrations[name]
+        except KeyError:
+            known = ", ".join(sorted(self._registrations)) or "none"
+            raise ConfigError(
+                f"unknown KMS {name!r}; registered KMS: {known}. Install the plugin that "
+                "provides it, or check ASHERAH_BLOCKED_PLUGINS / ASHERAH_DISABLE_PLUGIN_AUTOLOAD"
+            ) from None
+
+    def load_kms(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        crypto: Aead | None = None,
+    ) -> KeyManagementService:
+        """Build KMS `name` from its settings with `crypto` (AES-256-GCM by default)."""
+        registration = self.registration(name)
+        if not isinstance(config, PluginConfig):
+            config = PluginConfig(config, path=f"plugins.{name}")
+        crypto = crypto if crypto is not None else Aes256Gcm()
+        try:
+            kms = registration.factory(config, crypto)
+        except AsherahError:
+            raise
+        except Exception as e:
+            raise PluginError(
+                f"{registration.plugin.label()} failed to build KMS {name!r}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        if not isinstance(kms, KeyManagementService):
+            raise PluginError(
+                f"{registration.plugin.label()}: the factory of KMS {name!r} returned "
+                f"{type(kms).__name__}, not a KeyManagementService"
+            )
+        return kms
+
+    # Loading ----------------------------------------------------------------------------
+
+    def _ensure_loaded(self) -> None:
+        with self._lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+
+    def _load(self) -> None:
+        pm = pluggy.PluginManager("asherah")
+        pm.add_hookspecs(hookspecs)
+        core = importlib.metadata.version("asherah-core") if _installed("asherah-core") else "?"
+        candidates: list[tuple[PluginInfo, object]] = [
+            (PluginInfo("static", "asherah-core", core), _static_plugin)
+        ]
+        candidates += [(PluginInfo(name, "<in-process>", "-"), obj) for name, obj in self._extra]
+        if self._autoload:
+            candidates += self._entry_point_plugins()
+        infos: dict[str, PluginInfo] = {}
+        for info, obj in candidates:
+            if info.name in self._blocked:
+                continue
+            if info.name in infos:
+                other = infos[info.name]
+                raise PluginError(
+                    f"{info.label()} has the same plugin name as {other.label()}; "
+                    f"uninstall one or block it with {BLOCKED_PLUGINS_ENV}"
+                )
+            try:
+                pm.register(obj, name=info.name)
+            except pluggy.PluginValidationError as e:
+                raise PluginError(f"{info.label()} is invalid: {e}") from e
+            infos[info.name] = info
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as e:
+            name = pm.get_name(e.plugin) or "?"
+            label = infos[name].label() if name in infos else repr(name)
+            raise PluginError(f"{label} implements an unknown hook: {e}") from e
+        for impl in pm.hook.asherah_register_kms.get_hookimpls():
+            self._call_register(impl, infos[impl.plugin_name])
+        for name, info in infos.items():
+            names = tuple(r.name for r in self._registrations.values() if r.plugin.name == name)
+            self._plugins[name] = PluginInfo(info.name, info.distribution, info.version, names)
+
+    def _call_register(self, impl: pluggy.HookImpl, info: PluginInfo) -> None:
+        def register(
+            name: str, factory: KmsFactory, *, describe: EnvelopeDescriber | None = None
+        ) -> None:
+            if not isinstance(name, str) or not _NAME.fullmatch(name):
+                raise PluginError(
+                    f"{info.label()} registered an invalid KMS name {name!r}: use lowercase "
+                    "letters, digits, '.', '_' or '-'"
+                )
+            if not callable(factory):
+                raise PluginError(
+                    f"{info.label()} registered KMS {name!r} with no callable factory"
+                )
+            if name in self._registrations:
+                other = self._registrations[name].plugin
+                raise PluginError(
+                    f"KMS name {name!r} is registered twice: by {other.label()} and by "
+                    f"{info.label()}; uninstall one or block it with {BLOCKED_PLUGINS_ENV}"
+                )
+            self._registrations[name] = KmsRegistration(name, factory, info, describe)
+
+        kwargs = {"register": register}
+        try:
+            impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except AsherahError:
+            raise
+        except Exception as e:
+            raise PluginError(
+                f"{info.label()} failed in asherah_register_kms: {type(e).__name__}: {e}"
+            ) from e
+
+    def _entry_point_plugins(self) -> list[tuple[PluginInfo, object]]:
+        if self._entry_points is not None:
+            eps = self._entry_points
+        else:
+            eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        found: list[tuple[PluginInfo, object]] = []
+        seen: set[tuple[str, str]] = set()
+        for ep in eps:
+            dist = ep.dist
+            info = PluginInfo(
+                ep.name,
+                dist.name if dist is not None else "<unknown>",
+                dist.version if dist is not None else "?",
+            )
+            if (info.name, info.distribution) in seen or info.name in self._blocked:
+                continue
+            seen.add((info.name, info.distribution))
+            try:
+                obj = ep.load()
+            except Exception as e:
+                raise PluginError(
+                    f"{info.label()} failed to import {ep.value!r}: {type(e).__name__}: {e}"
+                ) from e
+            found.append((info, obj))
+        return found
+
+
+def _installed(dist: str) -> bool:
+    try:
+        importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def available_kms() -> list[str]:
+    """Return the names of every registered KMS, sorted."""
+    return PluginHost.default().available()
+
+
+def load_kms(
+    name: str, config: Mapping[str, Any] | None = None, *, crypto: Aead | None = None
+) -> KeyManagementService:
+    """Build the KMS registered as `name` from its settings (a ``plugins.toml`` table)."""
+    return PluginHost.default().load_kms(name, config, crypto=crypto)
+
+
+def load_kms_from_file(
+    path: str | os.PathLike[str] = DEFAULT_CONFIG_FILE, *, crypto: Aead | None = None
+) -> KeyManagementService:
+    """Build the KMS that ``plugins.toml`` selects, with the settings it holds for it."""
+    name, config = load_config_file(path)
+    return PluginHost.default().load_kms(name, config, crypto=crypto)

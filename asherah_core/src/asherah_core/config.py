@@ -236,13 +236,28 @@ def load_config_file(
         raise ConfigError(f"{file}: the configuration file is not valid UTF-8") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{file}: invalid TOML: {e}") from e
-    root = PluginConfig(raw, source=str(file))
-    root.check_keys({"kms", "plugins"})
-    kms = root.get_table("kms", required=True)
+    # Environment references are resolved in [kms] and the selected plugin's table only, so
+    # the settings of a plugin that is not selected may name variables that are not set.
+    source = str(file)
+    root = PluginConfig({}, source=source)
+    for key in raw:
+        if key not in ("kms", "plugins"):
+            raise root.error(key, "unknown setting; expected one of kms, plugins")
+    if "kms" not in raw:
+        raise root.error("kms", "missing required table")
+    if not isinstance(raw["kms"], Mapping):
+        raise root.error("kms", f"expected a table, got {_kind(raw['kms'])}")
+    kms = PluginConfig(raw["kms"], path="kms", source=source)
     kms.check_keys({"plugin"})
     name: str = kms.get_str("plugin")
-    plugins = root.get_table("plugins")
-    return name, plugins.get_table(name)
+    plugins_raw = raw.get("plugins", {})
+    if not isinstance(plugins_raw, Mapping):
+        raise root.error("plugins", f"expected a table, got {_kind(plugins_raw)}")
+    plugins = PluginConfig({}, path="plugins", source=source)
+    table = plugins_raw.get(name, {})
+    if not isinstance(table, Mapping):
+        raise plugins.error(name, f"expected a table, got {_kind(table)}")
+    return name, PluginConfig(table, path=plugins.key_path(name), source=source)
 
 
 def _kind(value: object) -> str:

@@ -67,6 +67,8 @@ class KeyManagementService(abc.ABC):
             detail = "wrapped and unwrapped a random key" if ok else "unwrapped key differs"
         except AsherahError as e:
             ok, detail = False, str(e)
+        except Exception as e:  # a plugin bug is a failed probe too, not a crash of the report
+            ok, detail = False, f"{type(e).__name__}: {e}"
         return [ProbeResult("round-trip", ok, time.perf_counter() - start, detail)]
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default

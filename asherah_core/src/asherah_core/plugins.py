@@ -94,6 +94,8 @@ class PluginHost:
                 "",
                 "0",
                 "false",
+                "no",
+                "off",
             )
         if blocked is None:
             blocked = os.environ.get(BLOCKED_PLUGINS_ENV, "").split(",")
@@ -181,6 +183,8 @@ class PluginHost:
                 self._loaded = True
 
     def _load(self) -> None:
+        # Build into locals and publish only when everything loaded, so a failed load leaves
+        # the host empty and a retry reports the same error instead of a phantom duplicate.
         pm = pluggy.PluginManager("asherah")
         pm.add_hookspecs(hookspecs)
         core = importlib.metadata.version("asherah-core") if _installed("asherah-core") else "?"
@@ -204,6 +208,13 @@ class PluginHost:
                 pm.register(obj, name=info.name)
             except pluggy.PluginValidationError as e:
                 raise PluginError(f"{info.label()} is invalid: {e}") from e
+            except ValueError as e:  # pluggy refuses one object under two names
+                other_name = pm.get_name(obj)
+                same = infos[other_name].label() if other_name in infos else repr(other_name)
+                raise PluginError(
+                    f"{info.label()} is the same object as {same}; "
+                    f"uninstall one or block it with {BLOCKED_PLUGINS_ENV}"
+                ) from e
             infos[info.name] = info
         try:
             pm.check_pending()
@@ -211,42 +222,14 @@ class PluginHost:
             name = pm.get_name(e.plugin) or "?"
             label = infos[name].label() if name in infos else repr(name)
             raise PluginError(f"{label} implements an unknown hook: {e}") from e
+        registrations: dict[str, KmsRegistration] = {}
         for impl in pm.hook.asherah_register_kms.get_hookimpls():
-            self._call_register(impl, infos[impl.plugin_name])
+            _call_register(impl, infos[impl.plugin_name], registrations)
+        plugins: dict[str, PluginInfo] = {}
         for name, info in infos.items():
-            names = tuple(r.name for r in self._registrations.values() if r.plugin.name == name)
-            self._plugins[name] = PluginInfo(info.name, info.distribution, info.version, names)
-
-    def _call_register(self, impl: pluggy.HookImpl, info: PluginInfo) -> None:
-        def register(
-            name: str, factory: KmsFactory, *, describe: EnvelopeDescriber | None = None
-        ) -> None:
-            if not isinstance(name, str) or not _NAME.fullmatch(name):
-                raise PluginError(
-                    f"{info.label()} registered an invalid KMS name {name!r}: use lowercase "
-                    "letters, digits, '.', '_' or '-'"
-                )
-            if not callable(factory):
-                raise PluginError(
-                    f"{info.label()} registered KMS {name!r} with no callable factory"
-                )
-            if name in self._registrations:
-                other = self._registrations[name].plugin
-                raise PluginError(
-                    f"KMS name {name!r} is registered twice: by {other.label()} and by "
-                    f"{info.label()}; uninstall one or block it with {BLOCKED_PLUGINS_ENV}"
-                )
-            self._registrations[name] = KmsRegistration(name, factory, info, describe)
-
-        kwargs = {"register": register}
-        try:
-            impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-        except AsherahError:
-            raise
-        except Exception as e:
-            raise PluginError(
-                f"{info.label()} failed in asherah_register_kms: {type(e).__name__}: {e}"
-            ) from e
+            names = tuple(r.name for r in registrations.values() if r.plugin.name == name)
+            plugins[name] = PluginInfo(info.name, info.distribution, info.version, names)
+        self._registrations, self._plugins = registrations, plugins
 
     def _entry_point_plugins(self) -> list[tuple[PluginInfo, object]]:
         if self._entry_points is not None:
@@ -273,6 +256,42 @@ class PluginHost:
                 ) from e
             found.append((info, obj))
         return found
+
+
+def _call_register(
+    impl: pluggy.HookImpl, info: PluginInfo, registrations: dict[str, KmsRegistration]
+) -> None:
+    def register(
+        name: str, factory: KmsFactory, *, describe: EnvelopeDescriber | None = None
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise PluginError(
+                f"{info.label()} registered an invalid KMS name {name!r}: use lowercase "
+                "letters, digits, '.', '_' or '-'"
+            )
+        if not callable(factory):
+            raise PluginError(f"{info.label()} registered KMS {name!r} with no callable factory")
+        if describe is not None and not callable(describe):
+            raise PluginError(
+                f"{info.label()} registered KMS {name!r} with a describe= that is not callable"
+            )
+        if name in registrations:
+            other = registrations[name].plugin
+            raise PluginError(
+                f"KMS name {name!r} is registered twice: by {other.label()} and by "
+                f"{info.label()}; uninstall one or block it with {BLOCKED_PLUGINS_ENV}"
+            )
+        registrations[name] = KmsRegistration(name, factory, info, describe)
+
+    kwargs = {"register": register}
+    try:
+        impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+    except AsherahError:
+        raise
+    except Exception as e:
+        raise PluginError(
+            f"{info.label()} failed in asherah_register_kms: {type(e).__name__}: {e}"
+        ) from e
 
 
 def _installed(dist: str) -> bool:

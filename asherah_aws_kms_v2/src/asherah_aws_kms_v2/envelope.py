@@ -1,0 +1,200 @@
+"""The multi-region KMS envelope: Asherah's JSON, parsed defensively and written compactly.
+
+``{"encryptedKey":"<b64>","kmsKeks":[{"region":"…","arn":"…","encryptedKek":"<b64>"},…]}``
+with standard, padded base64. Every malformed input raises `KmsError` whose message names the
+field that is wrong and never contains the input's bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from asherah_core import KmsError
+
+__all__ = [
+    "MAX_ENCRYPTED_KEK_BYTES",
+    "MAX_ENCRYPTED_KEY_BYTES",
+    "MAX_ENTRIES",
+    "MAX_ENVELOPE_BYTES",
+    "MAX_KEY_BYTES",
+    "Envelope",
+    "RegionalKek",
+    "parse_envelope",
+]
+
+MAX_KEY_BYTES = 4096  # the largest key we wrap: KMS's own plaintext limit
+MAX_ENCRYPTED_KEY_BYTES = MAX_KEY_BYTES + 28  # plus AES-GCM tag and nonce
+MAX_ENCRYPTED_KEK_BYTES = 6144  # KMS's CiphertextBlob limit
+MAX_ENTRIES = 64  # more than there are AWS regions
+MAX_ARN_CHARS = 2048
+MAX_REGION_CHARS = 64
+MAX_ENVELOPE_BYTES = 1 << 20  # every field at its limit, with room to spare
+
+
+@dataclass(frozen=True)
+class RegionalKek:
+    """One region's KMS-encrypted copy of the data key."""
+
+    region: str
+    arn: str
+    encrypted_kek: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"RegionalKek(region={self.region!r}, arn={self.arn!r}, "
+            f"encrypted_kek=<{len(self.encrypted_kek)} bytes>)"
+        )
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The key sealed under a data key, and that data key encrypted by KMS per region."""
+
+    encrypted_key: bytes
+    keks: tuple[RegionalKek, ...]
+
+    def to_bytes(self) -> bytes:
+        """Serialise as compact JSON in the field order the reference writers use."""
+        document = {
+            "encryptedKey": _b64(self.encrypted_key),
+            "kmsKeks": [
+                {"region": k.region, "arn": k.arn, "encryptedKek": _b64(k.encrypted_kek)}
+                for k in self.keks
+            ],
+        }
+        return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+    def kek_for(self, region: str) -> RegionalKek | None:
+        """Return the entry for `region`, if the envelope has one."""
+        return next((k for k in self.keks if k.region == region), None)
+
+    def __repr__(self) -> str:
+        regions = ", ".join(k.region for k in self.keks)
+        return f"Envelope(encrypted_key=<{len(self.encrypted_key)} bytes>, regions=[{regions}])"
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Parse an envelope; raise `KmsError` naming what is wrong with a malformed one."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise KmsError(f"envelope must be bytes, not {type(data).__name__}")
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise KmsError(
+            f"envelope is {len(data)} bytes, over the limit of {MAX_ENVELOPE_BYTES}; refusing it"
+        )
+    try:
+        document = json.loads(bytes(data))
+    except UnicodeDecodeError:
+        raise KmsError("envelope is not UTF-8 JSON") from None
+    except json.JSONDecodeError as e:
+        raise KmsError(f"envelope is not valid JSON: {e.msg} at byte {e.pos}") from None
+    except RecursionError:
+        raise KmsError("envelope JSON is nested too deeply") from None
+    except ValueError:  # for example an integer with more digits than Python converts
+        raise KmsError("envelope is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise KmsError(f"envelope must be a JSON object, got {_json_kind(document)}")
+    encrypted_key = _b64_field(document, "encryptedKey", "encryptedKey", MAX_ENCRYPTED_KEY_BYTES)
+    raw_keks = document.get("kmsKeks", _ABSENT)
+    if raw_keks is _ABSENT:
+        raise KmsError("envelope has no kmsKeks field")
+    if raw_keks is None:  # one Go version writes null when no region succeeded
+        raw_keks = []
+    if not isinstance(raw_keks, list):
+        raise KmsError(f"envelope field kmsKeks must be a list, got {_json_kind(raw_keks)}")
+    return Envelope(encrypted_key, _parse_keks(raw_keks))
+
+
+def _parse_keks(raw_keks: list[Any]) -> tuple[RegionalKek, ...]:
+    if len(raw_keks) > MAX_ENTRIES:
+        raise KmsError(
+            f"envelope has {len(raw_keks)} kmsKeks entries, over the limit of {MAX_ENTRIES}"
+        )
+    keks: list[RegionalKek] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_keks):
+        where = f"kmsKeks[{i}]"
+        if not isinstance(raw, dict):
+            raise KmsError(f"envelope field {where} must be an object, got {_json_kind(raw)}")
+        region = _str_field(raw, "region", where, MAX_REGION_CHARS)
+        arn = _str_field(raw, "arn", where, MAX_ARN_CHARS)
+        kek = _b64_field(raw, "encryptedKek", f"{where}.encryptedKek", MAX_ENCRYPTED_KEK_BYTES)
+        if region in seen:
+            raise KmsError(f"envelope field {where}.region repeats a region listed before")
+        seen.add(region)
+        keks.append(RegionalKek(region, arn, kek))
+    return tuple(keks)
+
+
+_ABSENT: Any = object()
+
+
+def _str_field(obj: dict[str, Any], name: str, where: str, limit: int) -> str:
+    value = obj.get(name, _ABSENT)
+    if value is _ABSENT:
+        raise KmsError(f"envelope field {where} has no {name}")
+    if not isinstance(value, str):
+        raise KmsError(f"envelope field {where}.{name} must be a string, got {_json_kind(value)}")
+    if not value or len(value) > limit:
+        raise KmsError(f"envelope field {where}.{name} must be 1 to {limit} characters")
+    return value
+
+
+def _b64_field(obj: dict[str, Any], name: str, where: str, limit: int) -> bytes:
+    value = obj.get(name, _ABSENT)
+    if value is _ABSENT:
+        raise KmsError(f"envelope has no {where} field")
+    if not isinstance(value, str):
+        raise KmsError(f"envelope field {where} must be a base64 string, got {_json_kind(value)}")
+    if len(value) > (limit + 2) // 3 * 4:
+        raise KmsError(f"envelope field {where} is over the limit of {limit} bytes")
+    try:
+        decoded = base64.b64decode(value.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raise KmsError(f"envelope field {where} is not valid standard base64") from None
+    if not decoded:
+        raise KmsError(f"envelope field {where} is empty")
+    return decoded
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "a number"
+    return kinds.get(type(value), type(value).__name__)
+
+
+def describe_envelope(data: bytes) -> dict[str, Any] | None:
+    """Summarise an envelope without decrypting it; `None` if `data` is not one.
+
+    Used by ``asherah-kms inspect``: regions, ARNs and sizes, never key material.
+    """
+    try:
+        document = json.loads(bytes(data))
+    except (ValueError, RecursionError, TypeError):
+        return None
+    if not isinstance(document, dict) or "encryptedKey" not in document:
+        return None
+    envelope = parse_envelope(data)
+    return {
+        "format": "asherah multi-region AWS KMS envelope",
+        "encrypted_key_bytes": len(envelope.encrypted_key),
+        "regions": [
+            {
+                "region": kek.region,
+                "arn": kek.arn,
+                "encrypted_kek_bytes": len(kek.encrypted_kek),
+                "multi_region_key": ":key/mrk-" in kek.arn,
+            }
+            for kek in envelope.keks
+        ],
+    }

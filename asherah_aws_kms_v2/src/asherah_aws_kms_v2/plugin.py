@@ -1,0 +1,14 @@
+"""The ``asherah`` entry point of this distribution: registers the ``aws-v2`` KMS."""
+
+from __future__ import annotations
+
+from asherah_core import RegisterKms, hookimpl
+
+from .builder import kms_from_config
+from .envelope import describe_envelope
+
+
+@hookimpl
+def asherah_register_kms(register: RegisterKms) -> None:
+    """Register the multi-region AWS KMS as ``aws-v2``."""
+    register("aws-v2", kms_from_config, describe=describe_envelope)

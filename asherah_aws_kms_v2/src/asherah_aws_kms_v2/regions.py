@@ -1,0 +1,115 @@
+"""Region order: the configured preference, with regions that just failed moved to the back.
+
+A region that fails with a region fault (connection error, timeout, throttling, 5xx) cools
+down for a period: calls try healthy regions first instead of paying the timeout again. When
+the period ends, exactly one call probes the region in its usual place; success makes it
+healthy again, failure starts a new cool-down. Each change is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["RegionHealth"]
+
+logger = logging.getLogger("asherah_aws_kms_v2")
+
+
+@dataclass
+class _State:
+    cool_until: float = 0.0  # 0 means healthy
+    probe_until: float = 0.0  # a probe is in flight until then
+
+
+class RegionHealth:
+    """Thread-safe health of each region, and the order to try regions in.
+
+    :param cooldown: seconds a failed region stays at the back; 0 turns the feature off.
+    :param probe_timeout: how long one probe holds the region before another call may probe.
+    :param on_change: called as ``on_change(region, healthy)`` on every change of state.
+    """
+
+    def __init__(
+        self,
+        regions: Iterable[str],
+        *,
+        cooldown: float,
+        probe_timeout: float,
+        on_change: Callable[[str, bool], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cooldown = cooldown
+        self._probe_timeout = probe_timeout
+        self._on_change = on_change
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._states = {region: _State() for region in regions}
+
+    def order(self, preferred: Sequence[str]) -> list[str]:
+        """Return `preferred` with cooling regions moved to the back, in their relative order."""
+        usable, cooling = self.split(preferred)
+        return usable + cooling
+
+    def split(self, preferred: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Split `preferred` into the regions to use now and those cooling down, in order.
+
+        A region whose cool-down has ended is given back its place to exactly one caller
+        (the probe) until that caller reports the outcome or the probe times out.
+        """
+        if self.cooldown <= 0:
+            return list(preferred), []
+        now = self._clock()
+        front: list[str] = []
+        back: list[str] = []
+        with self._lock:
+            for region in preferred:
+                state = self._states.get(region)
+                if state is None or state.cool_until == 0.0:
+                    front.append(region)
+                elif now >= state.cool_until and now >= state.probe_until:
+                    state.probe_until = now + self._probe_timeout
+                    front.append(region)
+                else:
+                    back.append(region)
+        return front, back
+
+    def is_healthy(self, region: str) -> bool:
+        """Whether `region` is not cooling down."""
+        state = self._states.get(region)
+        return state is None or state.cool_until == 0.0
+
+    def record_success(self, region: str) -> None:
+        """Mark `region` healthy after a call it answered."""
+        state = self._states.get(region)
+        if state is None or state.cool_until == 0.0:
+            return
+        with self._lock:
+            if state.cool_until == 0.0:
+                return
+            state.cool_until = state.probe_until = 0.0
+        logger.info("region %s is healthy again", region)
+        if self._on_change is not None:
+            self._on_change(region, True)
+
+    def record_fault(self, region: str, reason: str) -> None:
+        """Move `region` to the back for the cool-down after a region fault."""
+        state = self._states.get(region)
+        if self.cooldown <= 0 or state is None:
+            return
+        with self._lock:
+            was_healthy = state.cool_until == 0.0
+            state.cool_until = self._clock() + self.cooldown
+            state.probe_until = 0.0
+        if was_healthy:
+            logger.warning(
+                "region %s moved to the back of the order for %.3g s after %s",
+                region,
+                self.cooldown,
+                reason,
+            )
+            if self._on_change is not None:
+                self._on_change(region, False)

@@ -49,6 +49,7 @@ class Call:
     operation: str
     key_id: str
     thread: int
+    thread_name: str = ""
 
 
 @dataclass
@@ -65,6 +66,10 @@ class FakeAws:
     data_key_size: int = 32
     lock: threading.Lock = field(default_factory=threading.Lock)
     clients_made: int = 0
+    # every data key plaintext that went in or out of the fake (to check nothing leaks it)
+    plaintexts: list[bytes] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most calls that were inside the fake at once
 
     def create_key(self, region: str) -> str:
         arn = f"arn:aws:kms:{region}:{ACCOUNT}:key/{uuid.uuid4()}"
@@ -112,13 +117,20 @@ class FakeClient:
 
     def _enter(self, operation: str, key_id: str) -> FakeKey:
         aws = self.aws
+        thread = threading.current_thread()
         with aws.lock:
-            aws.calls.append(Call(self.region, operation, key_id, threading.get_ident()))
+            aws.calls.append(Call(self.region, operation, key_id, thread.ident or 0, thread.name))
             queued = aws.faults.get((self.region, operation))
             fault = queued.pop(0) if queued else None
-        delay = aws.delays.get(self.region, 0.0)
-        if delay:
-            time.sleep(delay)
+            aws.in_flight += 1
+            aws.max_in_flight = max(aws.max_in_flight, aws.in_flight)
+        try:
+            delay = aws.delays.get(self.region, 0.0)
+            if delay:
+                time.sleep(delay)
+        finally:
+            with aws.lock:
+                aws.in_flight -= 1
         if self.region in aws.down:
             raise aws.down[self.region]
         if fault is not None:
@@ -134,10 +146,12 @@ class FakeClient:
         assert kw.get("KeySpec") == "AES_256", kw
         key = self._enter("generate_data_key", kw["KeyId"])
         plaintext = os.urandom(self.aws.data_key_size)
+        self.aws.plaintexts.append(plaintext)
         return {"KeyId": key.arn, "Plaintext": plaintext, "CiphertextBlob": _seal(key, plaintext)}
 
     def encrypt(self, **kw: Any) -> Mapping[str, Any]:
         key = self._enter("encrypt", kw["KeyId"])
+        self.aws.plaintexts.append(kw["Plaintext"])
         return {"KeyId": key.arn, "CiphertextBlob": _seal(key, kw["Plaintext"])}
 
     def decrypt(self, **kw: Any) -> Mapping[str, Any]:
@@ -153,6 +167,7 @@ class FakeClient:
         if self.aws.data_key_size != 32:
             size = self.aws.data_key_size
             plaintext = (plaintext + b"\0" * size)[:size]
+        self.aws.plaintexts.append(plaintext)
         return {"KeyId": key.arn, "Plaintext": plaintext}
 
     def close(self) -> None:
@@ -162,3 +177,25 @@ class FakeClient:
 def _seal(key: FakeKey, plaintext: bytes) -> bytes:
     nonce = os.urandom(12)
     return key.family.encode() + b"|" + nonce + AESGCM(key.material).encrypt(nonce, plaintext, None)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to; `sleep` advances it instead of waiting."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds

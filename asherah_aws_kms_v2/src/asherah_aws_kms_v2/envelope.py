@@ -86,7 +86,9 @@ def parse_envelope(data: bytes) -> Envelope:
             f"envelope is {len(data)} bytes, over the limit of {MAX_ENVELOPE_BYTES}; refusing it"
         )
     try:
-        document = json.loads(bytes(data))
+        # Decode first: json.loads(bytes) would also accept UTF-16, UTF-32 and a UTF-8 BOM,
+        # which the reference readers refuse.
+        document = json.loads(bytes(data).decode("utf-8"))
     except UnicodeDecodeError:
         raise KmsError("envelope is not UTF-8 JSON") from None
     except json.JSONDecodeError as e:
@@ -152,11 +154,16 @@ def _b64_field(obj: dict[str, Any], name: str, where: str, limit: int) -> bytes:
     if len(value) > (limit + 2) // 3 * 4:
         raise KmsError(f"envelope field {where} is over the limit of {limit} bytes")
     try:
+        # b64decode ignores padding beyond a full quantum ("AAAA=="); Go refuses it.
+        if len(value) % 4:
+            raise ValueError("length is not a multiple of 4")
         decoded = base64.b64decode(value.encode("ascii"), validate=True)
     except (UnicodeEncodeError, binascii.Error, ValueError):
         raise KmsError(f"envelope field {where} is not valid standard base64") from None
     if not decoded:
         raise KmsError(f"envelope field {where} is empty")
+    if len(decoded) > limit:
+        raise KmsError(f"envelope field {where} is over the limit of {limit} bytes")
     return decoded
 
 

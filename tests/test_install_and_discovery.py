@@ -1,0 +1,313 @@
+"""Install the distributions (non-editable) into a fresh venv and check plugin discovery.
+
+One venv for the module: ``asherah-core`` and ``asherah-aws-kms-v2`` from this repository, then
+a throwaway third-party plugin distribution built here, each installed with plain pip. The
+sources are copied first so pip's in-tree build never writes into the working tree. Needs PyPI
+for the build backend and the dependencies; takes 30-60 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = REPO / "asherah_core"
+AWS = REPO / "asherah_aws_kms_v2"
+AWS_MISSING = "asherah_aws_kms_v2/pyproject.toml does not exist yet"
+
+TOY_PYPROJECT = """
+    [build-system]
+    requires = ["setuptools>=61"]
+    build-backend = "setuptools.build_meta"
+
+    [project]
+    name = "{dist}"
+    version = "{version}"
+    requires-python = ">=3.11"
+    dependencies = ["asherah-core"]
+
+    [project.entry-points.asherah]
+    {plugin} = "{module}"
+
+    [tool.setuptools]
+    py-modules = ["{module}"]
+"""
+
+TOY_MODULE = """
+    from asherah_core import KeyManagementService, hookimpl
+
+
+    class ToyKms(KeyManagementService):
+        def __init__(self, shift):
+            self.shift = shift
+
+        def encrypt_key(self, key):
+            return b"toy:" + bytes((b + self.shift) % 256 for b in key)
+
+        def decrypt_key(self, encrypted):
+            return bytes((b - self.shift) % 256 for b in encrypted.removeprefix(b"toy:"))
+
+
+    def toy_factory(config, crypto):
+        config.check_keys(["shift"])
+        return ToyKms(config.get_int("shift", 1))
+
+
+    def describe(encrypted):
+        if encrypted.startswith(b"toy:"):
+            return {"format": "toy", "bytes": len(encrypted)}
+        return None
+
+
+    @hookimpl
+    def asherah_register_kms(register):
+        register("toy", toy_factory, describe=describe)
+"""
+
+BROKEN_MODULE = """
+    import asherah_toy_dependency_that_is_not_installed  # noqa: F401
+"""
+
+
+@dataclass(frozen=True)
+class Venv:
+    root: Path
+    python: Path
+    cli: Path
+    with_aws: bool
+    work: Path
+
+    def run(
+        self, *argv: str | Path, env: dict[str, str] | None = None, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(a) for a in argv],
+            cwd=self.work,
+            env=clean_env(env),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    def python_json(self, code: str) -> Any:
+        result = self.run(self.python, "-c", textwrap.dedent(code))
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The test's environment without anything that would steer imports or plugin loading."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ASHERAH_", "PYTHON", "PIP_", "VIRTUAL_ENV"))
+    }
+    env.update(extra or {})
+    return env
+
+
+def pip(python: Path, *args: str | Path) -> None:
+    result = subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", "-q", *map(str, args)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, f"pip {' '.join(map(str, args))} failed:\n{result.stderr}"
+
+
+def copy_source(src: Path, dest: Path) -> Path:
+    ignore = shutil.ignore_patterns(
+        "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"
+    )
+    shutil.copytree(src, dest, ignore=ignore)
+    return dest
+
+
+def write_toy_distribution(
+    where: Path, *, dist: str, version: str, plugin: str, module: str, source: str
+) -> Path:
+    where.mkdir(parents=True)
+    (where / "pyproject.toml").write_text(
+        textwrap.dedent(TOY_PYPROJECT).format(
+            dist=dist, version=version, plugin=plugin, module=module
+        ),
+        encoding="utf-8",
+    )
+    (where / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    return where
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    base = tmp_path_factory.mktemp("install")
+    root = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
+    bindir = root / ("Scripts" if os.name == "nt" else "bin")
+    python = bindir / ("python.exe" if os.name == "nt" else "python")
+
+    with_aws = (AWS / "pyproject.toml").is_file()
+    sources = [copy_source(CORE, base / "src" / "asherah_core")]
+    if with_aws:
+        sources.append(copy_source(AWS, base / "src" / "asherah_aws_kms_v2"))
+    pip(python, "install", *sources)
+
+    toy = write_toy_distribution(
+        base / "src" / "toy",
+        dist="asherah-toy-kms",
+        version="0.3.0",
+        plugin="toy",
+        module="asherah_toy_kms",
+        source=TOY_MODULE,
+    )
+    pip(python, "install", toy)
+
+    work = base / "work"
+    work.mkdir()
+    return Venv(root, python, bindir / "asherah-kms", with_aws, work)
+
+
+def plugins_json(venv: Venv, env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    result = venv.run(venv.cli, "plugins", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
+
+
+def test_installed_non_editable_from_the_venv(venv: Venv) -> None:
+    info = venv.python_json(
+        """
+        import importlib.metadata, json, pathlib, asherah_core
+        dist = importlib.metadata.distribution("asherah-core")
+        print(json.dumps({
+            "file": asherah_core.__file__,
+            "version": dist.version,
+            "typed": (pathlib.Path(asherah_core.__file__).parent / "py.typed").is_file(),
+            "direct_url": dist.read_text("direct_url.json"),
+        }))
+        """
+    )
+    assert Path(info["file"]).is_relative_to(venv.root)
+    assert info["typed"] is True
+    assert '"editable": true' not in (info["direct_url"] or "")
+    assert venv.cli.is_file()
+
+
+def test_core_discovers_the_third_party_plugin(venv: Venv) -> None:
+    result = venv.python_json(
+        """
+        import json
+        from asherah_core import available_kms, load_kms
+
+        kms = load_kms("toy", {"shift": 3})
+        encrypted = kms.encrypt_key(b"k" * 32)
+        print(json.dumps({
+            "available": available_kms(),
+            "encrypted": encrypted.hex(),
+            "round_trip": kms.decrypt_key(encrypted) == b"k" * 32,
+        }))
+        """
+    )
+    assert {"static", "toy"} <= set(result["available"])
+    assert result["available"] == sorted(result["available"])
+    assert result["round_trip"] is True
+    assert bytes.fromhex(result["encrypted"]) == b"toy:" + bytes([ord("k") + 3]) * 32
+
+
+def test_core_discovers_the_aws_plugin(venv: Venv) -> None:
+    if not venv.with_aws:
+        pytest.skip(AWS_MISSING)
+    available = venv.python_json(
+        "import json; from asherah_core import available_kms; print(json.dumps(available_kms()))"
+    )
+    assert {"static", "aws-v2", "toy"} <= set(available)
+
+
+def test_cli_lists_the_plugins_with_their_distributions(venv: Venv) -> None:
+    plugins = plugins_json(venv)
+    assert plugins["static"]["distribution"] == "asherah-core"
+    assert plugins["static"]["kms"] == ["static"]
+    assert plugins["toy"] == {
+        "name": "toy",
+        "distribution": "asherah-toy-kms",
+        "version": "0.3.0",
+        "kms": ["toy"],
+    }
+    if venv.with_aws:
+        (aws,) = [p for p in plugins.values() if "aws-v2" in p["kms"]]
+        assert aws["distribution"] == "asherah-aws-kms-v2"
+
+    text = venv.run(venv.cli, "plugins")
+    assert text.returncode == 0, text.stderr
+    assert "asherah-toy-kms" in text.stdout
+    assert "asherah-core" in text.stdout
+    if venv.with_aws:
+        assert "asherah-aws-kms-v2" in text.stdout
+
+
+def test_cli_uses_the_third_party_kms(venv: Venv) -> None:
+    (venv.work / "plugins.toml").write_text(
+        '[kms]\nplugin = "toy"\n[plugins.toy]\nshift = "${TOY_SHIFT:-2}"\n', encoding="utf-8"
+    )
+    doctor = venv.run(venv.cli, "doctor")
+    assert doctor.returncode == 0, doctor.stderr
+    assert "round-trip" in doctor.stdout
+
+    encrypted = venv.run(venv.cli, "encrypt-key", "--base64", stdin="AAAA\n")
+    assert encrypted.returncode == 0, encrypted.stderr
+    inspect = venv.run(venv.cli, "inspect", "--base64", "--json", stdin=encrypted.stdout)
+    assert inspect.returncode == 0, inspect.stderr
+    assert json.loads(inspect.stdout) == {"kms": "toy", "summary": {"format": "toy", "bytes": 7}}
+
+
+def test_blocking_and_disabling_through_the_environment(venv: Venv) -> None:
+    assert "toy" not in plugins_json(venv, {"ASHERAH_BLOCKED_PLUGINS": "toy"})
+    assert list(plugins_json(venv, {"ASHERAH_DISABLE_PLUGIN_AUTOLOAD": "1"})) == ["static"]
+
+
+@pytest.fixture(scope="module")
+def broken_site(venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plugin distribution that fails to import, installed outside the venv (``--target``)."""
+    base = tmp_path_factory.mktemp("broken")
+    dist = write_toy_distribution(
+        base / "src",
+        dist="asherah-broken-kms",
+        version="6.6.6",
+        plugin="broken",
+        module="asherah_broken_kms",
+        source=BROKEN_MODULE,
+    )
+    site = base / "site"
+    pip(venv.python, "install", "--no-deps", "--target", site, dist)
+    return site
+
+
+def test_plugin_that_fails_to_import_is_reported_by_the_cli(venv: Venv, broken_site: Path) -> None:
+    result = venv.run(venv.cli, "plugins", env={"PYTHONPATH": str(broken_site)})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    message = result.stderr
+    assert message.startswith("asherah-kms: error: ")
+    assert "plugin 'broken' (distribution asherah-broken-kms 6.6.6) failed to import" in message
+    assert "asherah_toy_dependency_that_is_not_installed" in message
+
+    blocked = plugins_json(
+        venv, {"PYTHONPATH": str(broken_site), "ASHERAH_BLOCKED_PLUGINS": "broken"}
+    )
+    assert "toy" in blocked
+    assert "broken" not in blocked

@@ -40,6 +40,8 @@ def toy_describe(encrypted: bytes) -> Mapping[str, Any] | None:
         "bytes": len(encrypted),
         "kmsKeks": [{"region": "us-west-2", "arn": "arn:aws:kms:us-west-2:1:key/k"}],
         "meta": {"version": 1},
+        "empty": [],
+        "none": {},
     }
 
 
@@ -439,6 +441,8 @@ def test_inspect_a_file_with_a_describer(capsys: pytest.CaptureFixture[str]) -> 
         "    arn: arn:aws:kms:us-west-2:1:key/k",
         "meta:",
         "  version: 1",
+        "empty: []",
+        "none: {}",
     ]
 
 

@@ -280,7 +280,9 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 def _print_mapping(mapping: Mapping[str, Any], indent: str) -> None:
     for key, value in mapping.items():
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping | list | tuple) and not value:
+            print(f"{indent}{key}: {'{}' if isinstance(value, Mapping) else '[]'}")
+        elif isinstance(value, Mapping):
             print(f"{indent}{key}:")
             _print_mapping(value, indent + "  ")
         elif isinstance(value, list | tuple):

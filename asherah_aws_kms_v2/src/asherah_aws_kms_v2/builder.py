@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any, Literal, Self
 
 import boto3
+from botocore.exceptions import ProfileNotFound
 from opentelemetry.metrics import Meter
 
 from asherah_core import Aead, ConfigError, PluginConfig
@@ -139,7 +140,12 @@ class AwsKmsBuilder:
         """Validate everything, make one client per region, and return the KMS."""
         settings = self._settings()
         if settings.profile is not None and self._session is None:
-            self._session = boto3.Session(profile_name=settings.profile)
+            try:
+                self._session = boto3.Session(profile_name=settings.profile)
+            except ProfileNotFound as e:
+                raise ConfigError(
+                    f"profile: no AWS profile named {settings.profile!r} in the AWS config files"
+                ) from e
         config = client_config(settings.timeout, settings.max_concurrency)
         clients = make_clients(
             {r.name: r.endpoint for r in settings.regions},
@@ -177,4 +183,9 @@ def new_aws_kms(crypto: Aead, preferred_region: str, arn_map: Mapping[str, str])
 
 def kms_from_config(config: PluginConfig, crypto: Aead) -> AwsKms:
     """The plugin's factory: ``[plugins.aws-v2]`` of plugins.toml to a built `AwsKms`."""
-    return AwsKmsBuilder.from_settings(crypto, settings_from_config(config)).build()
+    builder = AwsKmsBuilder.from_settings(crypto, settings_from_config(config))
+    try:
+        return builder.build()
+    except ConfigError as e:  # for example an unknown profile: name the key in plugins.toml
+        prefix = f"{config.path}." if config.path else ""
+        raise ConfigError(f"{config.source}: {prefix}{e}") from e.__cause__

@@ -273,10 +273,11 @@ def settings_from_config(config: PluginConfig) -> AwsKmsSettings:
     if "min_regions" in config:
         raw = config["min_regions"]
         min_regions = raw if raw == "all" else config.get_int("min_regions")
+    preferred_region = config.get_str("preferred_region", None)
     try:
         return AwsKmsSettings.create(
             arns,
-            preferred_region=config.get_str("preferred_region", None),
+            preferred_region=preferred_region,
             endpoints=endpoints,
             min_regions=min_regions,
             **options,

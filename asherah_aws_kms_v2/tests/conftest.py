@@ -97,3 +97,13 @@ def make_kms(aws: FakeAws) -> Iterator[MakeKms]:
     yield make
     for kms in made:
         kms.close()
+
+
+@pytest.fixture
+def offline_boto3(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Let real boto3 clients be built without the user's AWS files, credentials or IMDS."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
 
 from asherah_aws_kms_v2 import AwsKms, AwsKmsBuilder, AwsKmsSettings
 from asherah_core import Aes256Gcm
@@ -107,3 +109,45 @@ def offline_boto3(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+class Metrics:
+    """An OpenTelemetry SDK meter whose measurements the test can read back."""
+
+    def __init__(self) -> None:
+        self.reader = InMemoryMetricReader()
+        self.provider = MeterProvider(metric_readers=[self.reader])
+        self.meter = self.provider.get_meter("asherah-aws-kms-v2-tests")
+
+    def collect(self) -> dict[str, Metric]:
+        """Every metric recorded so far, by name."""
+        data = self.reader.get_metrics_data()
+        if data is None:
+            return {}
+        return {
+            metric.name: metric
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }
+
+    def points(self, name: str) -> list[Any]:
+        metric = self.collect().get(name)
+        return [] if metric is None else list(metric.data.data_points)
+
+    def count(self, name: str, **attributes: str) -> int:
+        """The sum of a counter (or a histogram's count) over points with these attributes."""
+        total = 0
+        for point in self.points(name):
+            attrs = {k.replace(".", "_"): v for k, v in (point.attributes or {}).items()}
+            if all(attrs.get(k) == v for k, v in attributes.items()):
+                total += point.count if hasattr(point, "count") else point.value
+        return int(total)
+
+
+@pytest.fixture
+def metrics() -> Iterator[Metrics]:
+    """A meter backed by the SDK's in-memory reader; pass ``metrics.meter`` to the KMS."""
+    m = Metrics()
+    yield m
+    m.provider.shutdown()

@@ -64,6 +64,7 @@ class FakeAws:
     down: dict[str, BaseException] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
     data_key_size: int = 32
+    data_key_sizes: dict[str, int] = field(default_factory=dict)  # per-region override
     lock: threading.Lock = field(default_factory=threading.Lock)
     clients_made: int = 0
     # every data key plaintext that went in or out of the fake (to check nothing leaks it)
@@ -145,7 +146,7 @@ class FakeClient:
     def generate_data_key(self, **kw: Any) -> Mapping[str, Any]:
         assert kw.get("KeySpec") == "AES_256", kw
         key = self._enter("generate_data_key", kw["KeyId"])
-        plaintext = os.urandom(self.aws.data_key_size)
+        plaintext = os.urandom(self.aws.data_key_sizes.get(self.region, self.aws.data_key_size))
         self.aws.plaintexts.append(plaintext)
         return {"KeyId": key.arn, "Plaintext": plaintext, "CiphertextBlob": _seal(key, plaintext)}
 
@@ -164,8 +165,8 @@ class FakeClient:
             plaintext = AESGCM(key.material).decrypt(sealed[:12], sealed[12:], None)
         except Exception:
             raise client_error("InvalidCiphertextException", 400, "invalid ciphertext") from None
-        if self.aws.data_key_size != 32:
-            size = self.aws.data_key_size
+        size = self.aws.data_key_sizes.get(self.region, self.aws.data_key_size)
+        if size != 32:
             plaintext = (plaintext + b"\0" * size)[:size]
         self.aws.plaintexts.append(plaintext)
         return {"KeyId": key.arn, "Plaintext": plaintext}

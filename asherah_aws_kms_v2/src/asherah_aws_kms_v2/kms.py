@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from opentelemetry.metrics import Meter
@@ -104,6 +104,10 @@ class AwsKms(KeyManagementService):
         try:
             return self._encrypt(bytes(key), self._clock() + self._settings.deadline)
         except BaseException as e:
+            if isinstance(e, RuntimeError | CancelledError) and self._closed:
+                # close() shut the pool under this call: no new work, queued work cancelled.
+                error_type = "KmsError"
+                raise KmsError("encrypt_key: this AwsKms was closed during the call") from e
             error_type = _error_type(e)
             raise
         finally:
@@ -276,6 +280,10 @@ class AwsKms(KeyManagementService):
             envelope = parse_envelope(encrypted)
             return self._decrypt(envelope, self._clock() + self._settings.deadline)
         except BaseException as e:
+            if isinstance(e, RuntimeError | CancelledError) and self._closed:
+                # close() shut the pool under this call: no new work, queued work cancelled.
+                error_type = "KmsError"
+                raise KmsError("decrypt_key: this AwsKms was closed during the call") from e
             error_type = _error_type(e)
             raise
         finally:

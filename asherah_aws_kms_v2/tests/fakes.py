@@ -67,6 +67,7 @@ class FakeAws:
     data_key_sizes: dict[str, int] = field(default_factory=dict)  # per-region override
     lock: threading.Lock = field(default_factory=threading.Lock)
     clients_made: int = 0
+    clients: list[FakeClient] = field(default_factory=list)
     # every data key plaintext that went in or out of the fake (to check nothing leaks it)
     plaintexts: list[bytes] = field(default_factory=list)
     in_flight: int = 0
@@ -88,9 +89,11 @@ class FakeAws:
         return arns
 
     def client(self, region: str) -> FakeClient:
+        client = FakeClient(self, region)
         with self.lock:
             self.clients_made += 1
-        return FakeClient(self, region)
+            self.clients.append(client)
+        return client
 
     def factory(self) -> Callable[..., FakeClient]:
         def make(region: str, *, session: Any, endpoint_url: str | None, config: Any) -> FakeClient:
@@ -115,6 +118,7 @@ class FakeClient:
         self.aws = aws
         self.region = region
         self.closed = False
+        self.close_calls = 0
 
     def _enter(self, operation: str, key_id: str) -> FakeKey:
         aws = self.aws
@@ -173,6 +177,7 @@ class FakeClient:
 
     def close(self) -> None:
         self.closed = True
+        self.close_calls += 1
 
 
 def _seal(key: FakeKey, plaintext: bytes) -> bytes:

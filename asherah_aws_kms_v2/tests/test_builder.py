@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from asherah_aws_kms_v2 import AwsKms, AwsKmsBuilder, new_aws_kms
+from asherah_aws_kms_v2 import AwsKms, AwsKmsBuilder, AwsKmsSettings, new_aws_kms
 from asherah_aws_kms_v2.settings import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
@@ -359,13 +359,10 @@ def test_the_factory_gets_the_session_and_a_client_config_from_the_settings() ->
 
 
 def test_an_unknown_profile_is_a_config_error_naming_the_profile(offline_boto3: None) -> None:
-    settings_builder = AwsKmsBuilder.from_settings(
-        Aes256Gcm(),
-        builder().with_preferred_region("us-west-2")._settings().replace(profile="no-such"),
-    )
+    settings = AwsKmsSettings.create(THREE, preferred_region="us-west-2", profile="no-such")
 
-    with pytest.raises(ConfigError, match=r"profile: .*no-such"):
-        settings_builder.build()
+    with pytest.raises(ConfigError, match=r"^profile: no AWS profile named 'no-such'"):
+        AwsKmsBuilder.from_settings(Aes256Gcm(), settings).build()
 
 
 # Clients and defaults -------------------------------------------------------------------

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from asherah_aws_kms_v2 import Envelope, parse_envelope
+from asherah_core import KmsError
 
 from .conftest import REGIONS, MakeKms
 from .fakes import FakeAws, client_error
@@ -46,6 +49,32 @@ def test_an_entry_from_another_replica_region_decrypts_with_the_local_replica_ar
     assert [(c.region, c.key_id) for c in aws.calls_to("decrypt")] == [
         ("us-west-2", arns["us-west-2"])
     ]
+
+
+def test_a_reader_configured_with_only_one_replica_decrypts_another_replicas_entry(
+    aws: FakeAws, make_kms: MakeKms
+) -> None:
+    arns = aws.create_mrk(["us-west-2", "us-east-1"])
+    writer = make_kms({"us-east-1": arns["us-east-1"]}, preferred="us-east-1")
+    blob = writer.encrypt_key(KEY)
+    assert [k.region for k in parse_envelope(blob).keks] == ["us-east-1"]
+    reader = make_kms({"us-west-2": arns["us-west-2"]}, preferred="us-west-2")
+
+    assert reader.decrypt_key(blob) == KEY
+    assert [(c.region, c.key_id) for c in aws.calls_to("decrypt")] == [
+        ("us-west-2", arns["us-west-2"])
+    ]
+
+
+def test_an_unrelated_entry_is_not_taken_for_a_replica(aws: FakeAws, make_kms: MakeKms) -> None:
+    east = aws.create_mrk(["us-east-1"])["us-east-1"]
+    west = aws.create_mrk(["us-west-2"])["us-west-2"]  # another MRK: other key id
+    blob = make_kms({"us-east-1": east}, preferred="us-east-1").encrypt_key(KEY)
+    reader = make_kms({"us-west-2": west}, preferred="us-west-2")
+
+    with pytest.raises(KmsError, match="no copy of the data key for a configured region"):
+        reader.decrypt_key(blob)
+    assert aws.calls_to("decrypt") == []
 
 
 def test_decrypt_fails_over_across_replicas_with_each_regions_own_arn(

@@ -12,9 +12,9 @@ from typing import Any
 
 from opentelemetry.metrics import Meter
 
-from asherah_core import Aead, CryptoError, KeyManagementService, KmsError, ProbeResult
+from asherah_core import Aead, ConfigError, CryptoError, KeyManagementService, KmsError, ProbeResult
 
-from .arn import same_multi_region_key
+from .arn import parse_arn, same_multi_region_key
 from .clients import KmsClient, RegionCallError, RetryPolicy, call_with_retries
 from .envelope import MAX_KEY_BYTES, Envelope, RegionalKek, parse_envelope
 from .metrics import KmsMetrics, attributes
@@ -346,12 +346,7 @@ class AwsKms(KeyManagementService):
     def _decrypt_attempts(self, envelope: Envelope) -> list[tuple[str, bytes]]:
         attempts: list[tuple[str, bytes]] = []
         for region in self._health.order(self._order):
-            entry = envelope.kek_for(region)
-            if entry is None:
-                entry = next(
-                    (e for r in self._group(region) if (e := envelope.kek_for(r)) is not None),
-                    None,
-                )
+            entry = envelope.kek_for(region) or self._replica_entry(region, envelope)
             if entry is not None:
                 attempts.append((region, entry.encrypted_kek))
         if not attempts:
@@ -361,6 +356,23 @@ class AwsKms(KeyManagementService):
                 f"region (envelope regions: {present}; configured: {', '.join(self._order)})"
             )
         return attempts
+
+    def _replica_entry(self, region: str, envelope: Envelope) -> RegionalKek | None:
+        """An entry made under a replica of `region`'s Multi-Region key, if MRK-aware.
+
+        The envelope's ARN only picks the candidate; Decrypt still names the locally
+        configured ARN, so KMS itself refuses a blob that is not from that key.
+        """
+        local = self._arns[region]
+        if not (self._settings.mrk_awareness and local.is_multi_region):
+            return None
+        for entry in envelope.keks:
+            try:
+                if same_multi_region_key(local, parse_arn(entry.arn)):
+                    return entry
+            except ConfigError:
+                continue
+        return None
 
     def _decrypt_in(
         self, region: str, blob: bytes, encrypted_key: bytes, deadline: float, last: bool

@@ -9,21 +9,18 @@ for the build backend and the dependencies; takes 30-60 s.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from ._venv import REPO, Venv, copy_source, create_venv
+
 CORE = REPO / "asherah_core"
 AWS = REPO / "asherah_aws_kms_v2"
 AWS_MISSING = "asherah_aws_kms_v2/pyproject.toml does not exist yet"
+WITH_AWS = (AWS / "pyproject.toml").is_file()
 
 TOY_PYPROJECT = """
     [build-system]
@@ -79,67 +76,6 @@ BROKEN_MODULE = """
 """
 
 
-@dataclass(frozen=True)
-class Venv:
-    root: Path
-    python: Path
-    cli: Path
-    with_aws: bool
-    work: Path
-
-    def run(
-        self, *argv: str | Path, env: dict[str, str] | None = None, stdin: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(a) for a in argv],
-            cwd=self.work,
-            env=clean_env(env),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert "Traceback" not in result.stderr, result.stderr
-        return result
-
-    def python_json(self, code: str) -> Any:
-        result = self.run(self.python, "-c", textwrap.dedent(code))
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test's environment without anything that would steer imports or plugin loading."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ASHERAH_", "PYTHON", "PIP_", "VIRTUAL_ENV"))
-    }
-    env.update(extra or {})
-    return env
-
-
-def pip(python: Path, *args: str | Path) -> None:
-    result = subprocess.run(
-        [str(python), "-m", "pip", "--disable-pip-version-check", "-q", *map(str, args)],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, f"pip {' '.join(map(str, args))} failed:\n{result.stderr}"
-
-
-def copy_source(src: Path, dest: Path) -> Path:
-    ignore = shutil.ignore_patterns(
-        "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"
-    )
-    shutil.copytree(src, dest, ignore=ignore)
-    return dest
-
-
 def write_toy_distribution(
     where: Path, *, dist: str, version: str, plugin: str, module: str, source: str
 ) -> Path:
@@ -157,16 +93,11 @@ def write_toy_distribution(
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     base = tmp_path_factory.mktemp("install")
-    root = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, timeout=300)
-    bindir = root / ("Scripts" if os.name == "nt" else "bin")
-    python = bindir / ("python.exe" if os.name == "nt" else "python")
-
-    with_aws = (AWS / "pyproject.toml").is_file()
+    venv = create_venv(base)
     sources = [copy_source(CORE, base / "src" / "asherah_core")]
-    if with_aws:
+    if WITH_AWS:
         sources.append(copy_source(AWS, base / "src" / "asherah_aws_kms_v2"))
-    pip(python, "install", *sources)
+    venv.pip("install", *sources)
 
     toy = write_toy_distribution(
         base / "src" / "toy",
@@ -176,11 +107,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
         module="asherah_toy_kms",
         source=TOY_MODULE,
     )
-    pip(python, "install", toy)
-
-    work = base / "work"
-    work.mkdir()
-    return Venv(root, python, bindir / "asherah-kms", with_aws, work)
+    venv.pip("install", toy)
+    return venv
 
 
 def plugins_json(venv: Venv, env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
@@ -230,7 +158,7 @@ def test_core_discovers_the_third_party_plugin(venv: Venv) -> None:
 
 
 def test_core_discovers_the_aws_plugin(venv: Venv) -> None:
-    if not venv.with_aws:
+    if not WITH_AWS:
         pytest.skip(AWS_MISSING)
     available = venv.python_json(
         "import json; from asherah_core import available_kms; print(json.dumps(available_kms()))"
@@ -248,7 +176,7 @@ def test_cli_lists_the_plugins_with_their_distributions(venv: Venv) -> None:
         "version": "0.3.0",
         "kms": ["toy"],
     }
-    if venv.with_aws:
+    if WITH_AWS:
         (aws,) = [p for p in plugins.values() if "aws-v2" in p["kms"]]
         assert aws["distribution"] == "asherah-aws-kms-v2"
 
@@ -256,7 +184,7 @@ def test_cli_lists_the_plugins_with_their_distributions(venv: Venv) -> None:
     assert text.returncode == 0, text.stderr
     assert "asherah-toy-kms" in text.stdout
     assert "asherah-core" in text.stdout
-    if venv.with_aws:
+    if WITH_AWS:
         assert "asherah-aws-kms-v2" in text.stdout
 
 
@@ -293,7 +221,7 @@ def broken_site(venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Path:
         source=BROKEN_MODULE,
     )
     site = base / "site"
-    pip(venv.python, "install", "--no-deps", "--target", site, dist)
+    venv.pip("install", "--no-deps", "--target", site, dist)
     return site
 
 

@@ -1,0 +1,172 @@
+"""Shared pytest set-up for every test in the repository (both distributions and ``tests/``).
+
+- Tests collected from any ``integration`` folder are marked ``integration``.
+- Fixtures for the integration tests, against the LocalStack named by
+  ``ASHERAH_LOCALSTACK_ENDPOINT`` (``nox -s integration`` starts one and sets it):
+  ``localstack_endpoint``, ``kms_client``, ``regional_keys``, ``mrk_keys`` and ``fresh_key``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import pytest
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+
+ENDPOINT_ENV = "ASHERAH_LOCALSTACK_ENDPOINT"  # the same name as tools/localstack.py
+REGIONS = ("us-west-2", "us-east-1", "eu-west-1")
+"""The regions of ``regional_keys`` and ``mrk_keys``."""
+MRK_PRIMARY_REGION = "us-east-1"
+TEST_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+KmsClientFactory = Callable[[str], "KMSClient"]
+FreshKeyFactory = Callable[..., str]
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark every test that lives under a folder named ``integration`` as ``integration``."""
+    path = Path(item.path)
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(item.config.rootpath)
+    if "integration" in path.parts[:-1]:
+        item.add_marker(pytest.mark.integration)
+
+
+# --- Helpers the fixtures are made of ------------------------------------------------------------
+
+
+def make_kms_client(endpoint: str, region: str) -> KMSClient:
+    """Return a KMS client for ``region`` at the LocalStack ``endpoint``, with test credentials."""
+    from localstack_client.session import Session  # noqa: PLC0415 - only integration needs it
+
+    parts = urlsplit(endpoint)
+    session = Session(
+        region_name=region,
+        localstack_host=f"{parts.hostname}:{parts.port or 4566}",
+        **TEST_CREDENTIALS,
+    )
+    client: KMSClient = session.client("kms")
+    # localstack-client prefers $AWS_ENDPOINT_URL (and $USE_SSL for the scheme) over the host it
+    # is given; make sure the client talks to the endpoint the tests were promised.
+    if client.meta.endpoint_url.rstrip("/") != endpoint.rstrip("/"):
+        pytest.fail(
+            f"localstack-client built a KMS client for {client.meta.endpoint_url}, not for "
+            f"{endpoint} (is AWS_ENDPOINT_URL or USE_SSL set?); unset them for the tests.",
+            pytrace=False,
+        )
+    return client
+
+
+def create_key(client: KMSClient, description: str, *, multi_region: bool = False) -> str:
+    """Create a symmetric encryption key and return its ARN."""
+    metadata = client.create_key(
+        Description=description,
+        KeySpec="SYMMETRIC_DEFAULT",
+        KeyUsage="ENCRYPT_DECRYPT",
+        MultiRegion=multi_region,
+    )["KeyMetadata"]
+    return metadata["Arn"]
+
+
+def wait_enabled(client: KMSClient, arn: str, timeout: float = 30.0) -> None:
+    """Wait until the key is usable (a replica starts as ``Creating`` on real AWS)."""
+    deadline = time.monotonic() + timeout
+    while (state := client.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"]) != "Enabled":
+        if time.monotonic() > deadline:
+            pytest.fail(f"KMS key {arn} is still {state} after {timeout:.0f} s", pytrace=False)
+        time.sleep(0.2)
+
+
+def schedule_deletion(client: KMSClient, arn: str) -> None:
+    """Best-effort clean-up, for an endpoint that outlives the test session."""
+    with contextlib.suppress(Exception):
+        client.schedule_key_deletion(KeyId=arn, PendingWindowInDays=7)
+
+
+# --- Fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def localstack_endpoint() -> str:
+    """The URL of the LocalStack to test against, from ``ASHERAH_LOCALSTACK_ENDPOINT``."""
+    endpoint = os.environ.get(ENDPOINT_ENV, "").strip().rstrip("/")
+    if not endpoint:
+        pytest.fail(
+            f"{ENDPOINT_ENV} is not set, and this test needs LocalStack. Run the integration "
+            f"tests with `nox -s integration` (it starts LocalStack), or wrap pytest with "
+            f"`python tools/localstack.py run -- pytest -m integration`, or set {ENDPOINT_ENV} "
+            f"to a running LocalStack (e.g. http://localhost:4566).",
+            pytrace=False,
+        )
+    return endpoint
+
+
+@pytest.fixture(scope="session")
+def kms_client(localstack_endpoint: str) -> KmsClientFactory:
+    """A factory: ``kms_client(region)`` returns a KMS client for that region at LocalStack."""
+    clients: dict[str, KMSClient] = {}
+
+    def factory(region: str) -> KMSClient:
+        if region not in clients:
+            clients[region] = make_kms_client(localstack_endpoint, region)
+        return clients[region]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def regional_keys(kms_client: KmsClientFactory) -> Iterator[dict[str, str]]:
+    """One symmetric key in each of ``REGIONS``: region -> key ARN (for the whole session)."""
+    keys = {
+        region: create_key(kms_client(region), f"asherah-py test key ({region})")
+        for region in REGIONS
+    }
+    yield keys
+    for region, arn in keys.items():
+        schedule_deletion(kms_client(region), arn)
+
+
+@pytest.fixture(scope="session")
+def mrk_keys(kms_client: KmsClientFactory) -> Iterator[dict[str, str]]:
+    """A Multi-Region key made in us-east-1 and replicated to the other ``REGIONS``.
+
+    Region -> ARN of the key in that region (the primary's, or the replica's); the ARNs share
+    the ``mrk-...`` key id.
+    """
+    primary = kms_client(MRK_PRIMARY_REGION)
+    arn = create_key(primary, "asherah-py test multi-Region key", multi_region=True)
+    keys = {MRK_PRIMARY_REGION: arn}
+    for region in REGIONS:
+        if region != MRK_PRIMARY_REGION:
+            replica = primary.replicate_key(KeyId=arn, ReplicaRegion=region)
+            keys[region] = replica["ReplicaKeyMetadata"]["Arn"]
+            wait_enabled(kms_client(region), keys[region])
+    yield {region: keys[region] for region in REGIONS}
+    for region in (*keys.keys() - {MRK_PRIMARY_REGION}, MRK_PRIMARY_REGION):
+        schedule_deletion(kms_client(region), keys[region])
+
+
+@pytest.fixture
+def fresh_key(kms_client: KmsClientFactory) -> Iterator[FreshKeyFactory]:
+    """A factory: ``fresh_key(region)`` creates a key of the test's own (to disable, say).
+
+    Takes an optional ``description=``; the keys are scheduled for deletion after the test.
+    """
+    made: list[tuple[str, str]] = []
+
+    def factory(region: str, *, description: str = "asherah-py test key (fresh)") -> str:
+        arn = create_key(kms_client(region), description)
+        made.append((region, arn))
+        return arn
+
+    yield factory
+    for region, arn in made:
+        schedule_deletion(kms_client(region), arn)

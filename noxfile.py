@@ -1,0 +1,167 @@
+"""Every developer and CI entry point. ``nox`` runs lint, typecheck, tests and integration.
+
+- Extra arguments go to the tool: ``nox -s tests -- -x -k envelope`` (pytest; naming a test file
+  or folder replaces the default test paths), ``nox -s typecheck -- --no-incremental`` (mypy),
+  ``nox -s lint -- --statistics`` (ruff check).
+- ``tests`` runs on every Python the project supports (the classifiers of asherah_core), found
+  as ``pythonX.Y`` on PATH or in pyenv's versions folder; one not found is skipped, with a
+  message. One version: ``nox -s "tests(3.12)"``.
+- ``integration`` starts LocalStack (tools/localstack.py, Python 3.13 needed) or uses the one
+  named by ``ASHERAH_LOCALSTACK_ENDPOINT``, and stops what it started.
+- The distributions are always installed non-editable, built from a copy of their folders so
+  the build never writes into the working tree. Fresh venvs each run; ``nox -r`` reuses them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2")
+TEST_PATHS = (*(f"{name}/tests" for name in DISTRIBUTIONS), "tests")
+
+LINTER = ("ruff==0.17.6",)
+TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk")
+INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
+TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms]", "nox", *TEST_DEPS)
+TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py")
+
+nox.needs_version = ">=2024.4.15"
+nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
+nox.options.error_on_external_run = True
+
+
+def _load_harness() -> ModuleType:
+    """Import tools/localstack.py (a script folder, not a package)."""
+    name = "asherah_tools_localstack"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "localstack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = _load_harness()
+PYTHONS: list[str] = nox.project.python_versions(
+    nox.project.load_toml(ROOT / "asherah_core" / "pyproject.toml")
+)
+INTERPRETERS: dict[str, str | None] = {v: harness.find_interpreter(v) for v in PYTHONS}
+
+
+# --- Shared helpers ------------------------------------------------------------------------------
+
+
+def install_project(session: nox.Session, *extra: str) -> None:
+    """Install the distributions (non-editable) and ``extra`` with one pip call.
+
+    One call, so that asherah-aws-kms-v2's dependency on asherah-core is met by this
+    repository's copy. Built from copies of the folders: pip's in-tree build would otherwise
+    write build/ and *.egg-info into them.
+    """
+    present = [name for name in DISTRIBUTIONS if (ROOT / name / "pyproject.toml").is_file()]
+    for name in sorted(set(DISTRIBUTIONS) - set(present)):
+        session.warn(f"{name}/pyproject.toml does not exist; not installing {name}")
+    if not present:
+        session.error("no distribution to install")
+    copies = Path(session.create_tmp()) / "sources"
+    shutil.rmtree(copies, ignore_errors=True)
+    ignore = shutil.ignore_patterns(
+        "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis", "tests"
+    )
+    for name in present:
+        shutil.copytree(ROOT / name, copies / name, ignore=ignore)
+    session.install(*(str(copies / name) for name in present), *extra)
+
+
+def _names_a_path(args: Sequence[str]) -> bool:
+    return any(not arg.startswith("-") and (ROOT / arg.split("::")[0]).exists() for arg in args)
+
+
+def run_pytest(session: nox.Session, *args: str) -> None:
+    """Run pytest over the test folders (or the paths in ``session.posargs``), posargs last."""
+    paths = [] if _names_a_path(session.posargs) else [p for p in TEST_PATHS if (ROOT / p).is_dir()]
+    session.run("pytest", *args, *paths, *session.posargs)
+
+
+def can_provide_localstack(session: nox.Session) -> None:
+    """Fail early (before installing anything) when LocalStack could be neither found nor run."""
+    if not os.environ.get(harness.ENDPOINT_ENV, "").strip():
+        try:
+            harness.find_python()
+        except harness.LocalStackError as error:
+            session.error(str(error))
+
+
+@contextlib.contextmanager
+def running_localstack(session: nox.Session) -> Iterator[str]:
+    """Provide LocalStack for the block, with ``ASHERAH_LOCALSTACK_ENDPOINT`` in ``session.env``.
+
+    A harness error (no Python 3.13, an unhealthy endpoint) ends the session with its message.
+    """
+    try:
+        with harness.localstack() as endpoint:
+            session.env[harness.ENDPOINT_ENV] = endpoint
+            try:
+                yield endpoint
+            finally:
+                session.env.pop(harness.ENDPOINT_ENV, None)
+    except harness.LocalStackError as error:
+        session.error(str(error))
+
+
+# --- Sessions ------------------------------------------------------------------------------------
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check the code and its formatting with ruff (the root pyproject's rules)."""
+    session.install(*LINTER)
+    session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Run ``mypy --strict`` on both distributions' sources and the repository's tooling."""
+    install_project(session, *TYPECHECK_DEPS)
+    sources = [f"{name}/src" for name in DISTRIBUTIONS if (ROOT / name / "src").is_dir()]
+    session.run("mypy", "--strict", *sources, *TYPECHECK_PATHS, *session.posargs)
+
+
+@nox.session
+@nox.parametrize(
+    ("python", "version"),
+    [(INTERPRETERS[v] or False, v) for v in PYTHONS],
+    ids=PYTHONS,
+)
+def tests(session: nox.Session, version: str) -> None:
+    """Run the unit tests (not integration, not slow) of both distributions and the root."""
+    if not session.python:
+        session.skip(
+            f"Python {version} not found: install it as python{version} on PATH or with pyenv "
+            f"(looked on PATH and in $(pyenv root)/versions)"
+        )
+    install_project(session, *TEST_DEPS)
+    run_pytest(session, "-m", "not integration and not slow")
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Run the integration tests against LocalStack (started here unless one is given)."""
+    can_provide_localstack(session)
+    install_project(session, *INTEGRATION_DEPS)
+    session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    session.env["AWS_EC2_METADATA_DISABLED"] = "true"  # never wait for an instance role
+    with running_localstack(session):
+        run_pytest(session, "-m", "integration")

@@ -101,14 +101,17 @@ def test_kms_calls_run_on_the_instance_pool_not_the_callers_thread(
 def test_no_thread_is_created_per_call(
     aws: FakeAws, arns: dict[str, str], make_kms: MakeKms
 ) -> None:
-    kms = make_kms(arns)
+    kms = make_kms(arns, max_concurrency=6)
 
     for _ in range(40):
         kms.decrypt_key(kms.encrypt_key(KEY))
 
-    # 160 KMS calls, at most two at a time: the pool's threads are reused.
+    # 160 KMS calls on the instance's own pool: its threads are reused, never more than the
+    # pool's size (ThreadPoolExecutor may add a thread when a worker is slow to report idle).
     assert len(aws.calls) == 160
-    assert len({c.thread_name for c in aws.calls}) <= 4
+    threads = {c.thread_name for c in aws.calls}
+    assert len(threads) <= 6
+    assert all(name.startswith("asherah-aws-kms") for name in threads)
 
 
 def test_entries_are_in_a_fixed_order_whatever_answers_first(

@@ -1,0 +1,570 @@
+"""The benchmark's output: the goals, the markdown page, the plot, and the run's environment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from .measure import Summary, paired_ratios, summarize
+from .run import (
+    DECRYPT,
+    ENCRYPT,
+    ESDK,
+    FLOOR,
+    SEQUENTIAL,
+    Cell,
+    LatencyRun,
+    Results,
+    describe_counts,
+)
+from .systems import DOWN_TIMEOUT, HEDGE_AFTER, MODE_LABELS, MODES, SLOW_EXTRA
+
+__all__ = ["Goal", "environment", "goals", "markdown", "plot"]
+
+PACKAGES = (
+    "asherah-core",
+    "asherah-aws-kms-v2",
+    "boto3",
+    "botocore",
+    "cryptography",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "aws-encryption-sdk",
+    "aws-cryptographic-material-providers",
+    "matplotlib",
+)
+SYSTEM_ORDER = (*(MODE_LABELS[m] for m in MODES), SEQUENTIAL, ESDK, FLOOR)
+DEFAULT, LOCAL, MRK = MODE_LABELS["default"], MODE_LABELS["local"], MODE_LABELS["mrk"]
+DOWN, SLOW = MODE_LABELS["down"], MODE_LABELS["slow"]
+GOAL_REGIONS = 3
+CPU_LIMIT = 1.10
+DASH, TIMES = "\u2013", "\u00d7"
+BEHIND_MARGIN = 0.95
+"""A peer is reported as ahead of ours when its median is below 95 % of ours."""
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One number to reach, and what was measured."""
+
+    issue: int
+    what: str
+    target: str
+    value: Summary
+    unit: str
+    passed: bool
+    note: str = ""
+
+
+def _top(results: Results) -> LatencyRun:
+    return results.latency[max(results.latency)]
+
+
+def goals(results: Results) -> list[Goal]:
+    """The numbers of issues 5 and 6, measured (L = the highest latency run, 3 regions)."""
+    run = _top(results)
+    lat = f"L = {run.latency_ms} ms, {GOAL_REGIONS} regions"
+    n = GOAL_REGIONS
+    out: list[Goal] = []
+
+    def in_t(
+        issue: int, what: str, cell: Cell, limit: float, note: str = "", ok: bool = True
+    ) -> None:
+        value = run.in_t(cell)
+        out.append(
+            Goal(issue, what, f"≤ {limit:g} T", value, "T", ok and value.median <= limit, note)
+        )
+
+    in_t(5, f"encrypt_key, default mode ({lat})", Cell(ENCRYPT, DEFAULT, n), 2.2)
+    mrk_calls = run.calls[Cell(ENCRYPT, MRK, n)]
+    in_t(
+        5,
+        f"encrypt_key, Multi-Region key ({lat}), and exactly one KMS call",
+        Cell(ENCRYPT, MRK, n),
+        1.2,
+        note=f"{mrk_calls} KMS call(s) per encrypt_key",
+        ok=mrk_calls == 1,
+    )
+    in_t(5, f"encrypt_key, local data key ({lat})", Cell(ENCRYPT, LOCAL, n), 1.2)
+    in_t(5, f"decrypt_key, all healthy ({lat})", Cell(DECRYPT, DEFAULT, n), 1.1)
+    hole = results.black_hole
+    if hole.next_medians:
+        ratios = [m / run.t for m in hole.next_medians]
+        value = Summary(statistics.median(ratios), min(ratios), max(ratios), len(ratios))
+        out.append(
+            Goal(
+                5,
+                f"decrypt_key, preferred region never answers, timeout {DOWN_TIMEOUT:g} s: "
+                f"median of the {results.config.black_hole_calls} calls after the first ({lat})",
+                "≤ 1.3 T",
+                value,
+                "T",
+                value.median <= 1.3,
+                note=f"spread: min{DASH}max of {len(ratios)} fresh instances; first call "
+                f"{statistics.median(hole.first) * 1000:.0f} ms",
+            )
+        )
+    in_t(
+        5,
+        f"decrypt_key, preferred region {SLOW_EXTRA * 1000:.0f} ms late, hedge "
+        f"{HEDGE_AFTER * 1000:.0f} ms ({lat})",
+        Cell(DECRYPT, SLOW, n),
+        3.3,
+    )
+    for mode, limit in ((DEFAULT, 0.75), (MRK, 0.45), (LOCAL, 0.45)):
+        for peer in (SEQUENTIAL, ESDK):
+            value = run.ratio(Cell(ENCRYPT, mode, n), Cell(ENCRYPT, peer, n))
+            out.append(
+                Goal(
+                    6,
+                    f"encrypt_key ({mode}) / {peer} ({lat})",
+                    f"≤ {limit:g}",
+                    value,
+                    TIMES,
+                    value.median <= limit,
+                )
+            )
+    for name in (f"{ENCRYPT}, default", f"{DECRYPT}, default"):
+        if name in results.cpu.ours:
+            value = paired_ratios(results.cpu.ours[name], results.cpu.raw[name])
+            out.append(
+                Goal(
+                    6,
+                    f"CPU time of {name.replace(', ', ' (')} mode, 3 regions, L = 0) / "
+                    "the raw boto3 calls it issues",
+                    f"≤ {CPU_LIMIT:g} (overhead ≤ 10 %)",
+                    value,
+                    TIMES,
+                    value.median <= CPU_LIMIT,
+                )
+            )
+    top_threads = max(results.config.thread_counts)
+    for latency_ms in sorted(results.latency):
+        if (latency_ms, "ours", top_threads) not in results.throughput:
+            continue
+        value = paired_ratios(
+            results.throughput[(latency_ms, "ours", top_threads)],
+            results.throughput[(latency_ms, "raw", top_threads)],
+        )
+        out.append(
+            Goal(
+                6,
+                f"throughput with {top_threads} threads sharing one instance / raw boto3 with "
+                f"{top_threads} threads (encrypt_key + decrypt_key, 3 regions, "
+                f"L = {latency_ms} ms)",
+                "≥ 0.9",
+                value,
+                TIMES,
+                value.median >= 0.9,
+            )
+        )
+    return out
+
+
+def _fmt(value: Summary, digits: int = 2) -> str:
+    return f"{value.median:.{digits}f} ({value.p25:.{digits}f}{DASH}{value.p75:.{digits}f})"
+
+
+def _ms(value: Summary) -> str:
+    ms = value.scaled(1000)
+    digits = 1 if ms.median < 100 else 0
+    return _fmt(ms, digits)
+
+
+def environment(endpoint: str) -> dict[str, str]:
+    """The machine, the interpreter, the libraries and LocalStack of this run."""
+    info: dict[str, str] = {}
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = next(
+            line.split()[1]
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+        info["memory"] = f"{int(mem) / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    info["cpu"] = f"{cpu}, {os.cpu_count()} logical cores"
+    info["os"] = platform.platform()
+    info["python"] = f"{platform.python_implementation()} {platform.python_version()}"
+    for package in PACKAGES:
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            version = "not installed"
+        if package.startswith("asherah") and version != "not installed":
+            version += " (editable)" if _editable(package) else " (non-editable install)"
+        info[package] = version
+    try:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(endpoint + "/_localstack/info", timeout=5) as response:
+            info["localstack"] = str(json.loads(response.read()).get("version", "unknown"))
+    except (OSError, ValueError):
+        info["localstack"] = "unknown"
+    return info
+
+
+def _editable(package: str) -> bool:
+    try:
+        text = metadata.distribution(package).read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return False
+    if not text:
+        return False
+    return bool(json.loads(text).get("dir_info", {}).get("editable", False))
+
+
+def _latency_table(run: LatencyRun, op: str, counts: Sequence[int]) -> list[str]:
+    head = "| system | " + " | ".join(f"{n} region{'s' * (n > 1)}" for n in counts)
+    head += f" | KMS calls ({GOAL_REGIONS} regions) |"
+    lines = [head, "|" + "---|" * (len(counts) + 2)]
+    for system in SYSTEM_ORDER:
+        cells = []
+        for n in counts:
+            cell = Cell(op, system, n)
+            cells.append(_ms(run.summary(cell)) if cell in run.samples else "—")
+        calls = run.calls.get(Cell(op, system, GOAL_REGIONS))
+        lines.append(f"| {system} | " + " | ".join(cells) + f" | {calls if calls else '—'} |")
+    return lines
+
+
+def _relative_table(run: LatencyRun, counts: Sequence[int]) -> list[str]:
+    lines = [
+        "| encrypt_key of | / | " + " | ".join(f"{n} region{'s' * (n > 1)}" for n in counts) + " |",
+        "|" + "---|" * (len(counts) + 2),
+    ]
+    for mode in (DEFAULT, LOCAL, MRK):
+        for peer in (SEQUENTIAL, ESDK):
+            cells = [
+                _fmt(run.ratio(Cell(ENCRYPT, mode, n), Cell(ENCRYPT, peer, n))) for n in counts
+            ]
+            lines.append(f"| {mode} | {peer} | " + " | ".join(cells) + " |")
+    for peer in (SEQUENTIAL, ESDK):
+        cells = [_fmt(run.ratio(Cell(DECRYPT, DEFAULT, n), Cell(DECRYPT, peer, n))) for n in counts]
+        lines.append(f"| decrypt_key, {DEFAULT} | {peer} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def behind(results: Results, goal_list: Sequence[Goal]) -> list[str]:
+    """Where we are behind a goal or a peer, in plain words (empty when nowhere)."""
+    notes = [
+        f"Goal missed: {g.what}: {_fmt(g.value)} {g.unit}, target {g.target}."
+        for g in goal_list
+        if not g.passed
+    ]
+    for latency_ms, run in sorted(results.latency.items()):
+        for op in (ENCRYPT, DECRYPT):
+            for n in results.config.region_counts:
+                mine = statistics.median(run.samples[Cell(op, DEFAULT, n)])
+                for peer in (SEQUENTIAL, ESDK):
+                    theirs = statistics.median(run.samples[Cell(op, peer, n)])
+                    if theirs < BEHIND_MARGIN * mine:
+                        notes.append(
+                            f"{op} at L = {latency_ms} ms, {n} region(s): the {peer} takes "
+                            f"{theirs * 1000:.1f} ms, ours (default) {mine * 1000:.1f} ms."
+                        )
+    for name, values in results.cpu.ours.items():
+        ratio = paired_ratios(values, results.cpu.raw[name])
+        if ratio.median > CPU_LIMIT:
+            notes.append(
+                f"CPU time of {name} is {ratio.median:.2f}{TIMES} the raw boto3 calls it issues "
+                f"(more than the 10 % overhead aimed at)."
+            )
+    return notes
+
+
+def known_limits(results: Results) -> list[str]:
+    """What the design leaves slow, with this run's figures."""
+    run = _top(results)
+    n = GOAL_REGIONS
+    slow = run.summary(Cell(ENCRYPT, SLOW, n)).median * 1000
+    default = run.summary(Cell(ENCRYPT, DEFAULT, n)).median * 1000
+    first = run.first_call.get(Cell(ENCRYPT, DOWN, n), 0.0) * 1000
+    hole = results.black_hole
+    sequential_down = statistics.median(hole.sequential) * 1000 if hole.sequential else 0.0
+    return [
+        f"encrypt_key is not hedged: with the preferred region {SLOW_EXTRA * 1000:.0f} ms late it "
+        f"takes {slow:.0f} ms at L = {run.latency_ms} ms ({n} regions), against {default:.0f} ms "
+        "when healthy, because every region's copy is awaited (the peers wait the same way). "
+        "Only decrypt_key is hedged.",
+        f"A region that is down costs one timeout ({DOWN_TIMEOUT:g} s here) the first time, and "
+        f"one probe per cool-down period (30 s by default) after that: the first encrypt_key "
+        f"with the preferred region down took {first:.0f} ms. The sequential reference pays the "
+        f"timeout on every call: {sequential_down:.0f} ms per decrypt_key.",
+    ]
+
+
+def markdown(results: Results, env: dict[str, str], command: str) -> str:
+    """The whole docs/benchmarks.md page."""
+    config = results.config
+    top = _top(results)
+    goal_list = goals(results)
+    started = dt.datetime.fromtimestamp(results.started, dt.UTC)
+    minutes, seconds = divmod(round(results.finished - results.started), 60)
+    counts = config.region_counts
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{command}` (the code is in `tools/bench/`) on "
+        f"{started:%Y-%m-%d %H:%M} UTC, in {minutes} min {seconds} s. Do not edit this page by "
+        "hand: rerun the command.",
+        "",
+        "The multi-region AWS KMS plugin (*ours*) against what a user would use instead, in the "
+        "same run, against LocalStack's KMS on the same machine, with a fixed latency L added "
+        "in-process to every KMS call (a botocore `before-send` handler on the boto3 Session "
+        "that sleeps L). **T** is the median time of one raw boto3 KMS call through that same "
+        f"Session: at L = {top.latency_ms} ms, T = {top.t * 1000:.1f} ms; at L = 0, "
+        f"T = {results.latency[min(results.latency)].t * 1000:.1f} ms. Figures are medians with "
+        f"the 25th{DASH}75th percentiles in brackets, over {config.rounds} interleaved rounds "
+        f"(after {config.warmup} warm-up rounds) unless a row says otherwise.",
+        "",
+        "## Goals",
+        "",
+        "| issue | goal | target | measured | result |",
+        "|---|---|---|---|---|",
+    ]
+    for g in goal_list:
+        note = f" — {g.note}" if g.note else ""
+        lines.append(
+            f"| #{g.issue} | {g.what}{note} | {g.target} | {_fmt(g.value)} {g.unit} | "
+            f"{'pass' if g.passed else '**FAIL**'} |"
+        )
+    passed = sum(g.passed for g in goal_list)
+    lines += ["", f"{passed} of {len(goal_list)} goals met.", "", "## Where we are behind", ""]
+    notes = behind(results, goal_list)
+    lines += [f"- {note}" for note in notes] or [
+        "- Nowhere against the peers in this run: no goal missed, and neither peer's median "
+        "is below 95 % of ours (default mode) in any cell."
+    ]
+    lines += [f"- {note}" for note in known_limits(results)]
+    lines += ["", "![latency against the number of regions](benchmarks-latency.png)", ""]
+    for latency_ms in sorted(results.latency, reverse=True):
+        run = results.latency[latency_ms]
+        for op in (ENCRYPT, DECRYPT):
+            lines += [
+                f"## {op} latency in ms, L = {latency_ms} ms (T = {run.t * 1000:.1f} ms)",
+                "",
+                *_latency_table(run, op, counts),
+                "",
+            ]
+        lines += [
+            f"### Ours relative to the peers, L = {latency_ms} ms (round by round)",
+            "",
+            *_relative_table(run, counts),
+            "",
+        ]
+    lines += _scenario_section(results)
+    lines += _cpu_section(results)
+    lines += _throughput_section(results)
+    lines += _setup_section(results, env, command)
+    return "\n".join(lines) + "\n"
+
+
+def _scenario_section(results: Results) -> list[str]:
+    run = _top(results)
+    n = GOAL_REGIONS
+    rows = [
+        ("encrypt_key, default", Cell(ENCRYPT, DEFAULT, n)),
+        ("encrypt_key, Multi-Region key", Cell(ENCRYPT, MRK, n)),
+        ("encrypt_key, local data key", Cell(ENCRYPT, LOCAL, n)),
+        ("encrypt_key, sequential reference", Cell(ENCRYPT, SEQUENTIAL, n)),
+        ("encrypt_key, AWS Encryption SDK", Cell(ENCRYPT, ESDK, n)),
+        ("decrypt_key, all healthy", Cell(DECRYPT, DEFAULT, n)),
+        ("decrypt_key, preferred region slow, hedged", Cell(DECRYPT, SLOW, n)),
+        ("decrypt_key, preferred region down (steady state, in rounds)", Cell(DECRYPT, DOWN, n)),
+    ]
+    lines = [
+        f"## Issue 5's scenarios in units of T (L = {run.latency_ms} ms, {n} regions)",
+        "",
+        "| scenario | time / T (per round) | KMS calls |",
+        "|---|---|---|",
+    ]
+    for label, cell in rows:
+        lines.append(f"| {label} | {_fmt(run.in_t(cell))} | {run.calls.get(cell, '—')} |")
+    hole = results.black_hole
+    if hole.next_medians:
+        first = [f / run.t for f in hole.first]
+        nxt = [m / run.t for m in hole.next_medians]
+        seq = [s / run.t for s in hole.sequential]
+        lines += [
+            f"| decrypt_key, preferred region never answers: first call (fresh instance) | "
+            f"{statistics.median(first):.2f} (min {min(first):.2f}, max {max(first):.2f}) | — |",
+            f"| the same: median of the next {results.config.black_hole_calls} calls | "
+            f"{statistics.median(nxt):.2f} (min {min(nxt):.2f}, max {max(nxt):.2f}) | — |",
+            f"| the same with the sequential reference (every call) | "
+            f"{statistics.median(seq):.2f} (min {min(seq):.2f}, max {max(seq):.2f}) | — |",
+        ]
+    return [*lines, ""]
+
+
+def _cpu_section(results: Results) -> list[str]:
+    cpu = results.cpu
+    if not cpu.ours:
+        return []
+    lines = [
+        "## CPU time per operation (L = 0, 3 regions)",
+        "",
+        f"Process CPU time (all threads), the three sides taking turns operation by operation, "
+        f"{results.config.cpu_ops} operations per repeat, {results.config.cpu_repeats} repeats. "
+        "*raw* makes exactly the KMS calls ours makes, one after another in the caller's "
+        "thread, with clients of the same configuration; *raw, pooled* makes them the way ours "
+        "does, each on a worker thread while the caller waits (the regional Encrypt calls "
+        "concurrently). The difference between the two raw columns is the cost of the thread "
+        "hand-off; the difference between *raw, pooled* and ours is our own code.",
+        "",
+        "| operation | ours (ms) | raw (ms) | raw, pooled (ms) | ours / raw | "
+        "raw, pooled / raw | ours / raw, pooled |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, values in cpu.ours.items():
+        raw, pooled = cpu.raw[name], cpu.pooled[name]
+        lines.append(
+            f"| {name} | {_ms(summarize(values))} | {_ms(summarize(raw))} | "
+            f"{_ms(summarize(pooled))} | {_fmt(paired_ratios(values, raw))} | "
+            f"{_fmt(paired_ratios(pooled, raw))} | {_fmt(paired_ratios(values, pooled))} |"
+        )
+    return [*lines, ""]
+
+
+def _throughput_section(results: Results) -> list[str]:
+    if not results.throughput:
+        return []
+    config = results.config
+    lines = [
+        "## Throughput and memory (3 regions)",
+        "",
+        "One operation = encrypt_key then decrypt_key; the threads share one instance (ours) "
+        "or one set of clients (raw boto3: the same KMS calls one after another; raw, pooled: "
+        f"through a thread pool as ours does). {config.throughput_seconds:g} s per measurement, "
+        f"{config.throughput_repeats} repeats. At L = 0 the limit is CPU (LocalStack shares the "
+        "2 cores with the benchmark), the hardest case for ours; at L = 50 ms it is latency.",
+        "",
+        "| L | threads | ours (ops/s) | raw boto3 (ops/s) | raw, pooled (ops/s) | ours / raw |",
+        "|---|---|---|---|---|---|",
+    ]
+    for latency_ms in sorted(results.latency):
+        for threads in config.thread_counts:
+            mine = results.throughput.get((latency_ms, "ours", threads))
+            raw = results.throughput.get((latency_ms, "raw", threads))
+            if mine is None or raw is None:
+                continue
+            pooled = results.throughput.get((latency_ms, "pooled", threads))
+            lines.append(
+                f"| {latency_ms} ms | {threads} | {_fmt(summarize(mine), 0)} | "
+                f"{_fmt(summarize(raw), 0)} | {_fmt(summarize(pooled), 0) if pooled else '—'} | "
+                f"{_fmt(paired_ratios(mine, raw))} |"
+            )
+    lines.append("")
+    if results.memory:
+        raw_kib = results.memory["raw"]["maxrss_kib"]
+        ours_kib = results.memory["ours"]["maxrss_kib"]
+        lines += [
+            "Peak memory (VmHWM, the peak resident set of the process; its ru_maxrss would carry "
+            "over the parent's) of a child process running 16 threads of encrypt_key + "
+            "decrypt_key for a moment at L = 0: raw boto3 "
+            f"{raw_kib / 1024:.1f} MiB, ours {ours_kib / 1024:.1f} MiB "
+            f"(+{(ours_kib - raw_kib) / 1024:.1f} MiB: the plugin's modules, its worker threads "
+            "and its clients' connection pools). The whole benchmark process peaked at "
+            f"{results.maxrss_kib / 1024:.0f} MiB (it also loads the AWS Encryption SDK and "
+            "matplotlib).",
+            "",
+        ]
+    return lines
+
+
+def _setup_section(results: Results, env: dict[str, str], command: str) -> list[str]:
+    config = results.config
+    lines = [
+        "## Set-up and method",
+        "",
+        f"- Machine: {env.get('cpu')}, {env.get('memory', '?')} of memory, {env.get('os')}; "
+        "shared with other work, hence the interleaving and the ratios below.",
+        f"- {env.get('python')}; LocalStack {env.get('localstack')} (KMS, on loopback).",
+        "- Libraries: "
+        + ", ".join(f"{p} {env.get(p)}" for p in PACKAGES if env.get(p) != "not installed")
+        + ".",
+        f"- Regions: the first 1, 2, 3 or 5 of us-west-2, us-east-1, eu-west-1, eu-central-1, "
+        f"ap-southeast-2 (preferred first); {describe_counts(config.region_counts)} measured. "
+        "One ordinary key per region, and one Multi-Region key made in us-west-2 and replicated "
+        "to the others.",
+        f"- Rounds: each round runs every system's encrypt_key and decrypt_key for every number "
+        f"of regions once, in a new random order (seed {config.seed}); ratios are taken round by "
+        "round, then the median. T of a round is the median of its single raw calls "
+        "(GenerateDataKey, Encrypt, Decrypt).",
+        "- ours, default: GenerateDataKey in the preferred region, then the other regions' "
+        "Encrypt concurrently. Local data key: every region's Encrypt at once. Multi-Region "
+        "key: one GenerateDataKey whose ciphertext serves every replica. Preferred region "
+        f"down: its endpoint accepts connections and never answers, timeout {DOWN_TIMEOUT:g} s "
+        "(figures in rounds are the steady state; the first call is shown apart). Preferred "
+        f"region slow: {SLOW_EXTRA * 1000:.0f} ms more on its calls, decrypt hedged after "
+        f"{HEDGE_AFTER * 1000:.0f} ms. Decrypt in those two modes reads an envelope with every "
+        "region in it.",
+        "- Sequential reference: what the Rust Asherah core does, with raw boto3: "
+        "GenerateDataKey, then each other region's Encrypt one after another; decrypt tries the "
+        "preferred region first. Same envelope format (checked: ours and it read each "
+        "other's envelopes in this run).",
+        "- AWS Encryption SDK: `EncryptionSDKClient` (commitment policy "
+        "REQUIRE_ENCRYPT_REQUIRE_DECRYPT, default algorithm suite) with a Material Providers "
+        "multi-keyring: generator = the preferred region's AWS KMS keyring, children = the "
+        "other regions'; each keyring is given a boto3 client from the same Session, pointed "
+        "at LocalStack. It wraps the 32-byte key and decrypts the message.",
+        "- raw boto3 (floor): one GenerateDataKey (for encrypt) or one Decrypt (for decrypt) in "
+        "the preferred region: the least any scheme can do.",
+        f"- Command: `{command}` (starts LocalStack unless ASHERAH_LOCALSTACK_ENDPOINT names "
+        "one; the distributions are installed non-editable in the session's venv).",
+    ]
+    return [*lines, ""]
+
+
+def plot(results: Results, path: Path) -> None:
+    """Latency against the number of regions at the highest L, one line per system."""
+    import matplotlib  # noqa: PLC0415 - only when plotting
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    run = _top(results)
+    counts = results.config.region_counts
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=False)
+    markers = "osD^v*Xph"
+    for ax, op in zip(axes, (ENCRYPT, DECRYPT), strict=True):
+        for i, system in enumerate(SYSTEM_ORDER):
+            xs, ys, low, high = [], [], [], []
+            for n in counts:
+                cell = Cell(op, system, n)
+                if cell not in run.samples:
+                    continue
+                s = run.summary(cell).scaled(1000)
+                xs.append(n)
+                ys.append(s.median)
+                low.append(s.median - s.p25)
+                high.append(s.p75 - s.median)
+            style = "--" if not system.startswith("ours") else "-"
+            ax.errorbar(
+                xs, ys, yerr=[low, high], label=system, marker=markers[i % len(markers)],
+                linestyle=style, capsize=3,
+            )  # fmt: skip
+        ax.axhline(run.t * 1000, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_title(f"{op}, L = {run.latency_ms} ms per KMS call (T = {run.t * 1000:.0f} ms)")
+        ax.set_xlabel("number of regions")
+        ax.set_ylabel(f"latency, ms (median, p25{DASH}p75)")
+        ax.set_xticks(list(counts))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

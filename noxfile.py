@@ -12,6 +12,8 @@
   the build never writes into the working tree. Fresh venvs each run; ``nox -r`` reuses them.
 - ``docs`` builds the site (mkdocs.yml, docs/) with ``--strict``: a broken link or anchor, a
   missing snippet or an unresolved API reference fails it. The site goes to .nox/docs/tmp/site.
+- ``bench`` (not in the default run) benchmarks the plugin against its peers under LocalStack
+  and writes docs/benchmarks.md and docs/benchmarks-latency.png (tools/bench; a few minutes).
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk")
 INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
 TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms]", "nox", *TEST_DEPS)
 TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py")
+BENCH_DEPS = (
+    "boto3",
+    "opentelemetry-sdk",
+    "matplotlib",
+    "aws-encryption-sdk>=4,<5",
+    "aws-cryptographic-material-providers>=1.11,<2",
+)
 # Versions known to work together; ruff formats the API reference's signatures.
 DOCS_DEPS = (
     "mkdocs==1.6.1",
@@ -192,3 +201,18 @@ def docs(session: nox.Session) -> None:
     session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's notice about MkDocs 2.0, not ours
     session.run("mkdocs", "build", "--strict", "--site-dir", str(site), *session.posargs)
     session.log(f"site built in {site}")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark against the peers under LocalStack; write docs/benchmarks.md and its plot.
+
+    Not in the default sessions. ``nox -s bench -- --quick`` runs a few rounds only, to try
+    it out; ``-- --output-dir DIR`` writes elsewhere.
+    """
+    can_provide_localstack(session)
+    install_project(session, *BENCH_DEPS)
+    session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    session.env["AWS_EC2_METADATA_DISABLED"] = "true"
+    with running_localstack(session):
+        session.run("python", "-m", "tools.bench", *session.posargs)

@@ -18,6 +18,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# With pytest's importlib import mode, a test module under asherah_core/tests/ is named
+# "asherah_core.tests.…"; if the real package is not imported yet, pytest makes a namespace
+# package of the distribution folder, which hides the installed one. Import both first.
+import asherah_aws_kms_v2  # noqa: F401
+import asherah_core  # noqa: F401
+
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 

@@ -2,14 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
-# pytest's importlib mode imports test modules as "asherah_aws_kms_v2.tests.…" and may first
-# make a namespace package "asherah_aws_kms_v2" out of the distribution folder, which hides
-# the installed package. Drop that stand-in (the same fix as asherah_core/tests/conftest.py).
-if getattr(sys.modules.get("asherah_aws_kms_v2"), "__file__", "") is None:
-    del sys.modules["asherah_aws_kms_v2"]
-
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
-# pytest's importlib mode (>= 8.2) imports this file as "asherah_core.tests.conftest" and, if
-# the real package is not imported yet, first makes a namespace package "asherah_core" out of
-# the distribution folder, which hides the installed package. Drop that stand-in.
-if getattr(sys.modules.get("asherah_core"), "__file__", "") is None:
-    del sys.modules["asherah_core"]
-
 import importlib.metadata
+import sys
 import textwrap
 import threading
 from collections.abc import Callable

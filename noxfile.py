@@ -190,6 +190,18 @@ def integration(session: nox.Session) -> None:
 
 
 @nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: a multi-region encrypt/decrypt through plugin discovery, against a
+    LocalStack started here, with failover and the metrics it recorded (tools/demo.py)."""
+    can_provide_localstack(session)
+    install_project(session, "opentelemetry-sdk", "boto3")
+    session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    session.env["AWS_EC2_METADATA_DISABLED"] = "true"
+    with running_localstack(session):
+        session.run("python", str(ROOT / "tools" / "demo.py"), *session.posargs)
+
+
+@nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site with ``mkdocs build --strict`` (any warning fails it).
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 __all__ = [
     "Summary",
     "cpu_time_ns",
+    "paired",
     "paired_ratios",
     "peak_rss_kib",
     "run_rounds",
@@ -63,25 +64,37 @@ def run_rounds(
     rounds: int,
     warmup: int,
     rng: random.Random,
+    every: Mapping[K, int] | None = None,
     progress: Callable[[int], None] | None = None,
-) -> dict[K, list[float]]:
-    """Run every task once per round, in a new random order each round; return seconds per task.
+) -> dict[K, dict[int, float]]:
+    """Run the tasks round after round, in a new random order each round.
 
-    The first `warmup` rounds are run and thrown away (connections, caches, health state).
+    Returns ``task -> {round: seconds}``, rounds numbered from 0 after the `warmup` rounds,
+    which are run and thrown away (connections, caches, health state). A task with
+    ``every[task] = k`` runs in every k-th round only (for the slowest, most regular ones).
     """
-    samples: dict[K, list[float]] = {key: [] for key in tasks}
+    samples: dict[K, dict[int, float]] = {key: {} for key in tasks}
     keys = list(tasks)
-    for round_number in range(warmup + rounds):
+    every = every or {}
+    for number in range(-warmup, rounds):
         rng.shuffle(keys)
         for key in keys:
+            if number >= 0 and number % every.get(key, 1):
+                continue
             start = time.perf_counter()
             tasks[key]()
             elapsed = time.perf_counter() - start
-            if round_number >= warmup:
-                samples[key].append(elapsed)
+            if number >= 0:
+                samples[key][number] = elapsed
         if progress is not None:
-            progress(round_number + 1)
+            progress(number + warmup + 1)
     return samples
+
+
+def paired(numerator: Mapping[int, float], denominator: Mapping[int, float]) -> Summary:
+    """Summary of ``numerator[r] / denominator[r]`` over the rounds both were measured in."""
+    common = sorted(numerator.keys() & denominator.keys())
+    return summarize([numerator[r] / denominator[r] for r in common])
 
 
 def cpu_time_ns(operation: Callable[[], object]) -> int:

@@ -47,8 +47,8 @@ DOWN, SLOW = MODE_LABELS["down"], MODE_LABELS["slow"]
 GOAL_REGIONS = 3
 CPU_LIMIT = 1.10
 DASH, TIMES = "\u2013", "\u00d7"
-BEHIND_MARGIN = 0.95
-"""A peer is reported as ahead of ours when its median is below 95 % of ours."""
+BEHIND_LIMIT = 1.05
+"""Ours is reported as behind a peer when the median round-by-round ratio is above this."""
 
 
 @dataclass(frozen=True)
@@ -267,13 +267,13 @@ def behind(results: Results, goal_list: Sequence[Goal]) -> list[str]:
     for latency_ms, run in sorted(results.latency.items()):
         for op in (ENCRYPT, DECRYPT):
             for n in results.config.region_counts:
-                mine = statistics.median(run.samples[Cell(op, DEFAULT, n)])
                 for peer in (SEQUENTIAL, ESDK):
-                    theirs = statistics.median(run.samples[Cell(op, peer, n)])
-                    if theirs < BEHIND_MARGIN * mine:
+                    ratio = run.ratio(Cell(op, DEFAULT, n), Cell(op, peer, n))
+                    if ratio.median > BEHIND_LIMIT:
+                        clearly = "" if ratio.p25 > 1 else " (within the noise: p25 ≤ 1)"
                         notes.append(
-                            f"{op} at L = {latency_ms} ms, {n} region(s): the {peer} takes "
-                            f"{theirs * 1000:.1f} ms, ours (default) {mine * 1000:.1f} ms."
+                            f"{op} at L = {latency_ms} ms, {n} region(s): ours (default) takes "
+                            f"{_fmt(ratio)} times as long as the {peer}{clearly}."
                         )
     for name, values in results.cpu.ours.items():
         ratio = paired_ratios(values, results.cpu.raw[name])
@@ -328,7 +328,9 @@ def markdown(results: Results, env: dict[str, str], command: str) -> str:
         f"Session: at L = {top.latency_ms} ms, T = {top.t * 1000:.1f} ms; at L = 0, "
         f"T = {results.latency[min(results.latency)].t * 1000:.1f} ms. Figures are medians with "
         f"the 25th{DASH}75th percentiles in brackets, over {config.rounds} interleaved rounds "
-        f"(after {config.warmup} warm-up rounds) unless a row says otherwise.",
+        f"(after {config.warmup} warm-up round(s); encrypt_key with a slow region, which takes "
+        "500 ms and more, every second round only) unless a row says otherwise. At L = 0 the "
+        "times are a few milliseconds and the shared machine's scheduling shows in the spread.",
         "",
         "## Goals",
         "",
@@ -345,8 +347,8 @@ def markdown(results: Results, env: dict[str, str], command: str) -> str:
     lines += ["", f"{passed} of {len(goal_list)} goals met.", "", "## Where we are behind", ""]
     notes = behind(results, goal_list)
     lines += [f"- {note}" for note in notes] or [
-        "- Nowhere against the peers in this run: no goal missed, and neither peer's median "
-        "is below 95 % of ours (default mode) in any cell."
+        "- Nowhere against the peers in this run: no goal missed, and ours (default mode) is "
+        "never more than 5 % slower than a peer (median of the round-by-round ratios)."
     ]
     lines += [f"- {note}" for note in known_limits(results)]
     lines += ["", "![latency against the number of regions](benchmarks-latency.png)", ""]
@@ -446,13 +448,14 @@ def _throughput_section(results: Results) -> list[str]:
         "## Throughput and memory (3 regions)",
         "",
         "One operation = encrypt_key then decrypt_key; the threads share one instance (ours) "
-        "or one set of clients (raw boto3: the same KMS calls one after another; raw, pooled: "
-        f"through a thread pool as ours does). {config.throughput_seconds:g} s per measurement, "
+        "or one set of clients (raw boto3: the same KMS calls, one after another in each "
+        f"thread). About {config.throughput_seconds:g} s per measurement (each thread finishes "
+        "its operation in flight and is timed to its own end), "
         f"{config.throughput_repeats} repeats. At L = 0 the limit is CPU (LocalStack shares the "
         "2 cores with the benchmark), the hardest case for ours; at L = 50 ms it is latency.",
         "",
-        "| L | threads | ours (ops/s) | raw boto3 (ops/s) | raw, pooled (ops/s) | ours / raw |",
-        "|---|---|---|---|---|---|",
+        "| L | threads | ours (ops/s) | raw boto3 (ops/s) | ours / raw |",
+        "|---|---|---|---|---|",
     ]
     for latency_ms in sorted(results.latency):
         for threads in config.thread_counts:
@@ -460,11 +463,9 @@ def _throughput_section(results: Results) -> list[str]:
             raw = results.throughput.get((latency_ms, "raw", threads))
             if mine is None or raw is None:
                 continue
-            pooled = results.throughput.get((latency_ms, "pooled", threads))
             lines.append(
                 f"| {latency_ms} ms | {threads} | {_fmt(summarize(mine), 0)} | "
-                f"{_fmt(summarize(raw), 0)} | {_fmt(summarize(pooled), 0) if pooled else '—'} | "
-                f"{_fmt(paired_ratios(mine, raw))} |"
+                f"{_fmt(summarize(raw), 0)} | {_fmt(paired_ratios(mine, raw))} |"
             )
     lines.append("")
     if results.memory:

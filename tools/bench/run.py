@@ -15,7 +15,7 @@ from .faults import BlackHole, latency_session
 from .measure import (
     Summary,
     cpu_time_ns,
-    paired_ratios,
+    paired,
     peak_rss_kib,
     run_rounds,
     summarize,
@@ -44,6 +44,9 @@ FLOOR = RawFloor.name
 SEQUENTIAL = Sequential.name
 ESDK = EncryptionSdk.name
 UNIT_CALL = "raw boto3 Encrypt"
+SLOW = MODE_LABELS["slow"]
+SLOW_ENCRYPT_EVERY = 2
+"""encrypt_key with a slow preferred region (500 ms and more, very regular) runs every 2nd round."""
 
 
 class Cell(NamedTuple):
@@ -58,16 +61,16 @@ class Cell(NamedTuple):
 class Config:
     """What to run; the defaults are the published figures' settings."""
 
-    rounds: int = 15
-    warmup: int = 2
+    rounds: int = 10
+    warmup: int = 1
     region_counts: tuple[int, ...] = (1, 2, 3, 5)
     latencies_ms: tuple[int, ...] = (0, 50)
     black_hole_repeats: int = 3
     black_hole_calls: int = 20
-    cpu_ops: int = 60
-    cpu_repeats: int = 5
+    cpu_ops: int = 40
+    cpu_repeats: int = 4
     thread_counts: tuple[int, ...] = (1, 4, 16)
-    throughput_seconds: float = 1.5
+    throughput_seconds: float = 1.0
     throughput_repeats: int = 3
     seed: int = 20261129
 
@@ -77,8 +80,9 @@ class LatencyRun:
     """The figures of one latency setting."""
 
     latency_ms: int
-    samples: dict[Cell, list[float]]
-    unit: list[float]
+    samples: dict[Cell, dict[int, float]]
+    """``cell -> {round: seconds}``."""
+    unit: dict[int, float]
     """T of each round: the median of that round's single raw boto3 calls."""
     calls: dict[Cell, int]
     """KMS requests one operation sent (measured once, before the rounds)."""
@@ -91,20 +95,20 @@ class LatencyRun:
             s
             for cell, values in self.samples.items()
             if cell.system in (FLOOR, UNIT_CALL)
-            for s in values
+            for s in values.values()
         ]
         return statistics.median(pooled)
 
     def summary(self, cell: Cell) -> Summary:
-        return summarize(self.samples[cell])
+        return summarize(list(self.samples[cell].values()))
 
     def in_t(self, cell: Cell) -> Summary:
         """The cell's times divided by the same round's T."""
-        return paired_ratios(self.samples[cell], self.unit)
+        return paired(self.samples[cell], self.unit)
 
     def ratio(self, cell: Cell, other: Cell) -> Summary:
         """The cell's times divided by the other cell's, round by round."""
-        return paired_ratios(self.samples[cell], self.samples[other])
+        return paired(self.samples[cell], self.samples[other])
 
 
 @dataclass
@@ -158,9 +162,12 @@ class Results:
     maxrss_kib: int = 0
 
 
+_T0 = time.monotonic()
+
+
 def say(message: str) -> None:
-    """Progress on stderr (the figures go to stdout)."""
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+    """Progress on stderr, with the seconds since the start (the figures go to stdout)."""
+    print(f"bench: {time.monotonic() - _T0:5.0f} s  {message}", file=sys.stderr, flush=True)
 
 
 def run(endpoint: str, config: Config) -> Results:
@@ -229,15 +236,17 @@ def latency_matrix(world: World, latency_ms: int, config: Config, rng: random.Ra
         f"L = {latency_ms} ms: {len(tasks)} tasks x {config.warmup + config.rounds} rounds "
         f"({config.warmup} warm-up)"
     )
+    slow_encrypt = {c: SLOW_ENCRYPT_EVERY for c in tasks if c.op == ENCRYPT and c.system == SLOW}
     samples = run_rounds(
         tasks,
         rounds=config.rounds,
         warmup=config.warmup,
         rng=rng,
+        every=slow_encrypt,
         progress=lambda r: say(f"L = {latency_ms} ms: round {r}/{config.warmup + config.rounds}"),
     )
     unit_cells = [c for c in samples if c.system in (FLOOR, UNIT_CALL)]
-    unit = [statistics.median(samples[c][r] for c in unit_cells) for r in range(config.rounds)]
+    unit = {r: statistics.median(samples[c][r] for c in unit_cells) for r in range(config.rounds)}
     return LatencyRun(latency_ms, samples, unit, calls, first_call)
 
 
@@ -345,31 +354,23 @@ def _sdk_meter() -> Any:
 
 
 def thread_scaling(world: World, config: Config, latency_ms: int) -> Rates:
-    """encrypt_key + decrypt_key per second, threads sharing one instance, vs raw boto3.
-
-    At L = 0 the raw calls through a thread pool are measured too (where ours' extra CPU goes).
-    """
+    """encrypt_key + decrypt_key per second, threads sharing one instance, vs raw boto3."""
     counts = describe_counts(config.thread_counts)
     say(f"throughput with {counts} threads at L = {latency_ms} ms")
     regions = REGIONS[:3]
     key = os.urandom(32)
     mine = ours(world, regions, "default")
-    raws = {"raw": RawCalls(world, regions)}
-    if latency_ms == 0:
-        raws["pooled"] = RawCalls(world, regions, pooled=True)
-    kek_blob = raws["raw"].encrypt(key)
+    raw = RawCalls(world, regions)
+    kek_blob = raw.encrypt(key)
 
     def ours_op() -> None:
         mine.decrypt(mine.encrypt(key))
 
-    def raw_op(raw: RawCalls) -> Callable[[], None]:
-        def op() -> None:
-            raw.encrypt(key)
-            raw.decrypt_kek(kek_blob)
+    def raw_op() -> None:
+        raw.encrypt(key)
+        raw.decrypt_kek(kek_blob)
 
-        return op
-
-    ops = {"ours": ours_op} | {name: raw_op(raw) for name, raw in raws.items()}
+    ops = {"ours": ours_op, "raw": raw_op}
     names = list(ops)
     rates: Rates = {}
     for repeat in range(config.throughput_repeats):

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu_repeats=2,
             throughput_seconds=0.5,
             throughput_repeats=1,
+            quick=True,
         )
     results = run(endpoint, config)
     page = markdown(results, environment(endpoint), COMMAND)

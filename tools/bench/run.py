@@ -73,6 +73,8 @@ class Config:
     throughput_seconds: float = 1.0
     throughput_repeats: int = 3
     seed: int = 20261129
+    quick: bool = False
+    """A trial run with few rounds (``--quick``); the page says so."""
 
 
 @dataclass

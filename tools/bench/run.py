@@ -45,6 +45,10 @@ SEQUENTIAL = Sequential.name
 ESDK = EncryptionSdk.name
 UNIT_CALL = "raw boto3 Encrypt"
 SLOW = MODE_LABELS["slow"]
+POOLED_MODES: tuple[Mode, ...] = ("default", "local")
+"""Whose KMS calls are also measured raw through a thread pool (encrypt only): the floor of
+sending the calls the way ours does, on this machine."""
+POOLED = {m: RawCalls.label(m, pooled=True) for m in POOLED_MODES}
 SLOW_ENCRYPT_EVERY = 2
 """encrypt_key with a slow preferred region (500 ms and more, very regular) runs every 2nd round."""
 
@@ -233,6 +237,12 @@ def latency_matrix(world: World, latency_ms: int, config: Config, rng: random.Ra
             tasks[dec] = _bind(system.decrypt, source)
             if isinstance(system, RawFloor):
                 tasks[Cell(CALL, UNIT_CALL, n)] = _bind(system.encrypt_call, key)
+        for raw in (RawCalls(world, REGIONS[:n], m, pooled=True) for m in POOLED_MODES):
+            enc = Cell(ENCRYPT, raw.name, n)
+            before = raw.counter.total()
+            raw.encrypt(key)
+            calls[enc] = raw.counter.total() - before
+            tasks[enc] = _bind(raw.encrypt, key)
     _check_interop(world, key)
     say(
         f"L = {latency_ms} ms: {len(tasks)} tasks x {config.warmup + config.rounds} rounds "

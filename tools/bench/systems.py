@@ -384,8 +384,7 @@ class RawCalls:
     def __init__(
         self, world: World, regions: Sequence[str], mode: Mode = "default", *, pooled: bool = False
     ) -> None:
-        how = "through a thread pool" if pooled else "one after another"
-        self.name = f"raw boto3, the calls of {MODE_LABELS[mode]}, {how}"
+        self.name = self.label(mode, pooled=pooled)
         self.counter = CallCounter()
         self._mode = mode
         self._regions = tuple(regions)
@@ -395,6 +394,12 @@ class RawCalls:
         self._blobs: dict[bytes, bytes] = {}
         self._pool = ThreadPoolExecutor(POOL_CONNECTIONS) if pooled else None
         world.made.append(self)
+
+    @staticmethod
+    def label(mode: Mode, *, pooled: bool) -> str:
+        """The name of the raw calls of `mode`, sent one after another or through a pool."""
+        how = "through a thread pool" if pooled else "one after another"
+        return f"raw boto3, the calls of {MODE_LABELS[mode]}, {how}"
 
     def _each(self, calls: Sequence[Callable[[], Any]]) -> list[Any]:
         if self._pool is None:

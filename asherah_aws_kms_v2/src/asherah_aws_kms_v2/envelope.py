@@ -85,18 +85,7 @@ def parse_envelope(data: bytes) -> Envelope:
         raise KmsError(
             f"envelope is {len(data)} bytes, over the limit of {MAX_ENVELOPE_BYTES}; refusing it"
         )
-    try:
-        # Decode first: json.loads(bytes) would also accept UTF-16, UTF-32 and a UTF-8 BOM,
-        # which the reference readers refuse.
-        document = json.loads(bytes(data).decode("utf-8"))
-    except UnicodeDecodeError:
-        raise KmsError("envelope is not UTF-8 JSON") from None
-    except json.JSONDecodeError as e:
-        raise KmsError(f"envelope is not valid JSON: {e.msg} at byte {e.pos}") from None
-    except RecursionError:
-        raise KmsError("envelope JSON is nested too deeply") from None
-    except ValueError:  # for example an integer with more digits than Python converts
-        raise KmsError("envelope is not valid JSON") from None
+    document = _load_json(data)
     if not isinstance(document, dict):
         raise KmsError(f"envelope must be a JSON object, got {_json_kind(document)}")
     encrypted_key = _b64_field(document, "encryptedKey", "encryptedKey", MAX_ENCRYPTED_KEY_BYTES)
@@ -108,6 +97,27 @@ def parse_envelope(data: bytes) -> Envelope:
     if not isinstance(raw_keks, list):
         raise KmsError(f"envelope field kmsKeks must be a list, got {_json_kind(raw_keks)}")
     return Envelope(encrypted_key, _parse_keks(raw_keks))
+
+
+# The KmsError of a malformed envelope is raised outside the `except` block on purpose: raised
+# inside, even `from None`, it would keep the decoder's exception as __context__, and that
+# exception's repr holds the input.
+
+
+def _load_json(data: bytes | bytearray | memoryview) -> Any:
+    try:
+        # Decode first: json.loads(bytes) would also accept UTF-16, UTF-32 and a UTF-8 BOM,
+        # which the reference readers refuse.
+        return json.loads(bytes(data).decode("utf-8"))
+    except UnicodeDecodeError:
+        problem = "envelope is not UTF-8 JSON"
+    except json.JSONDecodeError as e:
+        problem = f"envelope is not valid JSON: {e.msg} at byte {e.pos}"
+    except RecursionError:
+        problem = "envelope JSON is nested too deeply"
+    except ValueError:  # for example an integer with more digits than Python converts
+        problem = "envelope is not valid JSON"
+    raise KmsError(problem)
 
 
 def _parse_keks(raw_keks: list[Any]) -> tuple[RegionalKek, ...]:
@@ -153,18 +163,24 @@ def _b64_field(obj: dict[str, Any], name: str, where: str, limit: int) -> bytes:
         raise KmsError(f"envelope field {where} must be a base64 string, got {_json_kind(value)}")
     if len(value) > (limit + 2) // 3 * 4:
         raise KmsError(f"envelope field {where} is over the limit of {limit} bytes")
-    try:
-        # b64decode ignores padding beyond a full quantum ("AAAA=="); Go refuses it.
-        if len(value) % 4:
-            raise ValueError("length is not a multiple of 4")
-        decoded = base64.b64decode(value.encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error, ValueError):
-        raise KmsError(f"envelope field {where} is not valid standard base64") from None
+    decoded = _b64decode(value)
+    if decoded is None:
+        raise KmsError(f"envelope field {where} is not valid standard base64")
     if not decoded:
         raise KmsError(f"envelope field {where} is empty")
     if len(decoded) > limit:
         raise KmsError(f"envelope field {where} is over the limit of {limit} bytes")
     return decoded
+
+
+def _b64decode(value: str) -> bytes | None:
+    # b64decode ignores padding beyond a full quantum ("AAAA=="); Go refuses it.
+    if len(value) % 4:
+        return None
+    try:
+        return base64.b64decode(value.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        return None
 
 
 def _b64(data: bytes) -> str:

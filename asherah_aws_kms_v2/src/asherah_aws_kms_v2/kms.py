@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = ["AwsKms"]
 
 logger = logging.getLogger("asherah_aws_kms_v2")
 DATA_KEY_BYTES = 32
+_AWS_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}")
 _METRIC_OPERATION = {
     "generate_data_key": "generatedatakey",
     "encrypt": "encrypt",
@@ -350,7 +352,7 @@ class AwsKms(KeyManagementService):
             if entry is not None:
                 attempts.append((region, entry.encrypted_kek))
         if not attempts:
-            present = ", ".join(k.region for k in envelope.keks) or "none"
+            present = _envelope_regions(k.region for k in envelope.keks)
             raise KmsError(
                 "decrypt_key: the envelope holds no copy of the data key for a configured "
                 f"region (envelope regions: {present}; configured: {', '.join(self._order)})"
@@ -530,6 +532,17 @@ def _data_key(region: str, operation: str, response: Mapping[str, Any]) -> bytes
             region_fault=False, retryable=False,
         )  # fmt: skip
     return data_key
+
+
+def _envelope_regions(names: Iterable[str]) -> str:
+    """The envelope's region names for a message: AWS-shaped names shown, any other counted.
+
+    They are input: an arbitrary string must not reach a message or a log line.
+    """
+    names = list(names)
+    shown = [name for name in names if _AWS_REGION.fullmatch(name)]
+    hidden = len(names) - len(shown)
+    return ", ".join([*shown, *([f"{hidden} other name(s) not shown"] if hidden else [])]) or "none"
 
 
 def _deadline_error(region: str, operation: str) -> RegionCallError:

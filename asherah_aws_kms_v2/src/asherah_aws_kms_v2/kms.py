@@ -19,6 +19,7 @@ from .arn import parse_arn, same_multi_region_key
 from .clients import KmsClient, RegionCallError, RetryPolicy, call_with_retries
 from .envelope import MAX_KEY_BYTES, Envelope, RegionalKek, parse_envelope
 from .metrics import KmsMetrics, attributes
+from .redact import install_log_redaction
 from .regions import RegionHealth
 from .settings import AwsKmsSettings
 
@@ -57,6 +58,7 @@ class AwsKms(KeyManagementService):
         missing = [r.name for r in settings.regions if r.name not in clients]
         if missing:
             raise KmsError(f"no KMS client for region(s) {', '.join(missing)}")
+        install_log_redaction()  # botocore's DEBUG logs would show data keys otherwise
         self._settings = settings
         self._crypto = crypto
         self._clients = dict(clients)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -250,6 +251,7 @@ def call_with_retries(
         try:
             response = call()
         except Exception as e:
+            _release_frames(e)
             error = classify(region, operation, e)
             on_attempt(clock() - start, error)
             connection_level = error.error_type in _CONNECTION_ERRORS
@@ -268,6 +270,24 @@ def call_with_retries(
             continue
         on_attempt(clock() - start, None)
         return response
+
+
+def _release_frames(error: BaseException) -> None:
+    """Clear the local variables of the finished frames in `error`'s tracebacks (and of the
+    errors chained to it), keeping the file and line of each frame.
+
+    Those frames hold urllib3's response and connection objects in reference cycles, so their
+    sockets would stay open until the garbage collector ran; this closes them at once.
+    """
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [error]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)
+        stack += [e.__cause__, e.__context__]
 
 
 def _short(error: Exception) -> str:

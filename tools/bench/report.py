@@ -342,21 +342,21 @@ def known_limits(results: Results) -> list[str]:
     ]
     if all(at_zero):
         mine0, raw0, mine_top, raw_top = (v for v in at_zero if v is not None)
-        networked = paired_ratios(mine_top, raw_top)
-        where = (
-            "ahead"
-            if networked.median > BEHIND_LIMIT
-            else "behind"
-            if networked.median < 1 / BEHIND_LIMIT
-            else "level"
-        )
         notes.append(
-            f"Throughput at L = 0 is bound by the CPU that the benchmark shares with LocalStack "
-            f"(2 cores): what ours spends more per operation is taken from LocalStack too, so "
-            f"there ours/raw ({_fmt(paired_ratios(mine0, raw0))} with {top_threads} threads) "
-            f"follows the CPU overhead and the machine's other load. When the time goes to the "
-            f"network (L = {run.latency_ms} ms) ours is {where}: {_fmt(networked)}."
+            f"Throughput with {top_threads} threads: LocalStack shares the 2 cores with the "
+            "benchmark, so when CPU is the limit (see the throughput section) what ours spends "
+            "more per operation is also taken from LocalStack, and ours / raw "
+            f"(L = 0: {_fmt(paired_ratios(mine0, raw0))}; L = {run.latency_ms} ms: "
+            f"{_fmt(paired_ratios(mine_top, raw_top))}) follows the CPU overhead above and the "
+            "machine's other load."
         )
+        one = [results.throughput.get((run.latency_ms, side, 1)) for side in ("ours", "raw")]
+        if one[0] and one[1]:
+            notes[-1] += (
+                f" With one thread at L = {run.latency_ms} ms, where latency is the limit, "
+                f"ours / raw is {_fmt(paired_ratios(one[0], one[1]))}: the regional calls go "
+                "out at once."
+            )
     notes += [
         f"encrypt_key is not hedged: with the preferred region {SLOW_EXTRA * 1000:.0f} ms late it "
         f"takes {slow:.0f} ms at L = {run.latency_ms} ms ({n} regions), against {default:.0f} ms "
@@ -528,8 +528,9 @@ def _throughput_section(results: Results) -> list[str]:
         "or one set of clients (raw boto3: the same KMS calls, one after another in each "
         f"thread). About {config.throughput_seconds:g} s per measurement (each thread finishes "
         "its operation in flight and is timed to its own end), "
-        f"{config.throughput_repeats} repeats. At L = 0 the limit is CPU (LocalStack shares the "
-        "2 cores with the benchmark), the hardest case for ours; at L = 50 ms it is latency.",
+        f"{config.throughput_repeats} repeats. LocalStack shares the 2 cores with the benchmark "
+        "(and the machine with other work), so once CPU is the limit, every cycle ours spends "
+        "more is also taken from LocalStack.",
         "",
         "| L | threads | ours (ops/s) | raw boto3 (ops/s) | ours / raw |",
         "|---|---|---|---|---|",
@@ -543,6 +544,20 @@ def _throughput_section(results: Results) -> list[str]:
             lines.append(
                 f"| {latency_ms} ms | {threads} | {_fmt(summarize(mine), 0)} | "
                 f"{_fmt(summarize(raw), 0)} | {_fmt(paired_ratios(mine, raw))} |"
+            )
+    lines.append("")
+    top = max(config.thread_counts)
+    for latency_ms in sorted(results.latency):
+        one = results.throughput.get((latency_ms, "raw", 1))
+        many = results.throughput.get((latency_ms, "raw", top))
+        if one and many:
+            bound = top * statistics.median(one)
+            reached = statistics.median(many)
+            limit = "CPU, not latency," if reached < 0.8 * bound else "latency"
+            lines.append(
+                f"At L = {latency_ms} ms, raw boto3 with {top} threads reached {reached:.0f} ops/s "
+                f"where latency alone would allow {bound:.0f} ({top} {TIMES} its 1-thread rate): "
+                f"{limit} is the limit there."
             )
     lines.append("")
     if results.memory:

@@ -105,8 +105,9 @@ class AwsKms(KeyManagementService):
             )
         start = time.perf_counter()
         error_type = None
+        probes: list[tuple[str, float]] = []  # probes of recovering regions granted to us
         try:
-            return self._encrypt(bytes(key), self._clock() + self._settings.deadline)
+            return self._encrypt(bytes(key), self._clock() + self._settings.deadline, probes)
         except BaseException as e:
             if isinstance(e, RuntimeError | CancelledError) and self._closed:
                 # close() shut the pool under this call: no new work, queued work cancelled.
@@ -115,12 +116,13 @@ class AwsKms(KeyManagementService):
             error_type = _error_type(e)
             raise
         finally:
+            self._health.release(probes)  # those of regions this call never asked
             self._metrics.encrypt_key.record(
                 time.perf_counter() - start, attributes(error_type=error_type)
             )
 
-    def _encrypt(self, key: bytes, deadline: float) -> bytes:
-        usable, cooling = self._health.split(self._order)
+    def _encrypt(self, key: bytes, deadline: float, probes: list[tuple[str, float]]) -> bytes:
+        usable, cooling = self._health.split(self._order, probes=probes)
         order = usable + cooling
         entries: dict[str, bytes] = {}
         errors: dict[str, RegionCallError] = {}
@@ -280,9 +282,10 @@ class AwsKms(KeyManagementService):
         self._check_open()
         start = time.perf_counter()
         error_type = None
+        probes: list[tuple[str, float]] = []  # probes of recovering regions granted to us
         try:
             envelope = parse_envelope(encrypted)
-            return self._decrypt(envelope, self._clock() + self._settings.deadline)
+            return self._decrypt(envelope, self._clock() + self._settings.deadline, probes)
         except BaseException as e:
             if isinstance(e, RuntimeError | CancelledError) and self._closed:
                 # close() shut the pool under this call: no new work, queued work cancelled.
@@ -291,12 +294,15 @@ class AwsKms(KeyManagementService):
             error_type = _error_type(e)
             raise
         finally:
+            self._health.release(probes)  # those of regions this call never asked
             self._metrics.decrypt_key.record(
                 time.perf_counter() - start, attributes(error_type=error_type)
             )
 
-    def _decrypt(self, envelope: Envelope, deadline: float) -> bytes:
-        attempts = self._decrypt_attempts(envelope)
+    def _decrypt(
+        self, envelope: Envelope, deadline: float, probes: list[tuple[str, float]]
+    ) -> bytes:
+        attempts = self._decrypt_attempts(envelope, probes)
         errors: list[RegionCallError] = []
         pending: dict[Future[bytes], str] = {}
         hedge = self._settings.hedge_after
@@ -347,9 +353,11 @@ class AwsKms(KeyManagementService):
                 future.cancel()
         raise _all_failed("decrypt_key failed in every region tried", {e.region: e for e in errors})
 
-    def _decrypt_attempts(self, envelope: Envelope) -> list[tuple[str, bytes]]:
+    def _decrypt_attempts(
+        self, envelope: Envelope, probes: list[tuple[str, float]]
+    ) -> list[tuple[str, bytes]]:
         attempts: list[tuple[str, bytes]] = []
-        for region in self._health.order(self._order):
+        for region in self._health.order(self._order, probes=probes):
             entry = envelope.kek_for(region) or self._replica_entry(region, envelope)
             if entry is not None:
                 attempts.append((region, entry.encrypted_kek))
@@ -419,6 +427,7 @@ class AwsKms(KeyManagementService):
         """One KMS operation in `region`, with the locally configured ARN as KeyId."""
         if self._clock() >= deadline:
             raise _deadline_error(region, _api_name(operation))
+        self._health.calling(region)
         method = getattr(self._clients[region], operation)
         kwargs = {"KeyId": str(self._arns[region]), **params}
         histogram = self._metrics.kms_call(_METRIC_OPERATION[operation], region)

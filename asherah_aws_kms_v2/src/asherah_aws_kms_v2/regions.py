@@ -22,7 +22,8 @@ logger = logging.getLogger("asherah_aws_kms_v2")
 @dataclass
 class _State:
     cool_until: float = 0.0  # 0 means healthy
-    probe_until: float = 0.0  # a probe is in flight until then
+    probe_until: float = 0.0  # a probe is granted until then
+    probe_called: bool = False  # the probe's call has started
 
 
 class RegionHealth:
@@ -49,16 +50,21 @@ class RegionHealth:
         self._lock = threading.Lock()
         self._states = {region: _State() for region in regions}
 
-    def order(self, preferred: Sequence[str]) -> list[str]:
+    def order(
+        self, preferred: Sequence[str], *, probes: list[tuple[str, float]] | None = None
+    ) -> list[str]:
         """Return `preferred` with cooling regions moved to the back, in their relative order."""
-        usable, cooling = self.split(preferred)
+        usable, cooling = self.split(preferred, probes=probes)
         return usable + cooling
 
-    def split(self, preferred: Sequence[str]) -> tuple[list[str], list[str]]:
+    def split(
+        self, preferred: Sequence[str], *, probes: list[tuple[str, float]] | None = None
+    ) -> tuple[list[str], list[str]]:
         """Split `preferred` into the regions to use now and those cooling down, in order.
 
         A region whose cool-down has ended is given back its place to exactly one caller
-        (the probe) until that caller reports the outcome or the probe times out.
+        (the probe) until that caller reports the outcome, gives the probe back with
+        `release`, or the probe times out. The probes granted are appended to `probes`.
         """
         if self.cooldown <= 0:
             return list(preferred), []
@@ -72,10 +78,30 @@ class RegionHealth:
                     front.append(region)
                 elif now >= state.cool_until and now >= state.probe_until:
                     state.probe_until = now + self._probe_timeout
+                    state.probe_called = False
                     front.append(region)
+                    if probes is not None:
+                        probes.append((region, state.probe_until))
                 else:
                     back.append(region)
         return front, back
+
+    def calling(self, region: str) -> None:
+        """Note that a call to `region` starts: a probe granted for it is now in use."""
+        state = self._states.get(region)
+        if state is not None and state.probe_until:
+            with self._lock:
+                state.probe_called = True
+
+    def release(self, probes: Iterable[tuple[str, float]]) -> None:
+        """Give back probes from `split` whose region was never called, so that the next
+        caller probes it instead of waiting for the probe timeout. A probe already used,
+        or granted since to another caller, is left alone."""
+        with self._lock:
+            for region, granted_until in probes:
+                state = self._states.get(region)
+                if state and state.probe_until == granted_until and not state.probe_called:
+                    state.probe_until = 0.0
 
     def is_healthy(self, region: str) -> bool:
         """Whether `region` is not cooling down."""

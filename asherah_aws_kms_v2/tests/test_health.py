@@ -290,6 +290,23 @@ def test_encrypt_includes_a_cooling_region_when_min_regions_needs_it(
     assert kms.decrypt_key(blob) == KEY
 
 
+def test_encrypt_asks_a_skipped_cooling_region_when_the_healthy_ones_fall_short(
+    aws: FakeAws, arns: dict[str, str], make_kms: MakeKms, clock: FakeClock
+) -> None:
+    kms = build(make_kms, arns, clock, min_regions=2)
+    aws.down["us-east-1"] = dead()
+    kms.encrypt_key(KEY)  # us-east-1 left out, and now cooling
+    del aws.down["us-east-1"]
+    aws.keys[arns["eu-west-1"]].enabled = False  # a key error the health order cannot foresee
+    calls = len(aws.calls_to(region="us-east-1"))
+
+    blob = kms.encrypt_key(KEY)
+
+    assert len(aws.calls_to(region="us-east-1")) == calls + 1
+    assert [k["region"] for k in json.loads(blob)["kmsKeks"]] == ["us-west-2", "us-east-1"]
+    assert kms.decrypt_key(blob) == KEY
+
+
 def test_generate_data_key_skips_a_cooling_preferred_region(
     aws: FakeAws, arns: dict[str, str], make_kms: MakeKms, clock: FakeClock
 ) -> None:

@@ -142,11 +142,15 @@ class AwsKms(KeyManagementService):
         faulted = [r for r in usable if r in errors and errors[r].region_fault]
         usable = [r for r in usable if r not in faulted]
         cooling = faulted + cooling
+        skipped: list[str] = []
         if len(usable) >= self._settings.min_regions:
-            for region in cooling:
+            skipped, order = cooling, usable
+            for region in skipped:
                 errors.setdefault(region, _cooling_error(region))
-            order = usable
         self._encrypt_remaining(order, data_key, deadline, entries, errors)
+        if len(entries) < self._settings.min_regions and skipped:
+            # The healthy regions fell short after all (a key error, say): ask the others too.
+            self._encrypt_remaining(skipped, data_key, deadline, entries, errors)
         self._check_coverage(entries, errors)
         head = [first] if first is not None else []
         keks = tuple(

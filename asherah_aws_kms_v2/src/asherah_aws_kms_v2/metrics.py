@@ -43,7 +43,8 @@ class KmsMetrics:
         self.regions_left_out: Counter = self._meter.create_counter(
             "ael.kms.aws.region.left_out",
             unit="{region}",
-            description="Regions left out of an envelope because their Encrypt failed.",
+            description="Regions left out of an envelope: their Encrypt failed, or they were "
+            "skipped while cooling down.",
         )
         self.health_changes: Counter = self._meter.create_counter(
             "ael.kms.aws.region.health_change",

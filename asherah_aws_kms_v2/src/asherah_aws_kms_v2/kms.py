@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import Histogram, Meter
 
 from asherah_core import Aead, ConfigError, CryptoError, KeyManagementService, KmsError, ProbeResult
 
@@ -103,23 +103,36 @@ class AwsKms(KeyManagementService):
             raise KmsError(
                 f"encrypt_key: the key is {len(key)} bytes; it must be 1 to {MAX_KEY_BYTES} bytes"
             )
+        plaintext = bytes(key)
+        return self._operate(
+            "encrypt_key",
+            self._metrics.encrypt_key,
+            lambda deadline, probes: self._encrypt(plaintext, deadline, probes),
+        )
+
+    def _operate(
+        self,
+        name: str,
+        histogram: Histogram,
+        body: Callable[[float, list[tuple[str, float]]], bytes],
+    ) -> bytes:
+        """Run one encrypt_key or decrypt_key: its deadline, its duration metric, the probes
+        it was granted, and a close() that races with it."""
         start = time.perf_counter()
         error_type = None
         probes: list[tuple[str, float]] = []  # probes of recovering regions granted to us
         try:
-            return self._encrypt(bytes(key), self._clock() + self._settings.deadline, probes)
+            return body(self._clock() + self._settings.deadline, probes)
         except BaseException as e:
             if isinstance(e, RuntimeError | CancelledError) and self._closed:
                 # close() shut the pool under this call: no new work, queued work cancelled.
                 error_type = "KmsError"
-                raise KmsError("encrypt_key: this AwsKms was closed during the call") from e
+                raise KmsError(f"{name}: this AwsKms was closed during the call") from e
             error_type = _error_type(e)
             raise
         finally:
             self._health.release(probes)  # those of regions this call never asked
-            self._metrics.encrypt_key.record(
-                time.perf_counter() - start, attributes(error_type=error_type)
-            )
+            histogram.record(time.perf_counter() - start, attributes(error_type=error_type))
 
     def _encrypt(self, key: bytes, deadline: float, probes: list[tuple[str, float]]) -> bytes:
         usable, cooling = self._health.split(self._order, probes=probes)
@@ -284,24 +297,11 @@ class AwsKms(KeyManagementService):
     def decrypt_key(self, encrypted: bytes) -> bytes:
         """Unwrap an envelope written by `encrypt_key` (or by another Asherah implementation)."""
         self._check_open()
-        start = time.perf_counter()
-        error_type = None
-        probes: list[tuple[str, float]] = []  # probes of recovering regions granted to us
-        try:
-            envelope = parse_envelope(encrypted)
-            return self._decrypt(envelope, self._clock() + self._settings.deadline, probes)
-        except BaseException as e:
-            if isinstance(e, RuntimeError | CancelledError) and self._closed:
-                # close() shut the pool under this call: no new work, queued work cancelled.
-                error_type = "KmsError"
-                raise KmsError("decrypt_key: this AwsKms was closed during the call") from e
-            error_type = _error_type(e)
-            raise
-        finally:
-            self._health.release(probes)  # those of regions this call never asked
-            self._metrics.decrypt_key.record(
-                time.perf_counter() - start, attributes(error_type=error_type)
-            )
+        return self._operate(
+            "decrypt_key",
+            self._metrics.decrypt_key,
+            lambda deadline, probes: self._decrypt(parse_envelope(encrypted), deadline, probes),
+        )
 
     def _decrypt(
         self, envelope: Envelope, deadline: float, probes: list[tuple[str, float]]

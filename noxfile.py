@@ -1,4 +1,5 @@
-"""Every developer and CI entry point. ``nox`` runs lint, typecheck, tests, integration and docs.
+"""Every developer and CI entry point. ``nox`` runs lint, typecheck, tests, integration, fuzz
+and docs.
 
 - Extra arguments go to the tool: ``nox -s tests -- -x -k envelope`` (pytest; naming a test file
   or folder replaces the default test paths), ``nox -s typecheck -- --no-incremental`` (mypy),
@@ -10,6 +11,8 @@
   named by ``ASHERAH_LOCALSTACK_ENDPOINT``, and stops what it started.
 - The distributions are always installed non-editable, built from a copy of their folders so
   the build never writes into the working tree. Fresh venvs each run; ``nox -r`` reuses them.
+- ``fuzz`` runs the property tests of bad input (asherah_aws_kms_v2/tests/test_fuzz.py) with the
+  Hypothesis profile ``asherah-fuzz``: at least 10,000 generated inputs, about a minute.
 - ``docs`` builds the site (mkdocs.yml, docs/) with ``--strict``: a broken link or anchor, a
   missing snippet or an unresolved API reference fails it. The site goes to .nox/docs/tmp/site.
 - ``bench`` (not in the default run) benchmarks the plugin against its peers under LocalStack
@@ -58,7 +61,7 @@ DOCS_DEPS = (
 )
 
 nox.needs_version = ">=2024.4.15"
-nox.options.sessions = ["lint", "typecheck", "tests", "integration", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "integration", "fuzz", "docs"]
 nox.options.error_on_external_run = True
 
 
@@ -187,6 +190,15 @@ def integration(session: nox.Session) -> None:
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"  # never wait for an instance role
     with running_localstack(session):
         run_pytest(session, "-m", "integration")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Feed envelope parsing and decrypt_key at least 10,000 generated bad inputs (the unit
+    ``tests`` run the same properties with a few hundred)."""
+    install_project(session, *TEST_DEPS)
+    session.env["ASHERAH_FUZZ_PROFILE"] = "asherah-fuzz"
+    session.run("pytest", "asherah_aws_kms_v2/tests/test_fuzz.py", *session.posargs)
 
 
 @nox.session

@@ -87,10 +87,26 @@ def test_the_other_regions_encrypt_concurrently(
     assert 0.38 <= elapsed < 0.58, elapsed
 
 
-def test_kms_calls_run_on_the_instance_pool_not_the_callers_thread(
+def test_sequential_calls_run_in_the_callers_thread_and_concurrent_ones_on_the_pool(
     aws: FakeAws, arns: dict[str, str], make_kms: MakeKms
 ) -> None:
     kms = make_kms(arns)
+
+    kms.decrypt_key(kms.encrypt_key(KEY))
+
+    caller = threading.get_ident()
+    threads = {(c.operation, c.thread == caller) for c in aws.calls}
+    # GenerateDataKey and Decrypt: a whole attempt fits before the deadline, so no hand-off.
+    assert threads == {("generate_data_key", True), ("encrypt", False), ("decrypt", True)}
+    assert all(c.thread_name.startswith("asherah-aws-kms") for c in aws.calls_to("encrypt"))
+
+
+def test_calls_go_to_the_pool_when_an_attempt_might_overrun_the_deadline(
+    aws: FakeAws, arns: dict[str, str], make_kms: MakeKms
+) -> None:
+    # operation_timeout below connect + read timeouts: only the pool lets the caller leave
+    # at the deadline, so every call is handed off.
+    kms = make_kms(arns, timeout=1.0, operation_timeout=1.5)
 
     kms.decrypt_key(kms.encrypt_key(KEY))
 
@@ -110,8 +126,11 @@ def test_no_thread_is_created_per_call(
     # pool's size (ThreadPoolExecutor may add a thread when a worker is slow to report idle).
     assert len(aws.calls) == 160
     threads = {c.thread_name for c in aws.calls}
-    assert len(threads) <= 6
-    assert all(name.startswith("asherah-aws-kms") for name in threads)
+    assert len(threads) <= 6 + 1  # the pool's, and the caller's own
+    assert all(
+        name.startswith("asherah-aws-kms") or name == threading.current_thread().name
+        for name in threads
+    )
 
 
 def test_entries_are_in_a_fixed_order_whatever_answers_first(

@@ -14,7 +14,13 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from asherah_aws_kms_v2.clients import RegionCallError, RetryPolicy, call_with_retries, classify
+from asherah_aws_kms_v2.clients import (
+    HandOff,
+    RegionCallError,
+    RetryPolicy,
+    call_with_retries,
+    classify,
+)
 from asherah_core import KmsError
 
 from .conftest import MakeKms
@@ -426,3 +432,42 @@ def test_classify_marks_region_faults_retryable(error: Exception, fault: bool) -
     assert classified.operation == "Encrypt"
     assert classified.region_fault is fault
     assert classified.retryable is fault
+
+
+def test_a_retry_that_might_overrun_the_deadline_is_handed_off(clock: FakeClock) -> None:
+    call = Flaky(clock, throttled(), throttled())
+    start = clock()
+    with pytest.raises(HandOff) as info:
+        call_with_retries(
+            call,
+            region="us-west-2",
+            operation="Decrypt",
+            policy=FixedPolicy(max_retries=3),
+            deadline=start + 2.4,
+            retry_timeouts=True,
+            on_attempt=lambda seconds, error: None,
+            on_retry=lambda error: None,
+            sleep=clock.sleep,
+            clock=clock,
+            attempt_budget=2.0,
+        )
+    # Attempt 1 at 0 (budget 2.0 fits in 2.4); after it and a 0.25 s backoff, 0.26 + 2.0
+    # still fits, so attempt 2 runs; after the next backoff 0.52 + 2.0 > 2.4: hand off.
+    assert call.tries == 2
+    assert info.value.retry == 2
+
+    finished = call_with_retries(
+        call,
+        region="us-west-2",
+        operation="Decrypt",
+        policy=FixedPolicy(max_retries=3),
+        deadline=start + 2.4,
+        retry_timeouts=True,
+        on_attempt=lambda seconds, error: None,
+        on_retry=lambda error: None,
+        sleep=clock.sleep,
+        clock=clock,
+        first_retry=info.value.retry,
+    )
+    assert finished == {"Plaintext": b"ok"}
+    assert call.tries == 3  # the retry count went on where the hand-off left it

@@ -24,6 +24,7 @@ from botocore.exceptions import (
 )
 
 __all__ = [
+    "HandOff",
     "KmsClient",
     "KmsClientFactory",
     "RegionCallError",
@@ -238,15 +239,21 @@ def call_with_retries(
     on_retry: Callable[[RegionCallError], None],
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    attempt_budget: float = 0.0,
+    first_retry: int = 0,
 ) -> Mapping[str, Any]:
     """Run `call`, retrying retryable failures with backoff, never past `deadline`.
 
     With ``retry_timeouts=False`` (another region can take over) connection errors and
     timeouts fail at once instead of paying the timeout again. `on_attempt` sees each
-    attempt's duration and error.
+    attempt's duration and error. With an `attempt_budget`, an attempt that might not end
+    before the deadline is not started: `HandOff` says which retry is due instead, so a
+    caller that cannot leave early can pass the call to one that can (`first_retry`).
     """
-    retry = 0
+    retry = first_retry
     while True:
+        if attempt_budget and retry > first_retry and clock() + attempt_budget > deadline:
+            raise HandOff(retry)
         start = clock()
         try:
             response = call()
@@ -270,6 +277,14 @@ def call_with_retries(
             continue
         on_attempt(clock() - start, None)
         return response
+
+
+class HandOff(Exception):  # noqa: N818 - a signal between two callers, not an error
+    """The next attempt might overrun the deadline in this thread; `retry` is the one due."""
+
+    def __init__(self, retry: int) -> None:
+        super().__init__(f"retry {retry} handed off")
+        self.retry = retry
 
 
 def _release_frames(error: BaseException) -> None:

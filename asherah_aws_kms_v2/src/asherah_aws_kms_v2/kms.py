@@ -16,7 +16,7 @@ from opentelemetry.metrics import Histogram, Meter
 from asherah_core import Aead, ConfigError, CryptoError, KeyManagementService, KmsError, ProbeResult
 
 from .arn import parse_arn, same_multi_region_key
-from .clients import KmsClient, RegionCallError, RetryPolicy, call_with_retries
+from .clients import HandOff, KmsClient, RegionCallError, RetryPolicy, call_with_retries
 from .envelope import MAX_KEY_BYTES, Envelope, RegionalKek, parse_envelope
 from .metrics import KmsMetrics, attributes
 from .redact import install_log_redaction
@@ -65,6 +65,8 @@ class AwsKms(KeyManagementService):
         self._order = tuple(r.name for r in settings.regions)
         self._arns = {r.name: r.arn for r in settings.regions}
         self._groups = self._mrk_groups() if settings.mrk_awareness else {}
+        # The longest one attempt can take: botocore's connect and read timeouts.
+        self._attempt_budget = 2 * settings.timeout
         self._retry = RetryPolicy(settings.max_retries, settings.retry_base_delay_ms / 1000.0)
         self._metrics = KmsMetrics(meter)
         self._clock = clock
@@ -307,6 +309,14 @@ class AwsKms(KeyManagementService):
         self, envelope: Envelope, deadline: float, probes: list[tuple[str, float]]
     ) -> bytes:
         attempts = self._decrypt_attempts(envelope, probes)
+        if self._settings.hedge_after <= 0:
+            return self._decrypt_in_order(attempts, envelope.encrypted_key, deadline)
+        return self._decrypt_hedged(attempts, envelope, deadline)
+
+    def _decrypt_hedged(
+        self, attempts: Sequence[tuple[str, bytes]], envelope: Envelope, deadline: float
+    ) -> bytes:
+        """With hedging: when a region is slow to answer, the next is asked too; first wins."""
         errors: list[RegionCallError] = []
         pending: dict[Future[bytes], str] = {}
         hedge = self._settings.hedge_after
@@ -357,6 +367,22 @@ class AwsKms(KeyManagementService):
                 future.cancel()
         raise _all_failed("decrypt_key failed in every region tried", {e.region: e for e in errors})
 
+    def _decrypt_in_order(
+        self, attempts: Sequence[tuple[str, bytes]], encrypted_key: bytes, deadline: float
+    ) -> bytes:
+        """Without hedging: one region after another until one unwraps the key."""
+        errors: dict[str, RegionCallError] = {}
+        for i, (region, blob) in enumerate(attempts):
+            last = i == len(attempts) - 1
+            try:
+                response = self._run(region, "decrypt", {"CiphertextBlob": blob}, deadline, last)
+                return self._open(region, response, encrypted_key)
+            except RegionCallError as e:
+                errors[region] = e
+                if not last:
+                    self._failover("decrypt_key", e)
+        raise _all_failed("decrypt_key failed in every region tried", errors)
+
     def _decrypt_attempts(
         self, envelope: Envelope, probes: list[tuple[str, float]]
     ) -> list[tuple[str, bytes]]:
@@ -396,6 +422,10 @@ class AwsKms(KeyManagementService):
         response = self._call(
             region, "decrypt", {"CiphertextBlob": blob}, deadline, retry_timeouts=last
         )
+        return self._open(region, response, encrypted_key)
+
+    def _open(self, region: str, response: Mapping[str, Any], encrypted_key: bytes) -> bytes:
+        """Check the data key KMS returned and open the sealed key with it."""
         data_key = _data_key(region, "Decrypt", response)
         try:
             return self._crypto.decrypt(encrypted_key, data_key)
@@ -409,9 +439,24 @@ class AwsKms(KeyManagementService):
     def _run(
         self, region: str, operation: str, params: dict[str, Any], deadline: float, last: bool
     ) -> Mapping[str, Any]:
-        """Make one call on the pool and wait for it no longer than the deadline."""
+        """Make one call, waiting for it no longer than the deadline.
+
+        While a whole attempt (connect and read timeouts) fits before the deadline, attempts
+        run in the caller's thread: a hand-off to the pool costs about a tenth of the CPU of
+        a KMS call. Otherwise, or to go on retrying when it no longer fits, the call runs
+        on the pool and the caller stops waiting at the deadline.
+        """
+        retry = 0
+        if self._clock() + self._attempt_budget <= deadline:
+            try:
+                return self._call(
+                    region, operation, params, deadline,
+                    retry_timeouts=last, attempt_budget=self._attempt_budget,
+                )  # fmt: skip
+            except HandOff as e:
+                retry = e.retry
         future = self._pool.submit(
-            self._call, region, operation, params, deadline, retry_timeouts=last
+            self._call, region, operation, params, deadline, retry_timeouts=last, first_retry=retry
         )
         done, _ = wait([future], timeout=max(0.0, deadline - self._clock()))
         if not done:
@@ -427,6 +472,8 @@ class AwsKms(KeyManagementService):
         deadline: float,
         *,
         retry_timeouts: bool,
+        attempt_budget: float = 0.0,
+        first_retry: int = 0,
     ) -> Mapping[str, Any]:
         """One KMS operation in `region`, with the locally configured ARN as KeyId."""
         if self._clock() >= deadline:
@@ -454,6 +501,8 @@ class AwsKms(KeyManagementService):
                 on_retry=on_retry,
                 sleep=self._sleep,
                 clock=self._clock,
+                attempt_budget=attempt_budget,
+                first_retry=first_retry,
             )
         except RegionCallError as e:
             if e.region_fault:

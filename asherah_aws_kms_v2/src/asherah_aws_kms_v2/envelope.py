@@ -177,9 +177,9 @@ def _b64decode(value: str) -> bytes | None:
     # b64decode ignores padding beyond a full quantum ("AAAA=="); Go refuses it.
     if len(value) % 4:
         return None
-    try:
-        return base64.b64decode(value.encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error, ValueError):
+    try:  # strict: only the standard alphabet, padding only at the end (ValueError: non-ASCII)
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
         return None
 
 

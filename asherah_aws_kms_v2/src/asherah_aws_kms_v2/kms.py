@@ -623,8 +623,11 @@ def _cooling_error(region: str) -> RegionCallError:
     )  # fmt: skip
 
 
+_API_NAMES = {"generate_data_key": "GenerateDataKey", "encrypt": "Encrypt", "decrypt": "Decrypt"}
+
+
 def _api_name(operation: str) -> str:
-    return "".join(part.title() for part in operation.split("_"))
+    return _API_NAMES.get(operation) or "".join(p.title() for p in operation.split("_"))
 
 
 def _all_failed(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from botocore.exceptions import EndpointConnectionError
@@ -16,20 +15,10 @@ from asherah_core import KmsError
 
 from .conftest import MakeKms
 from .fakes import FakeAws, client_error
+from .leakscan import exception_texts, forms
 
 # Keys with printable stretches too, so a raw (decoded) leak would be readable in a log.
 KEYS = [os.urandom(32), b"PLAINTEXT-KEY-" + os.urandom(18), os.urandom(100)]
-
-
-def forms(secret: bytes) -> Iterator[str]:
-    """The ways `secret` (or a long enough part of it) could show up in text."""
-    yield secret.hex()
-    yield secret.hex().upper()
-    yield repr(secret)[2:-1]
-    yield secret.decode("latin-1")
-    for shift in range(3):  # base64 of the secret at any alignment inside a larger buffer
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            yield encode(secret[shift:]).decode()[:-4]
 
 
 def leaks(text: str, secrets: list[bytes]) -> list[str]:
@@ -39,19 +28,6 @@ def leaks(text: str, secrets: list[bytes]) -> list[str]:
         for form in forms(secret)
         if len(form) >= 12 and form in text
     ]
-
-
-def exception_texts(error: BaseException) -> Iterator[str]:
-    """The message, repr and traceback of `error` and of everything chained to it."""
-    yield str(error)
-    yield repr(error)
-    yield "".join(traceback.format_exception(error))
-    for linked in (error.__cause__, error.__context__):
-        if linked is not None:
-            yield from exception_texts(linked)
-    if isinstance(error, BaseExceptionGroup):
-        for member in error.exceptions:
-            yield from exception_texts(member)
 
 
 class Recorder:

@@ -308,6 +308,7 @@ def run(
     policy: RetryPolicy | None = None,
     deadline: float = 60.0,
     retry_timeouts: bool = True,
+    **options: Any,
 ) -> tuple[Mapping[str, Any] | RegionCallError, list[Any], list[RegionCallError]]:
     attempts: list[Any] = []
     retries: list[RegionCallError] = []
@@ -323,6 +324,7 @@ def run(
             on_retry=retries.append,
             sleep=clock.sleep,
             clock=clock,
+            **options,
         )
     except RegionCallError as e:
         result = e
@@ -436,37 +438,19 @@ def test_classify_marks_region_faults_retryable(error: Exception, fault: bool) -
 
 def test_a_retry_that_might_overrun_the_deadline_is_handed_off(clock: FakeClock) -> None:
     call = Flaky(clock, throttled(), throttled())
-    start = clock()
+    deadline = clock() + 2.4
     with pytest.raises(HandOff) as info:
-        call_with_retries(
-            call,
-            region="us-west-2",
-            operation="Decrypt",
-            policy=FixedPolicy(max_retries=3),
-            deadline=start + 2.4,
-            retry_timeouts=True,
-            on_attempt=lambda seconds, error: None,
-            on_retry=lambda error: None,
-            sleep=clock.sleep,
-            clock=clock,
-            attempt_budget=2.0,
-        )
+        run(call, clock, policy=FixedPolicy(max_retries=3), deadline=2.4, attempt_budget=2.0)
     # Attempt 1 at 0 (budget 2.0 fits in 2.4); after it and a 0.25 s backoff, 0.26 + 2.0
     # still fits, so attempt 2 runs; after the next backoff 0.52 + 2.0 > 2.4: hand off.
     assert call.tries == 2
     assert info.value.retry == 2
 
-    finished = call_with_retries(
+    finished, _, _ = run(
         call,
-        region="us-west-2",
-        operation="Decrypt",
+        clock,
         policy=FixedPolicy(max_retries=3),
-        deadline=start + 2.4,
-        retry_timeouts=True,
-        on_attempt=lambda seconds, error: None,
-        on_retry=lambda error: None,
-        sleep=clock.sleep,
-        clock=clock,
+        deadline=deadline - clock(),
         first_retry=info.value.retry,
     )
     assert finished == {"Plaintext": b"ok"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -160,6 +161,27 @@ def test_throttling_is_retried_in_the_same_region_even_when_others_could_serve(
     assert kms.decrypt_key(blob) == KEY
 
     assert [c.region for c in aws.calls_to("decrypt")] == ["us-west-2", "us-west-2"]
+
+
+@pytest.mark.parametrize(
+    ("min_regions", "expected_calls"),
+    [(1, 1), (2, 1), ("all", 1 + 3)],  # max_retries is 3
+)
+def test_a_regional_encrypt_retries_a_timeout_only_when_min_regions_needs_that_copy(
+    aws: FakeAws,
+    arns: dict[str, str],
+    make_kms: MakeKms,
+    clock: FakeClock,
+    min_regions: int | str,
+    expected_calls: int,
+) -> None:
+    kms = make_kms(arns, clock=clock, sleep=clock.sleep, region_cooldown=0, min_regions=min_regions)
+    aws.down["eu-west-1"] = ReadTimeoutError(endpoint_url=URL)
+
+    with contextlib.suppress(KmsError):  # "all" cannot be met: the copy was needed
+        kms.encrypt_key(KEY)
+
+    assert len(aws.calls_to("encrypt", region="eu-west-1")) == expected_calls
 
 
 def test_the_last_region_left_retries_connection_errors(

@@ -207,15 +207,21 @@ class AwsKms(KeyManagementService):
         entries: dict[str, bytes],
         errors: dict[str, RegionCallError],
     ) -> None:
+        groups: list[tuple[str, ...]] = []
+        for region in order:
+            if region not in entries and not any(region in g for g in groups):
+                groups.append(tuple(r for r in order if r in self._group(region)))
+        # Regions each group's copy would cover (all its replicas, configured or not asked).
+        covers = {g: len(self._group(g[0])) for g in groups}
+        reachable = len(entries) + sum(covers.values())
         futures: dict[Future[tuple[str, bytes]], tuple[str, ...]] = {}
         group_errors: dict[tuple[str, ...], dict[str, RegionCallError]] = {}
-        for region in order:
-            if region in entries or any(region in g for g in futures.values()):
-                continue
-            group = tuple(r for r in order if r in self._group(region))
+        for group in groups:
+            # Pay a timeout again only for a copy min_regions cannot do without.
+            needed = reachable - covers[group] < self._settings.min_regions
             group_errors[group] = {}
             future = self._pool.submit(
-                self._encrypt_in_group, group, data_key, deadline, group_errors[group]
+                self._encrypt_in_group, group, data_key, deadline, group_errors[group], needed
             )
             futures[future] = group
         if not futures:
@@ -242,14 +248,20 @@ class AwsKms(KeyManagementService):
         data_key: bytes,
         deadline: float,
         errors: dict[str, RegionCallError],
+        needed: bool = True,
     ) -> tuple[str, bytes]:
-        """Encrypt the data key in the first region of `group` that answers (MRK replicas)."""
+        """Encrypt the data key in the first region of `group` that answers (MRK replicas).
+
+        Connection errors and timeouts are retried in the group's last region only when the
+        copy is `needed` to reach min_regions; otherwise the region is left out at once.
+        """
         for i, region in enumerate(group):
             last = i == len(group) - 1
             try:
                 response = self._call(
-                    region, "encrypt", {"Plaintext": data_key}, deadline, retry_timeouts=last
-                )
+                    region, "encrypt", {"Plaintext": data_key}, deadline,
+                    retry_timeouts=last and needed,
+                )  # fmt: skip
             except RegionCallError as e:
                 errors[region] = e
                 if last:

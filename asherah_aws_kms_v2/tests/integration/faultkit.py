@@ -370,3 +370,31 @@ def wait_for_usage(limit: tuple[int, int], timeout: float = 10.0) -> tuple[int, 
         time.sleep(0.05)
         usage = resource_usage()
     return usage
+
+
+@dataclass(frozen=True)
+class ScanCredentials:
+    """Distinctive credentials for one test module: the secret parts are what leak scans seek."""
+
+    secret_key: str
+    session_token: str
+
+    @classmethod
+    def make(cls, label: str) -> ScanCredentials:
+        return cls(
+            f"asherah{label}SecretKey/" + os.urandom(16).hex(),
+            f"asherah{label}SessionToken+" + os.urandom(24).hex(),
+        )
+
+    @property
+    def secrets(self) -> list[str]:
+        return [self.secret_key, self.session_token]
+
+    def session(self) -> boto3.Session:
+        """A boto3 Session with these credentials (LocalStack accepts any)."""
+        return boto3.Session(
+            aws_access_key_id="test",
+            aws_secret_access_key=self.secret_key,
+            aws_session_token=self.session_token,
+            region_name="us-east-1",
+        )

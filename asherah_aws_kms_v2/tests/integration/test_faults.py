@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 
 from asherah_aws_kms_v2 import AwsKms, AwsKmsBuilder, parse_envelope
@@ -49,14 +48,14 @@ from .faultkit import (
     THROTTLED,
     FlakyEndpoint,
     KmsFactory,
+    ScanCredentials,
 )
 
 USW, EUW, USE = "us-west-2", "eu-west-1", "us-east-1"  # canonical order, us-west-2 preferred
 ALL = (USW, EUW, USE)
 TIMEOUT, DEADLINE, RETRIES, COOLDOWN = 0.5, 3.0, 2, 0.25
 SLACK = 0.5  # scheduling on a busy two-core machine; the deadline itself is enforced in code
-SECRET_KEY = "asherahFaultsSecretKey/" + os.urandom(16).hex()
-SESSION_TOKEN = "asherahFaultsSessionToken+" + os.urandom(24).hex()
+CREDENTIALS = ScanCredentials.make("Faults")
 
 
 @dataclass(frozen=True)
@@ -170,12 +169,7 @@ class World:
         self.admin = kms_client(case.region)
         self.scanner = scanner
         self.factory = KmsFactory()
-        self.session = boto3.Session(
-            aws_access_key_id="test",
-            aws_secret_access_key=SECRET_KEY,
-            aws_session_token=SESSION_TOKEN,
-            region_name=USE,
-        )
+        self.session = CREDENTIALS.session()
         self.arns = dict(regional_keys)
         if case.fault == "disabled":
             self.arns[case.region] = fresh_key(case.region, description="asherah fault: disabled")
@@ -345,7 +339,7 @@ def test_fault(case: Case, world_for: Callable[[Case, LeakScanner], World]) -> N
             run_decrypt_case(world)
         recover(world)
 
-    scanner.add_secrets([*world.factory.data_keys, SECRET_KEY, SESSION_TOKEN])
+    scanner.add_secrets([*world.factory.data_keys, *CREDENTIALS.secrets])
     assert logs.by_logger.get("botocore.parsers", 0) > 0  # response bodies were logged …
     assert world.factory.data_keys  # DEKs were in flight, so the scan looked for them
     assert scanner.leaks() == []  # … and no secret in them, nor anywhere else

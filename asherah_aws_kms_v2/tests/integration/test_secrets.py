@@ -11,7 +11,6 @@ import logging
 import os
 from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from asherah_aws_kms_v2 import AwsKms, AwsKmsBuilder
@@ -19,10 +18,9 @@ from asherah_aws_kms_v2.redact import RedactingFilter
 from asherah_core import Aes256Gcm
 
 from ..leakscan import LeakScanner, capture_all_logs  # noqa: TID252 - shared with unit tests
-from .faultkit import KmsFactory
+from .faultkit import KmsFactory, ScanCredentials
 
-SECRET_KEY = "asherahSecretsSecretKey/" + os.urandom(16).hex()
-SESSION_TOKEN = "asherahSecretsSessionToken+" + os.urandom(24).hex()
+CREDENTIALS = ScanCredentials.make("Secrets")
 
 
 @pytest.fixture
@@ -30,12 +28,7 @@ def kms_and_factory(
     localstack_endpoint: str, regional_keys: dict[str, str]
 ) -> Iterator[tuple[AwsKms, KmsFactory]]:
     factory = KmsFactory()
-    session = boto3.Session(
-        aws_access_key_id="test",
-        aws_secret_access_key=SECRET_KEY,
-        aws_session_token=SESSION_TOKEN,
-        region_name="us-east-1",
-    )
+    session = CREDENTIALS.session()
     builder = (
         AwsKmsBuilder(Aes256Gcm(), regional_keys)
         .with_preferred_region("us-west-2")
@@ -65,7 +58,7 @@ def test_botocore_debug_logs_hold_no_data_key_or_credential(
     with capture_all_logs(scanner, exclusive=True) as logs:
         round_trips(kms, scanner)
 
-    scanner.add_secrets([*factory.data_keys, SECRET_KEY, SESSION_TOKEN])
+    scanner.add_secrets([*factory.data_keys, *CREDENTIALS.secrets])
     # GenerateDataKey, two Encrypts and a Decrypt per key: the bodies were logged, with DEKs in.
     assert logs.by_logger["botocore.endpoint"] >= 20
     assert logs.by_logger["botocore.parsers"] >= 20
@@ -91,6 +84,6 @@ def test_the_scan_finds_them_when_the_redaction_is_taken_off(
         for logger, f in removed:
             logger.addFilter(f)
 
-    scanner.add_secrets([*factory.data_keys, SECRET_KEY, SESSION_TOKEN])
+    scanner.add_secrets([*factory.data_keys, *CREDENTIALS.secrets])
     found = scanner.leaks()
     assert len(found) == len(factory.data_keys) + 1  # every data key, and the session token

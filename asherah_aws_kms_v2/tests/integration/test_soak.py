@@ -15,7 +15,6 @@ import threading
 import time
 from collections import Counter
 
-import boto3
 import pytest
 
 from asherah_aws_kms_v2 import AwsKms, AwsKmsBuilder
@@ -28,6 +27,7 @@ from .faultkit import (
     REFUSE,
     FlakyEndpoint,
     KmsFactory,
+    ScanCredentials,
     open_sockets,
     resource_usage,
     wait_for_usage,
@@ -40,8 +40,7 @@ TASKS, TASK_OPS = 16, 32  # asyncio tasks in one TaskGroup, through the *_async 
 FLAP = [(FORWARD, 0.25), (REFUSE, 0.15), (FORWARD, 0.25), (HOLD, 0.15)]
 TIME_LIMIT = 150.0  # seconds for the whole soak; it takes well under a minute here
 FD_TOLERANCE = 1  # the harness's own descriptors (pytest's capture files) may come and go
-SECRET_KEY = "asherahSoakSecretKey/" + os.urandom(16).hex()
-SESSION_TOKEN = "asherahSoakSessionToken+" + os.urandom(24).hex()
+CREDENTIALS = ScanCredentials.make("Soak")
 PREFERRED = "us-west-2"
 
 
@@ -156,12 +155,7 @@ def test_soak_with_a_flapping_region(
     started = time.monotonic()
     with capture_all_logs(scanner, exclusive=True) as logs:
         proxy = FlakyEndpoint(localstack_endpoint)
-        session = boto3.Session(
-            aws_access_key_id="test",
-            aws_secret_access_key=SECRET_KEY,
-            aws_session_token=SESSION_TOKEN,
-            region_name="us-east-1",
-        )
+        session = CREDENTIALS.session()
         builder = (
             AwsKmsBuilder(Aes256Gcm(), regional_keys)
             .with_preferred_region(PREFERRED)
@@ -200,7 +194,7 @@ def test_soak_with_a_flapping_region(
     after = wait_for_usage((baseline[0], baseline[1] + FD_TOLERANCE))
     sockets_left = open_sockets() - sockets_before  # no gc.collect(): closed means closed
 
-    scanner.add_secrets([*factory.data_keys, SECRET_KEY, SESSION_TOKEN])
+    scanner.add_secrets([*factory.data_keys, *CREDENTIALS.secrets])
     leaks = scanner.leaks()
     ops = sum(ledger.ops.values())
     failovers = sum("trying the next region" in m for m in logs.messages)

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["AsherahError", "ConfigError", "CryptoError", "KmsError", "PluginError"]
+__all__ = [
+    "AsherahError",
+    "ConfigError",
+    "CryptoError",
+    "KmsError",
+    "MetastoreError",
+    "PluginError",
+    "RecordError",
+    "SessionError",
+]
 
 
 class AsherahError(Exception):
@@ -23,3 +32,17 @@ class ConfigError(AsherahError):
 
 class PluginError(AsherahError):
     """A plugin failed to load or to register; the message names the plugin and distribution."""
+
+
+class MetastoreError(AsherahError):
+    """A metastore could not load or store a key record; the message names the metastore and
+    the key id (never key bytes or a password from a connection URL)."""
+
+
+class RecordError(AsherahError):
+    """A data row or key record is malformed: bad JSON, a missing or mistyped field, bad base64,
+    or a ciphertext too short to be valid. The message names the field."""
+
+
+class SessionError(AsherahError):
+    """A session or factory was used wrongly: closed, another partition's row, bad argument."""

@@ -1,9 +1,9 @@
-"""The hook through which KMS plugins register, and the types a plugin implements."""
+"""The hooks through which KMS and metastore plugins register, and the types they implement."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -11,11 +11,17 @@ from .aead import Aead
 from .config import PluginConfig
 from .kms import KeyManagementService
 
+if TYPE_CHECKING:
+    from .metastore.base import Metastore
+
 __all__ = [
     "EnvelopeDescriber",
     "KmsFactory",
+    "MetastoreFactory",
     "RegisterKms",
+    "RegisterMetastore",
     "asherah_register_kms",
+    "asherah_register_metastore",
     "hookimpl",
     "hookspec",
 ]
@@ -49,6 +55,18 @@ class RegisterKms(Protocol):
     ) -> None: ...
 
 
+class MetastoreFactory(Protocol):
+    """Build a metastore from its validated ``plugins.toml`` table."""
+
+    def __call__(self, config: PluginConfig, /) -> Metastore: ...
+
+
+class RegisterMetastore(Protocol):
+    """The callback handed to `asherah_register_metastore`."""
+
+    def __call__(self, name: str, factory: MetastoreFactory) -> None: ...
+
+
 @hookspec
 def asherah_register_kms(register: RegisterKms) -> None:
     """Register the key management services this plugin provides.
@@ -61,4 +79,19 @@ def asherah_register_kms(register: RegisterKms) -> None:
     :param register: the callback that records a named KMS factory.
 
     .. versionadded:: 0.1.0
+    """
+
+
+@hookspec
+def asherah_register_metastore(register: RegisterMetastore) -> None:
+    """Register the metastores this plugin provides.
+
+    Call ``register(name, factory)`` once per metastore; ``factory(config)`` is called by
+    `load_metastore` with the ``[metastores.<name>]`` table of ``plugins.toml`` and must return
+    a `Metastore`. Names are unique across all installed plugins; the core registers
+    ``memory`` and ``sql``.
+
+    :param register: the callback that records a named metastore factory.
+
+    .. versionadded:: 0.2.0
     """

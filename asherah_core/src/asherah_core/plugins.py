@@ -1,4 +1,5 @@
-"""The plugin host: discovers KMS plugins through entry points and builds the one asked for."""
+"""The plugin host: discovers KMS and metastore plugins through entry points and builds the
+one asked for."""
 
 from __future__ import annotations
 
@@ -12,23 +13,27 @@ from typing import Any, ClassVar
 
 import pluggy
 
-from . import _static_plugin, hookspecs
+from . import _metastore_plugin, _static_plugin, hookspecs
 from .aead import Aead, Aes256Gcm
 from .config import DEFAULT_CONFIG_FILE, PluginConfig, load_config_file
 from .errors import AsherahError, ConfigError, PluginError
-from .hookspecs import EnvelopeDescriber, KmsFactory
+from .hookspecs import EnvelopeDescriber, KmsFactory, MetastoreFactory
 from .kms import KeyManagementService
+from .metastore.base import Metastore
 
 __all__ = [
     "BLOCKED_PLUGINS_ENV",
     "DISABLE_AUTOLOAD_ENV",
     "ENTRY_POINT_GROUP",
     "KmsRegistration",
+    "MetastoreRegistration",
     "PluginHost",
     "PluginInfo",
     "available_kms",
+    "available_metastores",
     "load_kms",
     "load_kms_from_file",
+    "load_metastore",
 ]
 
 ENTRY_POINT_GROUP = "asherah"
@@ -45,6 +50,7 @@ class PluginInfo:
     distribution: str
     version: str
     kms: tuple[str, ...] = ()
+    metastores: tuple[str, ...] = ()
 
     def label(self) -> str:
         """Return ``'name' (distribution version)`` for messages."""
@@ -59,6 +65,15 @@ class KmsRegistration:
     factory: KmsFactory
     plugin: PluginInfo
     describe: EnvelopeDescriber | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class MetastoreRegistration:
+    """A named metastore factory and the plugin that registered it."""
+
+    name: str
+    factory: MetastoreFactory
+    plugin: PluginInfo
 
 
 class PluginHost:
@@ -106,6 +121,7 @@ class PluginHost:
         self._lock = threading.Lock()
         self._loaded = False
         self._registrations: dict[str, KmsRegistration] = {}
+        self._metastores: dict[str, MetastoreRegistration] = {}
         self._plugins: dict[str, PluginInfo] = {}
 
     @classmethod
@@ -128,6 +144,45 @@ class PluginHost:
         """Return the registered KMS names, sorted."""
         self._ensure_loaded()
         return sorted(self._registrations)
+
+    def available_metastores(self) -> list[str]:
+        """Return the registered metastore names, sorted."""
+        self._ensure_loaded()
+        return sorted(self._metastores)
+
+    def metastore_registration(self, name: str) -> MetastoreRegistration:
+        """Return the registration of metastore `name`; `ConfigError` lists the known names."""
+        self._ensure_loaded()
+        try:
+            return self._metastores[name]
+        except KeyError:
+            known = ", ".join(sorted(self._metastores)) or "none"
+            raise ConfigError(
+                f"unknown metastore {name!r}; registered metastores: {known}. Install the plugin "
+                "that provides it, or check ASHERAH_BLOCKED_PLUGINS / "
+                "ASHERAH_DISABLE_PLUGIN_AUTOLOAD"
+            ) from None
+
+    def load_metastore(self, name: str, config: Mapping[str, Any] | None = None) -> Metastore:
+        """Build metastore `name` from its settings (a ``[metastores.<name>]`` table)."""
+        registration = self.metastore_registration(name)
+        if not isinstance(config, PluginConfig):
+            config = PluginConfig(config, path=f"metastores.{name}")
+        try:
+            metastore = registration.factory(config)
+        except AsherahError:
+            raise
+        except Exception as e:
+            raise PluginError(
+                f"{registration.plugin.label()} failed to build metastore {name!r}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        if not isinstance(metastore, Metastore):
+            raise PluginError(
+                f"{registration.plugin.label()}: the factory of metastore {name!r} returned "
+                f"{type(metastore).__name__}, not a Metastore"
+            )
+        return metastore
 
     def plugins(self) -> list[PluginInfo]:
         """Return the loaded plugins, sorted by name."""
@@ -189,7 +244,8 @@ class PluginHost:
         pm.add_hookspecs(hookspecs)
         core = importlib.metadata.version("asherah-core") if _installed("asherah-core") else "?"
         candidates: list[tuple[PluginInfo, object]] = [
-            (PluginInfo("static", "asherah-core", core), _static_plugin)
+            (PluginInfo("static", "asherah-core", core), _static_plugin),
+            (PluginInfo("metastores", "asherah-core", core), _metastore_plugin),
         ]
         candidates += [(PluginInfo(name, "<in-process>", "-"), obj) for name, obj in self._extra]
         if self._autoload:
@@ -225,11 +281,15 @@ class PluginHost:
         registrations: dict[str, KmsRegistration] = {}
         for impl in pm.hook.asherah_register_kms.get_hookimpls():
             _call_register(impl, infos[impl.plugin_name], registrations)
+        metastores: dict[str, MetastoreRegistration] = {}
+        for impl in pm.hook.asherah_register_metastore.get_hookimpls():
+            _call_register_metastore(impl, infos[impl.plugin_name], metastores)
         plugins: dict[str, PluginInfo] = {}
         for name, info in infos.items():
             names = tuple(r.name for r in registrations.values() if r.plugin.name == name)
-            plugins[name] = PluginInfo(info.name, info.distribution, info.version, names)
-        self._registrations, self._plugins = registrations, plugins
+            stores = tuple(r.name for r in metastores.values() if r.plugin.name == name)
+            plugins[name] = PluginInfo(info.name, info.distribution, info.version, names, stores)
+        self._registrations, self._metastores, self._plugins = registrations, metastores, plugins
 
     def _entry_point_plugins(self) -> list[tuple[PluginInfo, object]]:
         if self._entry_points is not None:
@@ -294,6 +354,38 @@ def _call_register(
         ) from e
 
 
+def _call_register_metastore(
+    impl: pluggy.HookImpl, info: PluginInfo, registrations: dict[str, MetastoreRegistration]
+) -> None:
+    def register(name: str, factory: MetastoreFactory) -> None:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise PluginError(
+                f"{info.label()} registered an invalid metastore name {name!r}: use lowercase "
+                "letters, digits, '.', '_' or '-'"
+            )
+        if not callable(factory):
+            raise PluginError(
+                f"{info.label()} registered metastore {name!r} with no callable factory"
+            )
+        if name in registrations:
+            other = registrations[name].plugin
+            raise PluginError(
+                f"metastore name {name!r} is registered twice: by {other.label()} and by "
+                f"{info.label()}; uninstall one or block it with {BLOCKED_PLUGINS_ENV}"
+            )
+        registrations[name] = MetastoreRegistration(name, factory, info)
+
+    kwargs = {"register": register}
+    try:
+        impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+    except AsherahError:
+        raise
+    except Exception as e:
+        raise PluginError(
+            f"{info.label()} failed in asherah_register_metastore: {type(e).__name__}: {e}"
+        ) from e
+
+
 def _installed(dist: str) -> bool:
     try:
         importlib.metadata.distribution(dist)
@@ -305,6 +397,16 @@ def _installed(dist: str) -> bool:
 def available_kms() -> list[str]:
     """Return the names of every registered KMS, sorted."""
     return PluginHost.default().available()
+
+
+def available_metastores() -> list[str]:
+    """Return the names of every registered metastore, sorted."""
+    return PluginHost.default().available_metastores()
+
+
+def load_metastore(name: str, config: Mapping[str, Any] | None = None) -> Metastore:
+    """Build the metastore registered as `name` from its settings."""
+    return PluginHost.default().load_metastore(name, config)
 
 
 def load_kms(

@@ -1,0 +1,90 @@
+"""The metastore interface: where system and intermediate keys are kept, shared by every process."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Iterator
+from types import TracebackType
+from typing import ClassVar, Self
+
+from ..errors import MetastoreError
+from ..records import EnvelopeKeyRecord
+
+__all__ = ["Metastore", "StoredKey"]
+
+StoredKey = tuple[str, int, EnvelopeKeyRecord]
+"""One row of a metastore: key id, ``Created`` (Unix seconds) and the record."""
+
+
+class Metastore(abc.ABC):
+    """Loads and stores `EnvelopeKeyRecord` rows by ``(key id, created)``.
+
+    Implementations are thread-safe. Every failure (server down, timeout, missing table, a row
+    that does not parse) raises `MetastoreError` naming the metastore and the key id; never key
+    bytes, never a password. The coroutine versions run the blocking call in a worker thread
+    unless an implementation overrides them.
+    """
+
+    kind: ClassVar[str] = "metastore"
+    """Short name used in messages and metric names (``ael.metastore.<kind>.load``)."""
+
+    @abc.abstractmethod
+    def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
+        """Return the record stored as ``(key_id, created)``, or ``None`` when there is none."""
+
+    @abc.abstractmethod
+    def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
+        """Return the record of `key_id` with the largest ``created``, or ``None``."""
+
+    @abc.abstractmethod
+    def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
+        """Insert the record unless ``(key_id, created)`` exists; return False when it does.
+
+        Never overwrites: the caller that gets False lost a race and must use the stored key.
+        """
+
+    @property
+    def region_suffix(self) -> str | None:
+        """A suffix that key ids get in this metastore (DynamoDB global tables), or ``None``."""
+        return None
+
+    def keys(self, prefix: str = "") -> Iterator[StoredKey]:
+        """Yield every stored row whose id starts with `prefix`, by id then created.
+
+        For operators (``asherah-kms keys``); not used on the encrypt or decrypt path.
+        """
+        raise MetastoreError(f"{self.kind} metastore: listing keys is not supported")
+
+    def revoke(self, key_id: str, created: int) -> bool:
+        """Mark ``(key_id, created)`` revoked; return False when there is no such row.
+
+        A revoked key still decrypts; no process encrypts with it once it has seen the flag.
+        """
+        raise MetastoreError(f"{self.kind} metastore: revoking keys is not supported")
+
+    async def load_async(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
+        """Coroutine version of `load`."""
+        return await asyncio.to_thread(self.load, key_id, created)
+
+    async def load_latest_async(self, key_id: str) -> EnvelopeKeyRecord | None:
+        """Coroutine version of `load_latest`."""
+        return await asyncio.to_thread(self.load_latest, key_id)
+
+    async def store_async(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
+        """Coroutine version of `store`."""
+        return await asyncio.to_thread(self.store, key_id, created, record)
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections this metastore opened itself. Safe to call more than once."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,283 @@
+"""Asherah's records as frozen values: `KeyMeta`, `EnvelopeKeyRecord`, `DataRowRecord`.
+
+JSON in and out in the exact shape the Go, Java, C# and Rust implementations share: field names
+``Created``, ``Key``, ``ParentKeyMeta`` (``KeyId``, ``Created``), ``Revoked``, ``Data``; base64
+in the standard alphabet with padding. Readers ignore field order, keep unknown fields of a key
+record (so a row written by a newer implementation survives a round trip), and accept
+``Revoked`` as false, null or absent. Every malformed input raises `RecordError` naming the
+field; no message ever holds key bytes or data.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Self
+
+from .errors import RecordError
+
+__all__ = ["MAX_CREATED", "DataRowRecord", "EnvelopeKeyRecord", "KeyMeta", "b64decode", "b64encode"]
+
+MAX_CREATED = 2**63 - 1
+"""The largest ``Created`` any implementation can hold (Go's int64)."""
+
+_KNOWN_KEY_FIELDS = frozenset(("Created", "Key", "ParentKeyMeta", "Revoked"))
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def b64encode(data: bytes | bytearray | memoryview) -> str:
+    """Standard base64 with padding, as text."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def b64decode(text: object, where: str) -> bytes:
+    """Decode strict standard base64 (padding required, no stray characters) or raise
+    `RecordError` naming `where`."""
+    if not isinstance(text, str):
+        raise RecordError(f"{where}: expected a base64 string, got {_kind(text)}")
+    try:
+        return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise RecordError(
+            f"{where}: not valid standard base64 ({len(text)} characters)"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMeta:
+    """Names a key in the metastore: its id and its ``Created`` (Unix seconds)."""
+
+    key_id: str
+    created: int
+
+    def __post_init__(self) -> None:
+        _check_id(self.key_id, "KeyMeta.key_id")
+        _check_created(self.created, "KeyMeta.created")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON object form, ``{"KeyId": …, "Created": …}``."""
+        return {"KeyId": self.key_id, "Created": self.created}
+
+    @classmethod
+    def from_dict(cls, value: object, where: str = "ParentKeyMeta") -> KeyMeta:
+        """Read the JSON object form; `RecordError` names `where` and the bad field."""
+        if not isinstance(value, Mapping):
+            raise RecordError(f"{where}: expected an object, got {_kind(value)}")
+        key_id = value.get("KeyId")
+        if not isinstance(key_id, str):
+            raise RecordError(f"{where}.KeyId: expected a string, got {_kind(key_id)}")
+        _check_id(key_id, f"{where}.KeyId")
+        return cls(key_id, _created(value.get("Created"), f"{where}.Created"))
+
+    def __str__(self) -> str:
+        return f"{self.key_id}@{self.created}"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeKeyRecord:
+    """A system or intermediate key as the metastore holds it.
+
+    :param created: when the key was made, Unix seconds (truncated to the policy's precision).
+    :param encrypted_key: for a system key the KMS's wrapped form, for an intermediate key the
+        key sealed with its system key.
+    :param parent_key_meta: the key that sealed this one; ``None`` for a system key.
+    :param revoked: ``True`` once an operator revoked the key (it still decrypts).
+    :param extra: fields another implementation wrote that this one does not know, kept as is.
+    """
+
+    created: int
+    encrypted_key: bytes = field(repr=False)
+    parent_key_meta: KeyMeta | None = None
+    revoked: bool = False
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_created(self.created, "EnvelopeKeyRecord.created")
+        if not isinstance(self.encrypted_key, bytes):
+            raise RecordError(
+                f"EnvelopeKeyRecord.encrypted_key: expected bytes, got {_kind(self.encrypted_key)}"
+            )
+        if self.parent_key_meta is not None and not isinstance(self.parent_key_meta, KeyMeta):
+            raise RecordError("EnvelopeKeyRecord.parent_key_meta: expected a KeyMeta or None")
+        if not isinstance(self.revoked, bool):
+            raise RecordError(f"EnvelopeKeyRecord.revoked: expected a bool, got {_kind(self.revoked)}")
+
+    def __repr__(self) -> str:
+        return (
+            f"EnvelopeKeyRecord(created={self.created}, parent_key_meta={self.parent_key_meta!r}, "
+            f"revoked={self.revoked}, encrypted_key=<{len(self.encrypted_key)} bytes>)"
+        )
+
+    def with_revoked(self, revoked: bool = True) -> EnvelopeKeyRecord:
+        """Return a copy with ``Revoked`` set (what an operator writes to revoke a key)."""
+        return EnvelopeKeyRecord(
+            self.created, self.encrypted_key, self.parent_key_meta, revoked, self.extra
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON object form; ``Revoked`` only when true; unknown fields kept."""
+        out: dict[str, Any] = dict(self.extra)
+        out["Created"] = self.created
+        out["Key"] = b64encode(self.encrypted_key)
+        if self.parent_key_meta is not None:
+            out["ParentKeyMeta"] = self.parent_key_meta.to_dict()
+        if self.revoked:
+            out["Revoked"] = True
+        return out
+
+    def to_json(self) -> str:
+        """Return compact JSON text, as the metastores store it."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, value: object, where: str = "key record") -> Self:
+        """Read the JSON object form; `RecordError` names `where` and the bad field."""
+        if not isinstance(value, Mapping):
+            raise RecordError(f"{where}: expected an object, got {_kind(value)}")
+        created = _created(value.get("Created"), f"{where}.Created")
+        if "Key" not in value:
+            raise RecordError(f"{where}.Key: missing")
+        encrypted = b64decode(value["Key"], f"{where}.Key")
+        meta_value = value.get("ParentKeyMeta")
+        meta = None if meta_value is None else KeyMeta.from_dict(meta_value, f"{where}.ParentKeyMeta")
+        revoked = value.get("Revoked")
+        if revoked is not None and not isinstance(revoked, bool):
+            raise RecordError(f"{where}.Revoked: expected true, false or null, got {_kind(revoked)}")
+        extra = {k: v for k, v in value.items() if k not in _KNOWN_KEY_FIELDS}
+        return cls(
+            created,
+            encrypted,
+            meta,
+            bool(revoked),
+            MappingProxyType(extra) if extra else _EMPTY,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes | bytearray, where: str = "key record") -> Self:
+        """Parse JSON text; `RecordError` names what was wrong."""
+        return cls.from_dict(parse_json(text, where), where)
+
+
+@dataclass(frozen=True, slots=True)
+class DataRowRecord:
+    """What `Session.encrypt` returns and the application stores beside its row.
+
+    :param key: the data row key (sealed with the intermediate key) and that key's meta.
+    :param data: the data sealed with the data row key.
+    """
+
+    key: EnvelopeKeyRecord
+    data: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, EnvelopeKeyRecord):
+            raise RecordError("DataRowRecord.key: expected an EnvelopeKeyRecord")
+        if self.key.parent_key_meta is None:
+            raise RecordError("DataRowRecord.key.ParentKeyMeta: missing")
+        if not isinstance(self.data, bytes):
+            raise RecordError(f"DataRowRecord.data: expected bytes, got {_kind(self.data)}")
+
+    def __repr__(self) -> str:
+        return (
+            f"DataRowRecord(parent={self.parent_key_meta}, created={self.key.created}, "
+            f"data=<{len(self.data)} bytes>)"
+        )
+
+    @property
+    def parent_key_meta(self) -> KeyMeta:
+        """The intermediate key that sealed this row's key."""
+        meta = self.key.parent_key_meta
+        assert meta is not None  # checked in __post_init__
+        return meta
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON object form."""
+        return {"Key": self.key.to_dict(), "Data": b64encode(self.data)}
+
+    def to_json(self) -> str:
+        """Return compact JSON text, the form every Asherah implementation reads."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, value: object, where: str = "data row record") -> Self:
+        """Read the JSON object form; `RecordError` names the bad field."""
+        if not isinstance(value, Mapping):
+            raise RecordError(f"{where}: expected an object, got {_kind(value)}")
+        if "Key" not in value:
+            raise RecordError(f"{where}.Key: missing")
+        if "Data" not in value:
+            raise RecordError(f"{where}.Data: missing")
+        key = EnvelopeKeyRecord.from_dict(value["Key"], f"{where}.Key")
+        if key.parent_key_meta is None:
+            raise RecordError(f"{where}.Key.ParentKeyMeta: missing")
+        return cls(key, b64decode(value["Data"], f"{where}.Data"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes | bytearray, where: str = "data row record") -> Self:
+        """Parse JSON text; `RecordError` names what was wrong."""
+        return cls.from_dict(parse_json(text, where), where)
+
+
+def parse_json(text: object, where: str) -> Any:
+    """Parse strict JSON: no NaN or Infinity, no lone surrogates, UTF-8 only."""
+    if isinstance(text, bytes | bytearray | memoryview):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RecordError(f"{where}: not valid UTF-8") from None
+    if not isinstance(text, str):
+        raise RecordError(f"{where}: expected JSON text, got {_kind(text)}")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecordError:
+        raise
+    except (ValueError, RecursionError) as e:
+        detail = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+        raise RecordError(f"{where}: not valid JSON ({detail})") from None
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise RecordError(f"JSON constant {name} is not allowed in a record")
+
+
+def _created(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(f"{where}: expected an integer (Unix seconds), got {_kind(value)}")
+    _check_created(value, where)
+    return value
+
+
+def _check_created(value: object, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(f"{where}: expected an integer (Unix seconds), got {_kind(value)}")
+    if not 0 <= value <= MAX_CREATED:
+        raise RecordError(f"{where}: {value} is out of range (0 to 2**63-1)")
+
+
+def _check_id(key_id: object, where: str) -> None:
+    if not isinstance(key_id, str) or not key_id:
+        raise RecordError(f"{where}: expected a non-empty string")
+    try:
+        key_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError(f"{where}: not valid Unicode (lone surrogate)") from None
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return f"a {type(value).__name__}"

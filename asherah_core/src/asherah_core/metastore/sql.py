@@ -166,10 +166,10 @@ class SqlMetastore(Metastore):
         t = self._table
         query = (
             sa.select(t.c.key_record)
-            .where(t.c.id == sa.bindparam("id"))
-            .where(t.c.created == sa.bindparam("created"))
+            .where(t.c.id == sa.bindparam("b_id"))
+            .where(t.c.created == sa.bindparam("b_created"))
         )
-        params = {"id": key_id, "created": self._dialect.created(created)}
+        params = {"b_id": key_id, "b_created": self._dialect.created(created)}
         text = self._run("load", key_id, lambda c: c.execute(query, params).scalar())
         return None if text is None else self._parse(text, key_id)
 
@@ -178,24 +178,24 @@ class SqlMetastore(Metastore):
         t = self._table
         query = (
             sa.select(t.c.key_record)
-            .where(t.c.id == sa.bindparam("id"))
+            .where(t.c.id == sa.bindparam("b_id"))
             .order_by(t.c.created.desc())
             .limit(1)
         )
-        text = self._run("load latest", key_id, lambda c: c.execute(query, {"id": key_id}).scalar())
+        text = self._run("load latest", key_id, lambda c: c.execute(query, {"b_id": key_id}).scalar())
         return None if text is None else self._parse(text, key_id)
 
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         """Insert the row; False when ``(key_id, created)`` exists already."""
         params = {
-            "id": key_id,
-            "created": self._dialect.created(created),
-            "key_record": record.to_json(),
+            "b_id": key_id,
+            "b_created": self._dialect.created(created),
+            "b_record": record.to_json(),
         }
         statement = sa.insert(self._table).values(
-            id=sa.bindparam("id"),
-            created=sa.bindparam("created"),
-            key_record=sa.bindparam("key_record"),
+            id=sa.bindparam("b_id"),
+            created=sa.bindparam("b_created"),
+            key_record=sa.bindparam("b_record"),
         )
 
         def insert(conn: sa.Connection) -> bool:
@@ -225,8 +225,8 @@ class SqlMetastore(Metastore):
     def revoke(self, key_id: str, created: int) -> bool:
         """Set ``Revoked`` in the row's key record; False when there is no such row."""
         t = self._table
-        where = (t.c.id == sa.bindparam("id")) & (t.c.created == sa.bindparam("created"))
-        params = {"id": key_id, "created": self._dialect.created(created)}
+        where = (t.c.id == sa.bindparam("b_id")) & (t.c.created == sa.bindparam("b_created"))
+        params = {"b_id": key_id, "b_created": self._dialect.created(created)}
 
         def update(conn: sa.Connection) -> bool:
             text = conn.execute(sa.select(t.c.key_record).where(where), params).scalar()
@@ -234,8 +234,8 @@ class SqlMetastore(Metastore):
                 return False
             record = self._parse(text, key_id).with_revoked()
             conn.execute(
-                sa.update(t).where(where).values(key_record=sa.bindparam("record")),
-                {**params, "record": record.to_json()},
+                sa.update(t).where(where).values(key_record=sa.bindparam("b_record")),
+                {**params, "b_record": record.to_json()},
             )
             return True
 

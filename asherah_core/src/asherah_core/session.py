@@ -101,7 +101,7 @@ class SessionFactory:
         )
         self._kms = kms
         self._metastore = metastore
-        self._sessions = _SessionCache(policy) if policy.cache_sessions else None
+        self._sessions = _SessionCache(policy, self._clock) if policy.cache_sessions else None
         if self._sessions is not None:
             self._metrics.watch(self._sessions)
         self._closed = False
@@ -465,7 +465,8 @@ class _SessionCache:
 
     name = "session"
 
-    def __init__(self, policy: CryptoPolicy) -> None:
+    def __init__(self, policy: CryptoPolicy, clock: Callable[[], float]) -> None:
+        self._clock = clock
         self._max = policy.session_cache_max_size
         self._ttl = policy.session_cache_duration.total_seconds()
         self._lock = threading.Lock()
@@ -475,7 +476,7 @@ class _SessionCache:
         self.stale = 0
 
     def get(self, partition_id: str, make: Callable[..., Session]) -> Session:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             found = self._sessions.get(partition_id)
             if found is not None and now - found[1] < self._ttl:

@@ -114,9 +114,7 @@ class Peer:
         api: str = "factory",
         env: Mapping[str, str] | None = None,
     ) -> list[dict[str, Any]]:
-        environment = {
-            k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")
-        }
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
         # The package reads no config drift variables unless asked; keep the caller's out.
         environment.pop("ASHERAH_CONFIG_DRIFT_FORCE_RUN", None)
         environment.update(self.env)
@@ -193,7 +191,9 @@ class KmsCounter:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 target = self.headers.get("X-Amz-Target", "")
-                scope = re.search(r"Credential=[^/]+/\d+/([^/]+)/", self.headers.get("Authorization", ""))
+                scope = re.search(
+                    r"Credential=[^/]+/\d+/([^/]+)/", self.headers.get("Authorization", "")
+                )
                 counter.count(target.rsplit(".", 1)[-1], scope.group(1) if scope else "?")
                 conn = http.client.HTTPConnection(*counter.upstream, timeout=30)
                 try:
@@ -203,7 +203,11 @@ class KmsCounter:
                     payload = answer.read()
                     self.send_response(answer.status)
                     for name, value in answer.getheaders():
-                        if name.lower() not in ("transfer-encoding", "content-length", "connection"):
+                        if name.lower() not in (
+                            "transfer-encoding",
+                            "content-length",
+                            "connection",
+                        ):
                             self.send_header(name, value)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
@@ -211,7 +215,7 @@ class KmsCounter:
                 finally:
                     conn.close()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -31,8 +31,10 @@ def test_session_methods_round_trip_with_the_peer(peer: Peer, db: Path) -> None:
         ours_text = session.encrypt_text(TEXT)
     ops = [{"op": "decrypt", "partition": "user-42", "drr": drr} for drr in ours]
     ops.append({"op": "decrypt_text", "partition": "user-42", "drr": ours_text})
-    ops += [{"op": "encrypt", "partition": "user-42", "data": base64.b64encode(d).decode()}
-            for d in PAYLOADS.values()]
+    ops += [
+        {"op": "encrypt", "partition": "user-42", "data": base64.b64encode(d).decode()}
+        for d in PAYLOADS.values()
+    ]
     ops.append({"op": "encrypt_text", "partition": "user-42", "text": TEXT})
     results = peer.run(config, ops)
     n = len(PAYLOADS)
@@ -53,14 +55,22 @@ def test_async_methods_round_trip_with_the_peer(peer: Peer, db: Path) -> None:
     async def ours_encrypt() -> list[str]:
         with asherah.SessionFactory(config) as factory:
             session = factory.get_session("user-42")
-            return list(await asyncio.gather(*(session.encrypt_bytes_async(payload) for _ in range(4))))
+            return list(
+                await asyncio.gather(*(session.encrypt_bytes_async(payload) for _ in range(4)))
+            )
 
     ours = asyncio.run(ours_encrypt())
     results = peer.run(
         config,
         [{"op": "decrypt", "partition": "user-42", "drr": d, "async": True} for d in ours]
-        + [{"op": "encrypt", "partition": "user-42", "data": base64.b64encode(payload).decode(),
-            "async": True}],
+        + [
+            {
+                "op": "encrypt",
+                "partition": "user-42",
+                "data": base64.b64encode(payload).decode(),
+                "async": True,
+            }
+        ],
     )
     assert [base64.b64decode(r["data"]) for r in results[:-1]] == [payload] * 4
     theirs = results[-1]["drr"]

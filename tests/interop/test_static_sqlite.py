@@ -285,3 +285,28 @@ def test_we_leave_the_peers_drift_guard_row_alone(peer: Peer, db: Path) -> None:
         factory.get_session("new-partition").encrypt_bytes(b"x")
     assert guard() == [before]
     assert peer.encrypt(config, [("new-partition", b"y")])
+
+
+@pytest.mark.parametrize(
+    "form",
+    ["sqlite://{absolute}", "{absolute}", "sqlite://keys.db", "keys.db"],
+    ids=["sqlite-url-absolute", "absolute-path", "sqlite-url-relative", "relative-path"],
+)
+def test_connection_string_forms_open_the_same_file(
+    peer: Peer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """``ConnectionString`` names the same file for both sides, in each form the peer reads
+    (``sqlite://`` stripped, the rest a path, relative to the working directory)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)  # the peer's process inherits it
+    expected = workdir / "keys.db"
+    config = {**static_config(expected), "ConnectionString": form.format(absolute=expected)}
+    [theirs] = peer.encrypt(config, [("user-42", b"x")])
+    assert expected.is_file()
+    before = key_rows(expected)
+    [ours] = ours_encrypt(config, [("user-42", b"y")])
+    assert ours_decrypt(config, [("user-42", theirs)]) == [b"x"]
+    assert key_rows(expected) == before
+    assert parent_of(ours) == parent_of(theirs)
+    assert sorted(p.name for p in workdir.rglob("*")) == ["keys.db"]

@@ -128,3 +128,27 @@ def test_the_same_records_come_out_of_both(peer: Peer, db: Path) -> None:
 
     assert skeleton(ours) == skeleton(theirs)
     assert " " not in ours
+
+
+def test_a_full_configuration_is_taken_by_both(peer: Peer, db: Path) -> None:
+    """Every policy and cache key the package documents, one value each, ``None`` as absent."""
+    config = {
+        **static_config(db),
+        "ExpireAfter": 90 * 24 * 3600,
+        "CheckInterval": 600,
+        "EnableSessionCaching": True,
+        "SessionCacheMaxSize": 100,
+        "SessionCacheDuration": 300,
+        "Verbose": False,
+        "EnableRegionSuffix": False,
+        "RegionMap": None,
+        "PreferredRegion": None,
+    }
+    [theirs] = peer.encrypt(config, [("user-42", b"full")])
+    before = key_rows(db)
+    with asherah.SessionFactory(config) as factory:
+        session = factory.get_session("user-42")
+        assert session.decrypt_bytes(theirs) == b"full"
+        ours = session.encrypt_bytes(b"ours")
+    assert key_rows(db) == before
+    assert peer.decrypt(config, [("user-42", ours)]) == [b"ours"]

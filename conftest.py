@@ -47,7 +47,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
         path = path.relative_to(item.config.rootpath)
     if "integration" in path.parts[:-1]:
         item.add_marker(pytest.mark.integration)
-    if "interop" in path.parts[:-1]:
+    if INTEROP_FOLDER in path.parts[:-1]:
         item.add_marker(pytest.mark.interop)
 
 

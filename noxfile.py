@@ -228,6 +228,29 @@ def docs(session: nox.Session) -> None:
     session.log(f"site built in {site}")
 
 
+# --- Interoperability with the asherah package ------------------------------------------------
+# One block on purpose: the session, its pinned peer and its place in the default run.
+
+ASHERAH_PEER = "asherah==0.5.56"
+"""The published ``asherah`` package (Rust core) the interop tests read and write against."""
+INTEROP_DEPS = ("sqlalchemy>=2.0", ASHERAH_PEER, "boto3", "localstack-client", "pytest")
+nox.options.sessions.append("interop")
+
+
+@nox.session
+def interop(session: nox.Session) -> None:
+    """Run tests/interop: rows and keys shared with the pinned ``asherah`` package, both ways,
+    on one SQLite file, with a static master key and through LocalStack's KMS (started here
+    unless ``ASHERAH_LOCALSTACK_ENDPOINT`` names one)."""
+    can_provide_localstack(session)
+    install_project(session, *INTEROP_DEPS)
+    session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    session.env["AWS_EC2_METADATA_DISABLED"] = "true"
+    paths = [] if _names_a_path(session.posargs) else ["tests/interop"]
+    with running_localstack(session):
+        session.run("pytest", "-m", "interop", *paths, *session.posargs)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmark against the peers under LocalStack; write docs/benchmarks.md and its plot.

@@ -218,7 +218,9 @@ def _sqlite(reader: _Reader, region_suffix: bool) -> Metastore:
     from .metastore.sql import SqlMetastore  # noqa: PLC0415 - an extra
 
     target = reader.text("ConnectionString", required=True).strip()
-    for prefix in ("sqlite:///", "sqlite://", "sqlite:", "file:"):
+    # As the asherah package reads it: "sqlite://" is cut off and the rest is a file path, so
+    # "sqlite:///srv/keys.db" is the absolute /srv/keys.db (SQLAlchemy would read it relative).
+    for prefix in ("sqlite://", "sqlite:", "file:"):
         if target.startswith(prefix):
             target = target[len(prefix) :]
             break

@@ -6,8 +6,8 @@ import base64
 import importlib.metadata
 import io
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import types

@@ -103,8 +103,15 @@ def _metastore_name(raw: Mapping[str, Any], source: str) -> str:
 
 def _metastore(raw: Mapping[str, Any], source: str, host: PluginHost) -> Metastore:
     name = _metastore_name(raw, source)
-    stores = PluginConfig(raw.get("metastores", {}), path="metastores", source=source)
-    return host.load_metastore(name, stores.get_table(name))
+    # As for [plugins]: environment references are resolved in the selected table only.
+    stores_raw = raw.get("metastores", {})
+    stores = PluginConfig({}, path="metastores", source=source)
+    if not isinstance(stores_raw, Mapping):
+        raise ConfigError(f"{source}: metastores: expected a table")
+    table = stores_raw.get(name, {})
+    if not isinstance(table, Mapping):
+        raise stores.error(name, "expected a table")
+    return host.load_metastore(name, PluginConfig(table, path=stores.key_path(name), source=source))
 
 
 def policy_from_config(config: PluginConfig) -> CryptoPolicy:

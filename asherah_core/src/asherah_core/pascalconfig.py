@@ -64,7 +64,7 @@ KNOWN_KEYS: dict[str, str] = {
 }
 
 UNSUPPORTED: dict[str, str] = {
-    "SecretsManagerSecretId": "the secrets-manager KMS",
+    "SecretsManagerSecretId": "secrets-manager KMS",
     "RecoveryRegionSuffixes": "cross-region key recovery",
     "SelfHealRecoveredKeys": "cross-region key recovery",
     **dict.fromkeys(
@@ -82,7 +82,7 @@ UNSUPPORTED: dict[str, str] = {
             "VaultTransitKey",
             "VaultTransitMount",
         ),
-        "the Vault KMS",
+        "Vault KMS",
     ),
 }
 

@@ -122,6 +122,9 @@ class SessionFactory:
         from .appconfig import factory_arguments  # noqa: PLC0415 - config is not the hot path
 
         arguments = factory_arguments(source)
+        for resource in ("kms", "metastore"):
+            if resource in overrides and arguments.get(resource) is not None:
+                arguments[resource].close()  # built from the file, then replaced
         arguments.update(overrides)
         service = arguments.pop("service")
         product = arguments.pop("product")
@@ -255,7 +258,7 @@ class Session:
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
-        if cipher is None or entry is None:
+        if cipher is None or entry is None or self._closed:
             self._check_open()
             entry = self._keys.intermediate_key_for_encrypt(self.partition)
             cipher = entry.cipher()
@@ -269,7 +272,7 @@ class Session:
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
-        if cipher is None or entry is None:
+        if cipher is None or entry is None or self._closed:
             self._check_open()
             entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
             cipher = entry.cipher()
@@ -374,7 +377,7 @@ class Session:
         if ik_id != self._ik_id and not self.partition.owns(ik_id):
             raise self._foreign(ik_id)
         entry = self._ik_keys.get((ik_id, created))
-        if entry is not None and entry.aead is not None:
+        if entry is not None and entry.aead is not None and not self._closed:
             self._intermediate.hits += 1
             return entry
         self._check_open()
@@ -384,7 +387,7 @@ class Session:
         if ik_id != self._ik_id and not self.partition.owns(ik_id):
             raise self._foreign(ik_id)
         entry = self._ik_keys.get((ik_id, created))
-        if entry is not None and entry.aead is not None:
+        if entry is not None and entry.aead is not None and not self._closed:
             self._intermediate.hits += 1
             return entry
         self._check_open()

@@ -285,7 +285,7 @@ class SqlMetastore(Metastore):
         if "no such table" in detail or "doesn't exist" in detail or "does not exist" in detail:
             hint = (
                 f"; create it with SqlMetastore(...).create_table() or "
-                f"`asherah-kms metastore create-table` (table {self._table_name!r})"
+                f"`asherah-kms create-table` (table {self._table_name!r})"
             )
         detail = detail[:300]
         return (

@@ -222,7 +222,9 @@ def timed_rounds(folder: Path, cfg: FrameworkConfig, results: FrameworkResults) 
     loop.close()
 
 
-def _sync_batch(operation: Callable[[Any], object], argument: object, n: int) -> Callable[[], float]:
+def _sync_batch(
+    operation: Callable[[Any], object], argument: object, n: int
+) -> Callable[[], float]:
     def batch() -> float:
         start = time.perf_counter()
         for _ in range(n):
@@ -249,7 +251,9 @@ def _async_batch(
     return lambda: loop.run_until_complete(batch())
 
 
-def _cold_batch(factory: Factory, side: Side, k: int, everything: list[float]) -> Callable[[], float]:
+def _cold_batch(
+    factory: Factory, side: Side, k: int, everything: list[float]
+) -> Callable[[], float]:
     """The first encrypt of `k` new partitions (new intermediate key), median of the k."""
     data = os.urandom(ONE_KB)
     counter = iter(range(10**9))
@@ -512,3 +516,120 @@ def kms_counts(
                     )
                 if side == THEIRS:
                     hook.uninstall()
+
+
+# --- Where the microseconds go --------------------------------------------------------------
+
+
+def profile_pieces(repeat: int = 5, number: int = 5000) -> list[tuple[str, str, float]]:
+    """The pieces of a warm 1 KB encrypt and decrypt, each timed alone (best of `repeat`).
+
+    Returns ``(operation, piece, microseconds)``; the whole calls of both sides come first.
+    """
+    import binascii  # noqa: PLC0415
+    import timeit  # noqa: PLC0415
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+
+    def best(call: Callable[[], object]) -> float:
+        return min(timeit.repeat(call, number=number, repeat=repeat)) / number * 1e6
+
+    data, key, nonce = os.urandom(ONE_KB), os.urandom(32), os.urandom(12)
+    cached = AESGCM(os.urandom(32))
+    sealed = AESGCM(key).encrypt(nonce, data, None) + nonce
+    sealed_key = cached.encrypt(nonce, key, None) + nonce
+    sealed_with_cached = cached.encrypt(nonce, data, None)
+    text = binascii.b2a_base64(sealed, newline=False).decode()
+    sessions = {side: make_factory(side, config("memory")).get_session("p") for side in SIDES}
+    drrs = {side: s.encrypt_bytes(data) for side, s in sessions.items()}
+    drr = drrs[OURS]
+    enc, dec = "encrypt 1 KB", "decrypt 1 KB"
+    pieces: list[tuple[str, str, Callable[[], object]]] = [
+        (enc, "whole call, ours", lambda: sessions[OURS].encrypt_bytes(data)),
+        (enc, "whole call, asherah", lambda: sessions[THEIRS].encrypt_bytes(data)),
+        (
+            enc,
+            "os.urandom(32) + 2 x os.urandom(12)",
+            lambda: (os.urandom(32), os.urandom(12), os.urandom(12)),
+        ),
+        (enc, "os.urandom(56) once (for comparison)", lambda: os.urandom(56)),
+        (enc, "AESGCM(row key): a new AEAD object per row", lambda: AESGCM(key)),
+        (enc, "AESGCM.encrypt of the 1 KB data", lambda: cached.encrypt(nonce, data, None)),
+        (
+            enc,
+            "AESGCM.encrypt of the 32-byte row key (cached IK object)",
+            lambda: cached.encrypt(nonce, key, None),
+        ),
+        (
+            enc,
+            "base64 of the sealed data (b2a_base64 + decode)",
+            lambda: binascii.b2a_base64(sealed, newline=False).decode(),
+        ),
+        (
+            enc,
+            "base64 of the sealed row key",
+            lambda: binascii.b2a_base64(sealed_key, newline=False).decode(),
+        ),
+        (
+            enc,
+            "JSON text of the record (one f-string)",
+            lambda: (
+                f'{{"Key":{{"Created":{int(time.time())},"Key":"{text[:80]}","ParentKeyMeta":'
+                f'{{"KeyId":"_IK_p_bench_framework","Created":1796230980}}}},"Data":"{text}"}}'
+            ),
+        ),
+        (
+            enc,
+            "time.perf_counter() x 2 + time.time()",
+            lambda: (time.perf_counter(), time.perf_counter(), time.time()),
+        ),
+        (dec, "whole call, ours", lambda: sessions[OURS].decrypt_bytes(drr)),
+        (dec, "whole call, asherah", lambda: sessions[THEIRS].decrypt_bytes(drrs[THEIRS])),
+        (dec, "json.loads of the 1.6 KB record", lambda: json.loads(drr)),
+        (
+            dec,
+            "base64 decode of the data (a2b_base64, strict)",
+            lambda: binascii.a2b_base64(text, strict_mode=True),
+        ),
+        (dec, "AESGCM(row key)", lambda: AESGCM(key)),
+        (
+            dec,
+            "AESGCM.decrypt of the row key (cached IK object)",
+            lambda: cached.decrypt(sealed_key[-12:], sealed_key[:-12], None),
+        ),
+        (
+            dec,
+            "AESGCM.decrypt of the 1 KB data",
+            lambda: cached.decrypt(nonce, sealed_with_cached, None),
+        ),
+    ]
+    histogram = _sdk_histogram()
+    if histogram is not None:
+        pieces.append(
+            (
+                enc,
+                "one OpenTelemetry histogram record, SDK installed",
+                lambda: histogram.record(1e-6),
+            )
+        )
+    from opentelemetry.metrics import get_meter  # noqa: PLC0415
+
+    api_histogram = get_meter("bench-noop").create_histogram("bench.noop")
+    pieces.append(
+        (
+            enc,
+            "one OpenTelemetry histogram record, API only (no SDK)",
+            lambda: api_histogram.record(1e-6),
+        )
+    )
+    return [(op, name, best(call)) for op, name, call in pieces]
+
+
+def _sdk_histogram() -> Any:
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: PLC0415
+    except ImportError:
+        return None
+    meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("bench")
+    return meter.create_histogram("bench.histogram")

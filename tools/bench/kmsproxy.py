@@ -96,14 +96,16 @@ def _serve(upstream: str, delay: float) -> None:
     def connection() -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(local, "conn", None)
         if conn is None:
-            conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=30)
+            conn = http.client.HTTPConnection(
+                target.hostname or "127.0.0.1", target.port, timeout=30
+            )
             local.conn = conn
         return conn
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base name
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
         def _reply(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
@@ -115,7 +117,7 @@ def _serve(upstream: str, delay: float) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        def do_GET(self) -> None:
             if self.path == "/_bench/counts":
                 with lock:
                     body = json.dumps(dict(counts)).encode()
@@ -123,7 +125,7 @@ def _serve(upstream: str, delay: float) -> None:
             else:
                 self._forward()
 
-        def do_POST(self) -> None:  # noqa: N802 - the base class's name
+        def do_POST(self) -> None:
             if self.path == "/_bench/reset":
                 with lock:
                     counts.clear()

@@ -58,10 +58,10 @@ STORES = ("memory", "sqlite")
 class FrameworkConfig:
     """What to run; the defaults are the published figures' settings."""
 
-    rounds: int = 30
+    rounds: int = 50
     warmup: int = 2
     sizes: tuple[int, ...] = (64, KIB, 8 * KIB, KIB * KIB)
-    batch_seconds: float = 0.004
+    batch_seconds: float = 0.008
     """About how long one task's batch takes (for the slower side), so every round is short."""
     cold_per_round: int = 8
     old_rows_per_round: int = 25

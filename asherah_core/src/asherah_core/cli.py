@@ -91,7 +91,13 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     _print_table(
         ["PLUGIN", "DISTRIBUTION", "VERSION", "KMS", "METASTORES"],
         [
-            [p.name, p.distribution, p.version, ", ".join(p.kms) or "-", ", ".join(p.metastores) or "-"]
+            [
+                p.name,
+                p.distribution,
+                p.version,
+                ", ".join(p.kms) or "-",
+                ", ".join(p.metastores) or "-",
+            ]
             for p in plugins
         ],
     )

@@ -138,7 +138,9 @@ def _cmd_keys(args: argparse.Namespace) -> int:
                     "kind": _kind(key_id),
                     "created": created,
                     "created_utc": _utc(created),
-                    "parent": None if parent is None else {"id": parent.key_id, "created": parent.created},
+                    "parent": None
+                    if parent is None
+                    else {"id": parent.key_id, "created": parent.created},
                     "revoked": record.revoked,
                     "sealed_bytes": len(record.encrypted_key),
                 }
@@ -205,4 +207,3 @@ def _utc(created: int) -> str:
 def _printable(text: str) -> str:
     """Escape control characters and anything not printable, so a key id cannot forge output."""
     return json.dumps(text, ensure_ascii=True)[1:-1] if not text.isprintable() else text
-

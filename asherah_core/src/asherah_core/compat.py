@@ -127,7 +127,7 @@ def setup(config: Mapping[str, Any]) -> None:
 
 def shutdown() -> None:
     """Close the process-wide factory (zeroing its keys). Idempotent."""
-    global _factory  # noqa: PLW0603
+    global _factory
     with _lock:
         factory, _factory = _factory, None
     if factory is not None:
@@ -239,7 +239,7 @@ def set_log_hook(callback: Callable[[dict[str, str]], None] | None) -> None:
 
     Each call gets ``{"level", "message", "target"}`` as in the ``asherah`` package.
     """
-    global _log_hook  # noqa: PLW0603
+    global _log_hook
     with _lock:
         old, _log_hook = _log_hook, (None if callback is None else _LogHook(callback))
         for name in ("asherah_core", "asherah_aws_kms_v2"):

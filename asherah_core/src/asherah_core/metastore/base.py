@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import ClassVar, Self
 
-from ..errors import MetastoreError
-from ..records import EnvelopeKeyRecord
+from asherah_core.errors import MetastoreError
+from asherah_core.records import EnvelopeKeyRecord
 
 __all__ = ["Metastore", "StoredKey"]
 

@@ -6,7 +6,8 @@ import threading
 from collections.abc import Iterator
 from typing import ClassVar
 
-from ..records import EnvelopeKeyRecord
+from asherah_core.records import EnvelopeKeyRecord
+
 from .base import Metastore, StoredKey
 
 __all__ = ["InMemoryMetastore"]

@@ -14,17 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
-from ..errors import MetastoreError, RecordError
-from ..records import EnvelopeKeyRecord
+from asherah_core.errors import MetastoreError, RecordError
+from asherah_core.records import EnvelopeKeyRecord
+
 from .base import Metastore, StoredKey
 
 try:
     import sqlalchemy as sa
     from sqlalchemy import exc as sa_exc
 except ImportError as e:  # pragma: no cover - exercised by the install tests
-    raise ImportError(
-        "SqlMetastore needs SQLAlchemy: pip install 'asherah-core[sql]'"
-    ) from e
+    raise ImportError("SqlMetastore needs SQLAlchemy: pip install 'asherah-core[sql]'") from e
 
 __all__ = ["DEFAULT_TABLE", "DIALECTS", "Dialect", "SqlMetastore"]
 
@@ -130,7 +129,8 @@ class SqlMetastore(Metastore):
                 f"sql metastore: database {name!r} is not supported; supported: {known}"
             )
         self._dialect = DIALECTS[name]
-        self._where = f"sql metastore ({self._engine.url.render_as_string(hide_password=True)})"
+        self._shown_url = self._engine.url.render_as_string(hide_password=True)
+        self._where = f"sql metastore ({self._shown_url})"
         self._table_name = table
         self._table = sa.table(
             table, sa.column("id"), sa.column("created"), sa.column("key_record")
@@ -182,7 +182,9 @@ class SqlMetastore(Metastore):
             .order_by(t.c.created.desc())
             .limit(1)
         )
-        text = self._run("load latest", key_id, lambda c: c.execute(query, {"b_id": key_id}).scalar())
+        text = self._run(
+            "load latest", key_id, lambda c: c.execute(query, {"b_id": key_id}).scalar()
+        )
         return None if text is None else self._parse(text, key_id)
 
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
@@ -248,7 +250,7 @@ class SqlMetastore(Metastore):
             self._dispose()
 
     def __repr__(self) -> str:
-        return f"SqlMetastore({self._where[len('sql metastore (') : -1]!r}, table={self._table_name!r})"
+        return f"SqlMetastore({self._shown_url!r}, table={self._table_name!r})"
 
     # Internals ---------------------------------------------------------------------------
 
@@ -296,13 +298,14 @@ class SqlMetastore(Metastore):
             text = bytes(text).decode("utf-8", errors="replace")
         if not isinstance(text, str):
             raise MetastoreError(
-                f"{self._where}: the key record of {key_id!r} is not text "
-                f"({type(text).__name__})"
+                f"{self._where}: the key record of {key_id!r} is not text ({type(text).__name__})"
             )
         try:
             return EnvelopeKeyRecord.from_json(text, "key record")
         except RecordError as e:
-            raise MetastoreError(f"{self._where}: the row of {key_id!r} does not parse: {e}") from None
+            raise MetastoreError(
+                f"{self._where}: the row of {key_id!r} does not parse: {e}"
+            ) from None
 
 
 def _for(key_id: str | None) -> str:

@@ -15,8 +15,10 @@ and docs.
   Hypothesis profile ``asherah-fuzz``: at least 10,000 generated inputs, about a minute.
 - ``docs`` builds the site (mkdocs.yml, docs/) with ``--strict``: a broken link or anchor, a
   missing snippet or an unresolved API reference fails it. The site goes to .nox/docs/tmp/site.
-- ``bench`` (not in the default run) benchmarks the plugin against its peers under LocalStack
-  and writes docs/benchmarks.md and docs/benchmarks-latency.png (tools/bench; a few minutes).
+- ``bench`` (not in the default run) benchmarks the framework against the ``asherah`` package
+  and the KMS plugin against its peers under LocalStack, and writes docs/benchmarks.md with its
+  plots (tools/bench; under ten minutes; ``-- --quick`` for a short trial, ``-- --part
+  framework`` or ``kms`` for one part).
 """
 
 from __future__ import annotations
@@ -39,9 +41,13 @@ TEST_PATHS = (*(f"{name}/tests" for name in DISTRIBUTIONS), "tests")
 LINTER = ("ruff==0.17.6",)
 TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk", "sqlalchemy>=2")
 INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
-TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms]", "nox", *TEST_DEPS)
+ASHERAH_PACKAGE = "asherah==0.5.56"
+"""The Rust-backed ``asherah`` package the framework benchmark compares ours with."""
+TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms]", "nox", ASHERAH_PACKAGE, *TEST_DEPS)
 TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py")
 BENCH_DEPS = (
+    ASHERAH_PACKAGE,
+    "sqlalchemy>=2.0",
     "boto3",
     "opentelemetry-sdk",
     "matplotlib",
@@ -253,7 +259,7 @@ def interop(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmark against the peers under LocalStack; write docs/benchmarks.md and its plot.
+    """Benchmark the framework and the KMS plugin; write docs/benchmarks.md and its plots.
 
     Not in the default sessions. ``nox -s bench -- --quick`` runs a few rounds only, to try
     it out; ``-- --output-dir DIR`` writes elsewhere.

@@ -57,7 +57,8 @@ BEHIND_LIMIT = 1.05
 class Goal:
     """One number to reach, and what was measured."""
 
-    issue: int
+    kind: str
+    """``latency`` (time in units of T) or ``efficiency`` (against the peers, CPU, throughput)."""
     what: str
     target: str
     value: Summary
@@ -71,39 +72,39 @@ def _top(results: Results) -> LatencyRun:
 
 
 def goals(results: Results) -> list[Goal]:
-    """The numbers of issues 5 and 6, measured (L = the highest latency run, 3 regions)."""
+    """The KMS plugin's goals, measured (L = the highest latency run, 3 regions)."""
     run = _top(results)
     lat = f"L = {run.latency_ms} ms, {GOAL_REGIONS} regions"
     n = GOAL_REGIONS
     out: list[Goal] = []
 
     def in_t(
-        issue: int, what: str, cell: Cell, limit: float, note: str = "", ok: bool = True
+        kind: str, what: str, cell: Cell, limit: float, note: str = "", ok: bool = True
     ) -> None:
         value = run.in_t(cell)
         out.append(
-            Goal(issue, what, f"≤ {limit:g} T", value, "T", ok and value.median <= limit, note)
+            Goal(kind, what, f"≤ {limit:g} T", value, "T", ok and value.median <= limit, note)
         )
 
-    in_t(5, f"encrypt_key, default mode ({lat})", Cell(ENCRYPT, DEFAULT, n), 2.2)
+    in_t("latency", f"encrypt_key, default mode ({lat})", Cell(ENCRYPT, DEFAULT, n), 2.2)
     mrk_calls = run.calls[Cell(ENCRYPT, MRK, n)]
     in_t(
-        5,
+        "latency",
         f"encrypt_key, Multi-Region key ({lat}), and exactly one KMS call",
         Cell(ENCRYPT, MRK, n),
         1.2,
         note=f"{mrk_calls} KMS call(s) per encrypt_key",
         ok=mrk_calls == 1,
     )
-    in_t(5, f"encrypt_key, local data key ({lat})", Cell(ENCRYPT, LOCAL, n), 1.2)
-    in_t(5, f"decrypt_key, all healthy ({lat})", Cell(DECRYPT, DEFAULT, n), 1.1)
+    in_t("latency", f"encrypt_key, local data key ({lat})", Cell(ENCRYPT, LOCAL, n), 1.2)
+    in_t("latency", f"decrypt_key, all healthy ({lat})", Cell(DECRYPT, DEFAULT, n), 1.1)
     hole = results.black_hole
     if hole.next_medians:
         ratios = [m / run.t for m in hole.next_medians]
         value = Summary(statistics.median(ratios), min(ratios), max(ratios), len(ratios))
         out.append(
             Goal(
-                5,
+                "latency",
                 f"decrypt_key, preferred region never answers, timeout {DOWN_TIMEOUT:g} s: "
                 f"median of the {results.config.black_hole_calls} calls after the first ({lat})",
                 "≤ 1.3 T",
@@ -115,7 +116,7 @@ def goals(results: Results) -> list[Goal]:
             )
         )
     in_t(
-        5,
+        "latency",
         f"decrypt_key, preferred region {SLOW_EXTRA * 1000:.0f} ms late, hedge "
         f"{HEDGE_AFTER * 1000:.0f} ms ({lat})",
         Cell(DECRYPT, SLOW, n),
@@ -126,7 +127,7 @@ def goals(results: Results) -> list[Goal]:
             value = run.ratio(Cell(ENCRYPT, mode, n), Cell(ENCRYPT, peer, n))
             out.append(
                 Goal(
-                    6,
+                    "efficiency",
                     f"encrypt_key ({mode}) / {peer} ({lat})",
                     f"≤ {limit:g}",
                     value,
@@ -139,7 +140,7 @@ def goals(results: Results) -> list[Goal]:
             value = paired_ratios(results.cpu.ours[name], results.cpu.raw[name])
             out.append(
                 Goal(
-                    6,
+                    "efficiency",
                     f"CPU time of {name.replace(', ', ' (')} mode, 3 regions, L = 0) / "
                     "the raw boto3 calls it issues",
                     f"≤ {CPU_LIMIT:g} (overhead ≤ 10 %)",
@@ -158,7 +159,7 @@ def goals(results: Results) -> list[Goal]:
         )
         out.append(
             Goal(
-                6,
+                "efficiency",
                 f"throughput with {top_threads} threads sharing one instance / raw boto3 with "
                 f"{top_threads} threads (encrypt_key + decrypt_key, 3 regions, "
                 f"L = {latency_ms} ms)",
@@ -319,7 +320,7 @@ def behind(results: Results, goal_list: Sequence[Goal]) -> list[str]:
 
 
 def mode_of(goal: Goal) -> str:
-    """``"local"`` or ``"default"`` for an issue 5 encrypt goal, else ``""``."""
+    """``"local"`` or ``"default"`` for an encrypt_key latency goal, else ``""``."""
     if not goal.what.startswith("encrypt_key"):
         return ""
     if "local data key" in goal.what:
@@ -374,13 +375,10 @@ def known_limits(results: Results) -> list[str]:
 
 
 def markdown(results: Results, env: dict[str, str], command: str) -> str:
-    """The whole docs/benchmarks.md page."""
+    """The whole docs/benchmarks.md page: the framework part, then the KMS plugin's."""
     config = results.config
-    top = _top(results)
-    goal_list = goals(results)
     started = dt.datetime.fromtimestamp(results.started, dt.UTC)
     minutes, seconds = divmod(round(results.finished - results.started), 60)
-    counts = config.region_counts
     lines = [
         "# Benchmarks",
         "",
@@ -393,6 +391,36 @@ def markdown(results: Results, env: dict[str, str], command: str) -> str:
             if config.quick
             else []
         ),
+        "Two parts, measured in the same run on the same machine:",
+        "",
+        "- [Application encryption](#application-encryption-ours-against-the-asherah-package): "
+        "our `Session.encrypt` / `decrypt` against the `asherah` package from PyPI.",
+        "- [The multi-region AWS KMS plugin](#the-multi-region-aws-kms-plugin-against-its-peers)"
+        ": our KMS against the sequential reference, the AWS Encryption SDK and raw boto3.",
+        "",
+    ]
+    if results.framework is not None:
+        from .framework_report import framework_markdown  # noqa: PLC0415
+
+        lines += framework_markdown(results.framework, results.pieces)
+    if results.latency:
+        lines += [_demoted(line) for line in _kms_part(results, env, command)]
+    return "\n".join(lines) + "\n"
+
+
+def _demoted(line: str) -> str:
+    """One heading level down (the KMS part is a section of the page)."""
+    return "#" + line if line.startswith("#") else line
+
+
+def _kms_part(results: Results, env: dict[str, str], command: str) -> list[str]:
+    config = results.config
+    top = _top(results)
+    goal_list = goals(results)
+    counts = config.region_counts
+    lines = [
+        "# The multi-region AWS KMS plugin against its peers",
+        "",
         "The multi-region AWS KMS plugin (*ours*) against what a user would use instead, in the "
         "same run, against LocalStack's KMS on the same machine, with a fixed latency L added "
         "in-process to every KMS call (a botocore `before-send` handler on the boto3 Session "
@@ -406,13 +434,13 @@ def markdown(results: Results, env: dict[str, str], command: str) -> str:
         "",
         "## Goals",
         "",
-        "| issue | goal | target | measured | result |",
+        "| kind | goal | target | measured | result |",
         "|---|---|---|---|---|",
     ]
     for g in goal_list:
         note = f" — {g.note}" if g.note else ""
         lines.append(
-            f"| #{g.issue} | {g.what}{note} | {g.target} | {_fmt(g.value)} {g.unit} | "
+            f"| {g.kind} | {g.what}{note} | {g.target} | {_fmt(g.value)} {g.unit} | "
             f"{'pass' if g.passed else '**FAIL**'} |"
         )
     passed = sum(g.passed for g in goal_list)
@@ -443,7 +471,7 @@ def markdown(results: Results, env: dict[str, str], command: str) -> str:
     lines += _cpu_section(results)
     lines += _throughput_section(results)
     lines += _setup_section(results, env, command)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _scenario_section(results: Results) -> list[str]:
@@ -468,7 +496,8 @@ def _scenario_section(results: Results) -> list[str]:
         ("decrypt_key, preferred region down (steady state, in rounds)", Cell(DECRYPT, DOWN, n)),
     ]
     lines = [
-        f"## Issue 5's scenarios in units of T (L = {run.latency_ms} ms, {n} regions)",
+        f"## Failure and slow-region scenarios in units of T "
+        f"(L = {run.latency_ms} ms, {n} regions)",
         "",
         "| scenario | time / T (per round) | KMS calls |",
         "|---|---|---|",

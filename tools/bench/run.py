@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .faults import BlackHole, latency_session
+from .framework import FrameworkConfig, FrameworkResults, profile_pieces, run_framework
 from .measure import (
     Summary,
     cpu_time_ns,
@@ -79,6 +80,9 @@ class Config:
     seed: int = 20261129
     quick: bool = False
     """A trial run with few rounds (``--quick``); the page says so."""
+    framework: FrameworkConfig = field(default_factory=FrameworkConfig)
+    parts: tuple[str, ...] = ("framework", "kms")
+    """Which parts run: the framework against the asherah package, the KMS plugin."""
 
 
 @dataclass
@@ -119,7 +123,7 @@ class LatencyRun:
 
 @dataclass
 class BlackHoleRun:
-    """Issue 5's scenario: preferred region black-holed, timeout 1 s, three regions."""
+    """The black-hole scenario: preferred region black-holed, timeout 1 s, three regions."""
 
     first: list[float] = field(default_factory=list)
     next_medians: list[float] = field(default_factory=list)
@@ -166,6 +170,9 @@ class Results:
     throughput: Rates = field(default_factory=dict)
     memory: dict[str, dict[str, float]] = field(default_factory=dict)
     maxrss_kib: int = 0
+    framework: FrameworkResults | None = None
+    pieces: list[tuple[str, str, float]] = field(default_factory=list)
+    """Where the microseconds of a warm 1 KB row go: ``(operation, piece, µs)``."""
 
 
 _T0 = time.monotonic()
@@ -177,25 +184,31 @@ def say(message: str) -> None:
 
 
 def run(endpoint: str, config: Config) -> Results:
-    """Run every scenario against the LocalStack at `endpoint`."""
+    """Run every scenario of the chosen parts against the LocalStack at `endpoint`."""
     results = Results(config=config, started=time.time())
     rng = random.Random(config.seed)
     say("creating keys (5 regions, and a Multi-Region key replicated to each)")
     keys = create_keys(endpoint)
-    with BlackHole() as hole:
-        for latency_ms in config.latencies_ms:
-            world = World(endpoint, latency_session(latency_ms / 1000), keys, hole.endpoint)
-            try:
-                results.latency[latency_ms] = latency_matrix(world, latency_ms, config, rng)
-                if latency_ms == max(config.latencies_ms):
-                    results.black_hole = black_hole_scenario(world, config)
-                if latency_ms == 0:
-                    results.cpu = cpu_overhead(world, config)
-                results.throughput |= thread_scaling(world, config, latency_ms)
-            finally:
-                world.close()
-    say("peak memory, in a child process per system")
-    results.memory = measure_memory(endpoint, dict(keys.regular))
+    if "framework" in config.parts:
+        say("framework: where the microseconds of a warm 1 KB row go")
+        results.pieces = profile_pieces()
+        results.framework = run_framework(endpoint, dict(keys.regular), config.framework)
+        say(f"framework part took {results.framework.seconds:.0f} s")
+    if "kms" in config.parts:
+        with BlackHole() as hole:
+            for latency_ms in config.latencies_ms:
+                world = World(endpoint, latency_session(latency_ms / 1000), keys, hole.endpoint)
+                try:
+                    results.latency[latency_ms] = latency_matrix(world, latency_ms, config, rng)
+                    if latency_ms == max(config.latencies_ms):
+                        results.black_hole = black_hole_scenario(world, config)
+                    if latency_ms == 0:
+                        results.cpu = cpu_overhead(world, config)
+                    results.throughput |= thread_scaling(world, config, latency_ms)
+                finally:
+                    world.close()
+        say("peak memory, in a child process per system")
+        results.memory = measure_memory(endpoint, dict(keys.regular))
     results.finished = time.time()
     results.maxrss_kib = peak_rss_kib()
     return results
@@ -275,7 +288,7 @@ def _check_interop(world: World, key: bytes) -> None:
 
 
 def black_hole_scenario(world: World, config: Config) -> BlackHoleRun:
-    """Issue 5: decrypt with the preferred region's endpoint never answering (timeout 1 s)."""
+    """Decrypt with the preferred region's endpoint never answering (timeout 1 s)."""
     say("preferred region black-holed: first call, then the next calls (fresh instance each time)")
     regions = REGIONS[:3]
     key = os.urandom(32)

@@ -55,7 +55,7 @@ REGIONS = ("us-west-2", "us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-
 """The regions in preference order; a benchmark with n regions uses the first n."""
 MRK_PRIMARY = REGIONS[0]
 SLOW_EXTRA = 0.5
-"""How much later than the others a slow region answers (issue 5: 500 ms)."""
+"""How much later than the others a slow region answers (500 ms)."""
 HEDGE_AFTER = 0.1
 DOWN_TIMEOUT = 1.0
 """Connect and read timeout of every system whose preferred region is down."""

@@ -41,7 +41,7 @@ def b64decode(text: object, where: str) -> bytes:
     if not isinstance(text, str):
         raise RecordError(f"{where}: expected a base64 string, got {_kind(text)}")
     try:
-        return pybase64.b64decode(text, validate=True)
+        return pybase64.b64decode(text, None, True)  # positional: keywords cost 0.3 us
     except (binascii.Error, ValueError, TypeError):
         raise RecordError(f"{where}: not valid standard base64 ({len(text)} characters)") from None
 

@@ -258,6 +258,22 @@ class Session:
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
+        if cipher is not None and entry is not None and type(data) is bytes and not self._closed:
+            # The hot path, inline: a cached key, bytes in, no lock, no I/O.
+            self._intermediate.hits += 1
+            random = _urandom(56)  # one call: the row key and both nonces
+            row_key = random[:32]
+            nonce = random[32:44]
+            key_nonce = random[44:]
+            if len(data) <= MAX_DATA_SIZE:
+                sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
+                sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
+                text = (
+                    f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}",'
+                    f'"ParentKeyMeta":{entry.meta_json}}},"Data":"{_b64encode(sealed_data)}"}}'
+                )
+                self._encrypt_hist.record(_perf() - start)
+                return text
         if cipher is None or entry is None or self._closed:
             self._check_open()
             entry = self._keys.intermediate_key_for_encrypt(self.partition)
@@ -354,6 +370,24 @@ class Session:
     def decrypt_bytes(self, text: str | bytes | bytearray) -> bytes:
         """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah)."""
         start = _perf()
+        if type(text) is str and text.startswith(_HEAD) and text.endswith(_TAIL):
+            found = _parse_canonical(text)
+            if found is not None and found[0] == self._ik_id and not self._closed:
+                # The hot path, inline: the canonical form, this partition, a cached key.
+                entry = self._ik_keys.get((found[0], found[1]))
+                cipher = None if entry is None else entry.aead
+                sealed_key = found[2]
+                sealed_data = found[3]
+                if cipher is not None and len(sealed_key) == 60 and len(sealed_data) >= 28:
+                    self._intermediate.hits += 1
+                    try:
+                        row_key = cipher.decrypt(sealed_key[-12:], sealed_key[:-12], None)
+                        data = AESGCM(row_key).decrypt(sealed_data[-12:], sealed_data[:-12], None)
+                    except InvalidTag:
+                        pass  # the general path below names what failed
+                    else:
+                        self._decrypt_hist.record(_perf() - start)
+                        return data
         ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
         entry = self._decrypting_key(ik_id, ik_created)
         return self._open(entry, sealed_key, sealed_data, start)
@@ -554,8 +588,8 @@ def _parse_canonical(text: str) -> tuple[str, int, bytes, bytes] | None:
     ):
         return None
     try:
-        sealed_key = _b64decode(text[key_at + 8 : meta_at], validate=True)
-        sealed_data = _b64decode(text[data_at + 11 : -2], validate=True)
+        sealed_key = _b64decode(text[key_at + 8 : meta_at], None, True)
+        sealed_data = _b64decode(text[data_at + 11 : -2], None, True)
     except ValueError:
         return None
     number = int(ik_created)
@@ -585,8 +619,8 @@ def _parse_json_row(text: object) -> tuple[str, int, bytes, bytes]:
             return (
                 ik_id,
                 ik_created,
-                _b64decode(key["Key"], validate=True),
-                _b64decode(row["Data"], validate=True),
+                _b64decode(key["Key"], None, True),
+                _b64decode(row["Data"], None, True),
             )
     except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, RecursionError):
         pass

@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MetastoreError
-from ..records import EnvelopeKeyRecord, KeyMeta
+from asherah_core.errors import MetastoreError
+from asherah_core.records import EnvelopeKeyRecord, KeyMeta
+
 from .base import Metastore, StoredKey
 from .memory import InMemoryMetastore
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import ClassVar, Self
 
-from ..errors import MetastoreError
-from ..records import EnvelopeKeyRecord
+from asherah_core.errors import MetastoreError
+from asherah_core.records import EnvelopeKeyRecord
 
 __all__ = ["Metastore", "StoredKey"]
 
@@ -62,6 +62,13 @@ class Metastore(abc.ABC):
         A revoked key still decrypts; no process encrypts with it once it has seen the flag.
         """
         raise MetastoreError(f"{self.kind} metastore: revoking keys is not supported")
+
+    def create_table(self) -> None:
+        """Create the table (or whatever holds the keys) if it does not exist.
+
+        Only on request (``asherah-kms`` or set-up code): no metastore creates it by itself.
+        """
+        raise MetastoreError(f"{self.kind} metastore: creating its table is not supported")
 
     async def load_async(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
         """Coroutine version of `load`."""

@@ -6,7 +6,8 @@ import threading
 from collections.abc import Iterator
 from typing import ClassVar
 
-from ..records import EnvelopeKeyRecord
+from asherah_core.records import EnvelopeKeyRecord
+
 from .base import Metastore, StoredKey
 
 __all__ = ["InMemoryMetastore"]
@@ -60,6 +61,9 @@ class InMemoryMetastore(Metastore):
                 return False
             rows[created] = rows[created].with_revoked()
             return True
+
+    def create_table(self) -> None:
+        """Nothing to create."""
 
     def __repr__(self) -> str:
         with self._lock:

@@ -6,6 +6,7 @@ reported) live in one `Dialect` value, so a new database is one entry in `DIALEC
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import re
 import time
@@ -14,17 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
-from ..errors import MetastoreError, RecordError
-from ..records import EnvelopeKeyRecord
+from asherah_core.errors import MetastoreError, RecordError
+from asherah_core.records import EnvelopeKeyRecord
+
 from .base import Metastore, StoredKey
 
 try:
     import sqlalchemy as sa
     from sqlalchemy import exc as sa_exc
 except ImportError as e:  # pragma: no cover - exercised by the install tests
-    raise ImportError(
-        "SqlMetastore needs SQLAlchemy: pip install 'asherah-core[sql]'"
-    ) from e
+    raise ImportError("SqlMetastore needs SQLAlchemy: pip install 'asherah-core[sql]'") from e
 
 __all__ = ["DEFAULT_TABLE", "DIALECTS", "Dialect", "SqlMetastore"]
 
@@ -33,6 +33,13 @@ DRIFT_GUARD_PREFIX = "__asherah_internal_config_drift_guard_v1__:"
 """Rows the ``asherah`` package writes for itself; never read as keys, never touched."""
 
 _T = TypeVar("_T")
+_CONNECT_TIMEOUTS: dict[str, dict[str, Any]] = {
+    "psycopg": {"connect_timeout": 10},
+    "psycopg2": {"connect_timeout": 10},
+    "pymysql": {"connect_timeout": 10, "read_timeout": 30, "write_timeout": 30},
+    "mysqldb": {"connect_timeout": 10, "read_timeout": 30, "write_timeout": 30},
+}
+"""Seconds a driver waits to connect, and (MySQL) for a reply; ``engine_options`` override."""
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -44,6 +51,19 @@ def _datetime_created(created: int) -> Any:
     return datetime.fromtimestamp(created, UTC).replace(tzinfo=None)
 
 
+def _unix_seconds(value: object) -> int:
+    """The ``created`` column as read back (a UTC datetime, or SQLite's text) in Unix seconds."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return calendar.timegm(value.timetuple())
+    if isinstance(value, int):
+        return value
+    raise TypeError(f"unexpected created value of type {type(value).__name__}")
+
+
 @dataclass(frozen=True)
 class Dialect:
     """What differs between databases for the ``encryption_key`` table.
@@ -52,11 +72,16 @@ class Dialect:
     :param ddl: the statements that create the table, ``{table}`` replaced by its name; the
         exact schema the Go, Java and Rust implementations use on that database.
     :param created: converts Unix seconds to the value bound for the ``created`` column.
+    :param session: statements every connection runs first. MySQL's ``TIMESTAMP`` converts
+        between the session's time zone and UTC, so the session is put in UTC: ``created`` then
+        holds the key's real instant whatever the server's zone (Go's driver sends UTC wall
+        clock times too, and agrees with this whenever the server's zone is UTC).
     """
 
     name: str
     ddl: tuple[str, ...]
     created: Callable[[int], Any]
+    session: tuple[str, ...] = ()
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -76,6 +101,7 @@ DIALECTS: dict[str, Dialect] = {
             "PRIMARY KEY (id, created), INDEX (created))",
         ),
         _datetime_created,
+        ("SET time_zone = '+00:00'",),
     ),
     "postgresql": Dialect(
         "postgresql",
@@ -130,6 +156,11 @@ class SqlMetastore(Metastore):
                 f"sql metastore: database {name!r} is not supported; supported: {known}"
             )
         self._dialect = DIALECTS[name]
+        # Engines made here run the session statements once per connection; an engine the
+        # application passed in is left as it is, and gets them at the start of each call.
+        self._per_call_session = () if self._owns_engine else self._dialect.session
+        if self._owns_engine and self._dialect.session:
+            sa.event.listen(self._engine, "connect", _session_setup(self._dialect.session))
         self._where = f"sql metastore ({self._engine.url.render_as_string(hide_password=True)})"
         self._table_name = table
         self._table = sa.table(
@@ -214,22 +245,31 @@ class SqlMetastore(Metastore):
     def keys(self, prefix: str = "") -> Iterator[StoredKey]:
         """Yield every row whose id starts with `prefix` (drift-guard rows left out)."""
         t = self._table
-        query = sa.select(t.c.id, t.c.key_record).order_by(t.c.id, t.c.created)
+        query = sa.select(t.c.id, t.c.created, t.c.key_record).order_by(t.c.id, t.c.created)
         rows = self._run("list keys", None, lambda c: c.execute(query).all())
-        for key_id, text in rows:
+        for key_id, created, text in rows:
             if key_id.startswith(DRIFT_GUARD_PREFIX) or not key_id.startswith(prefix):
                 continue
-            record = self._parse(text, key_id)
-            yield key_id, record.created, record
+            try:
+                seconds = _unix_seconds(created)
+            except (TypeError, ValueError):
+                raise MetastoreError(
+                    f"{self._where}: the created column of {key_id!r} is not a time"
+                ) from None
+            yield key_id, seconds, self._parse(text, key_id)
 
     def revoke(self, key_id: str, created: int) -> bool:
         """Set ``Revoked`` in the row's key record; False when there is no such row."""
         t = self._table
-        where = (t.c.id == sa.bindparam("id")) & (t.c.created == sa.bindparam("created"))
-        params = {"id": key_id, "created": self._dialect.created(created)}
+        # Not named after the columns: SQLAlchemy reserves those names in an UPDATE.
+        where = (t.c.id == sa.bindparam("match_id")) & (
+            t.c.created == sa.bindparam("match_created")
+        )
+        params = {"match_id": key_id, "match_created": self._dialect.created(created)}
 
         def update(conn: sa.Connection) -> bool:
-            text = conn.execute(sa.select(t.c.key_record).where(where), params).scalar()
+            query = sa.select(t.c.key_record).where(where).with_for_update()
+            text = conn.execute(query, params).scalar()
             if text is None:
                 return False
             record = self._parse(text, key_id).with_revoked()
@@ -248,7 +288,8 @@ class SqlMetastore(Metastore):
             self._dispose()
 
     def __repr__(self) -> str:
-        return f"SqlMetastore({self._where[len('sql metastore (') : -1]!r}, table={self._table_name!r})"
+        shown = self._where[len("sql metastore (") : -1]
+        return f"SqlMetastore({shown!r}, table={self._table_name!r})"
 
     # Internals ---------------------------------------------------------------------------
 
@@ -261,6 +302,8 @@ class SqlMetastore(Metastore):
             raise MetastoreError(f"{self._where}: closed")
         try:
             with self._engine.begin() as conn:
+                for statement in self._per_call_session:
+                    conn.exec_driver_sql(statement)
                 return work(conn)
         except MetastoreError:
             raise
@@ -296,13 +339,26 @@ class SqlMetastore(Metastore):
             text = bytes(text).decode("utf-8", errors="replace")
         if not isinstance(text, str):
             raise MetastoreError(
-                f"{self._where}: the key record of {key_id!r} is not text "
-                f"({type(text).__name__})"
+                f"{self._where}: the key record of {key_id!r} is not text ({type(text).__name__})"
             )
         try:
             return EnvelopeKeyRecord.from_json(text, "key record")
         except RecordError as e:
-            raise MetastoreError(f"{self._where}: the row of {key_id!r} does not parse: {e}") from None
+            raise MetastoreError(
+                f"{self._where}: the row of {key_id!r} does not parse: {e}"
+            ) from None
+
+
+def _session_setup(statements: tuple[str, ...]) -> Callable[[Any, Any], None]:
+    def setup(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    return setup
 
 
 def _for(key_id: str | None) -> str:
@@ -319,9 +375,16 @@ def _create_engine(url: str | sa.URL, options: dict[str, Any]) -> sa.Engine:
         ) from None
     shown = parsed.render_as_string(hide_password=True)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
         kwargs = {"connect_args": {"timeout": 30.0}}
+    elif parsed.get_driver_name() in _CONNECT_TIMEOUTS:
+        # Bounded waits: a server that stops answering fails the call instead of hanging it.
+        kwargs["connect_args"] = dict(_CONNECT_TIMEOUTS[parsed.get_driver_name()])
+    connect_args = {**kwargs.get("connect_args", {}), **options.get("connect_args", {})}
     kwargs.update(options)
+    if connect_args:
+        kwargs["connect_args"] = connect_args
     try:
         return sa.create_engine(parsed, **kwargs)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as e:

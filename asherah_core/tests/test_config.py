@@ -333,7 +333,7 @@ def test_load_invalid_utf8(tmp_path: Path) -> None:
         ('[kms]\nplugin = "static"\nplugn = "x"\n', "kms.plugn: unknown setting"),
         (
             '[kms]\nplugin = "static"\n[kmss]\n',
-            "kmss: unknown setting; expected one of kms, plugins",
+            "kmss: unknown setting; expected one of asherah, kms, metastore, metastores, plugins",
         ),
         ('plugins = 3\n[kms]\nplugin = "static"\n', "plugins: expected a table, got a number"),
         ('[kms]\nplugin = "static"\n[plugins]\nstatic = 3\n', "plugins.static: expected a table"),

@@ -1,13 +1,40 @@
-"""Pluggable envelope encryption in the style of Asherah: AEAD, KMS interface, plugin host."""
+"""Envelope encryption in the style of Asherah: sessions, the key hierarchy, metastores, AEAD,
+the KMS interface and the plugin host."""
 
 from __future__ import annotations
 
 from .aead import Aead, Aes256Gcm
 from .config import PluginConfig
-from .errors import AsherahError, ConfigError, CryptoError, KmsError, PluginError
-from .hookspecs import EnvelopeDescriber, KmsFactory, RegisterKms, hookimpl
+from .errors import (
+    AsherahError,
+    ConfigError,
+    CryptoError,
+    KmsError,
+    MetastoreError,
+    PluginError,
+    RecordError,
+    SessionError,
+)
+from .hookspecs import (
+    EnvelopeDescriber,
+    KmsFactory,
+    MetastoreFactory,
+    RegisterKms,
+    RegisterMetastore,
+    hookimpl,
+)
 from .kms import KeyManagementService, ProbeResult
-from .plugins import PluginHost, available_kms, load_kms, load_kms_from_file
+from .plugins import (
+    PluginHost,
+    available_kms,
+    available_metastores,
+    load_kms,
+    load_kms_from_file,
+    load_metastore,
+)
+from .policy import CryptoPolicy
+from .records import DataRowRecord, EnvelopeKeyRecord, KeyMeta
+from .session import Session, SessionFactory
 from .static import StaticKms
 
 __all__ = [
@@ -16,20 +43,33 @@ __all__ = [
     "AsherahError",
     "ConfigError",
     "CryptoError",
+    "CryptoPolicy",
+    "DataRowRecord",
     "EnvelopeDescriber",
+    "EnvelopeKeyRecord",
     "KeyManagementService",
+    "KeyMeta",
     "KmsError",
     "KmsFactory",
+    "MetastoreError",
+    "MetastoreFactory",
     "PluginConfig",
     "PluginError",
     "PluginHost",
     "ProbeResult",
+    "RecordError",
     "RegisterKms",
+    "RegisterMetastore",
+    "Session",
+    "SessionError",
+    "SessionFactory",
     "StaticKms",
     "available_kms",
+    "available_metastores",
     "hookimpl",
     "load_kms",
     "load_kms_from_file",
+    "load_metastore",
 ]
 
 __version__ = "0.1.0"

@@ -14,6 +14,9 @@ from .errors import ConfigError
 __all__ = ["DEFAULT_CONFIG_FILE", "PluginConfig", "load_config_file"]
 
 DEFAULT_CONFIG_FILE = "plugins.toml"
+# [asherah] and the metastore tables are the session factory's (appconfig.py); the KMS loader
+# accepts and ignores them so that one file configures both.
+_TOP_LEVEL = ("asherah", "kms", "metastore", "metastores", "plugins")
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TRUE = {"true", "1", "yes", "on"}
@@ -241,8 +244,8 @@ def load_config_file(
     source = str(file)
     root = PluginConfig({}, source=source)
     for key in raw:
-        if key not in ("kms", "plugins"):
-            raise root.error(key, "unknown setting; expected one of kms, plugins")
+        if key not in _TOP_LEVEL:
+            raise root.error(key, f"unknown setting; expected one of {', '.join(_TOP_LEVEL)}")
     if "kms" not in raw:
         raise root.error("kms", "missing required table")
     if not isinstance(raw["kms"], Mapping):

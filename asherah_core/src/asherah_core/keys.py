@@ -1,0 +1,471 @@
+"""The key hierarchy: load or create system and intermediate keys, the only place with I/O.
+
+System key (SK, one per service and product, wrapped by the KMS) -> intermediate key (IK, one
+per partition, sealed with the SK) -> data row key (one per row, sealed with the IK; see
+session.py). New keys are stored insert-if-absent with a ``Created`` truncated to the policy's
+precision, so racing processes collide and the loser uses the winner's key. A key is used to
+encrypt only while it and its parent are neither revoked nor expired; when the latest key is
+invalid, the new one gets a ``Created`` later than it, even inside one precision window.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from .cache import CachedKey, KeyCache
+from .errors import AsherahError, CryptoError, KmsError, MetastoreError, SessionError
+from .kms import KeyManagementService
+from .metastore.base import Metastore
+from .metrics import FrameworkMetrics
+from .policy import CryptoPolicy
+from .records import EnvelopeKeyRecord, KeyMeta
+
+__all__ = ["KeyHierarchy", "Partition"]
+
+MAX_CREATE_ATTEMPTS = 5
+"""New keys tried before giving up when every store loses to a key that cannot be used."""
+
+_STRIPES = 64
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """The key ids of one partition of one service and product (``partition.go``).
+
+    With a region suffix (DynamoDB global tables) the ids end in ``_<suffix>``, and rows whose
+    IK id starts with the unsuffixed id (written in another region) still decrypt.
+    """
+
+    partition_id: str
+    service: str
+    product: str
+    suffix: str | None = None
+    sk_id: str = field(init=False)
+    ik_id: str = field(init=False)
+    base_ik_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("partition_id", "service", "product"):
+            _check_name(getattr(self, name), name)
+        if self.suffix is not None:
+            _check_name(self.suffix, "region suffix")
+        tail = f"_{self.suffix}" if self.suffix else ""
+        base_ik = f"_IK_{self.partition_id}_{self.service}_{self.product}"
+        object.__setattr__(self, "sk_id", f"_SK_{self.service}_{self.product}{tail}")
+        object.__setattr__(self, "ik_id", base_ik + tail)
+        object.__setattr__(self, "base_ik_id", base_ik)
+
+    def owns(self, ik_id: str) -> bool:
+        """Whether a row sealed under intermediate key `ik_id` belongs to this partition."""
+        if ik_id == self.ik_id:
+            return True
+        return bool(self.suffix) and ik_id.startswith(self.base_ik_id)
+
+
+class KeyHierarchy:
+    """Loads, creates and caches the system and intermediate keys of one factory.
+
+    Thread-safe: look-ups of one key id are serialised by a striped lock so that concurrent
+    misses make one metastore read and one KMS call; different ids proceed in parallel.
+    """
+
+    def __init__(
+        self,
+        *,
+        kms: KeyManagementService,
+        metastore: Metastore,
+        policy: CryptoPolicy,
+        clock: Callable[[], float],
+        metrics: FrameworkMetrics,
+    ) -> None:
+        self.kms = kms
+        self.metastore = metastore
+        self.policy = policy
+        self.clock = clock
+        self.metrics = metrics
+        self.system_keys = KeyCache(
+            "system-key", policy.system_key_cache_max_size, retain=policy.cache_system_keys
+        )
+        self.intermediate_keys = KeyCache(
+            "intermediate-key",
+            policy.intermediate_key_cache_max_size,
+            retain=policy.cache_intermediate_keys,
+        )
+        metrics.watch(self.system_keys)
+        metrics.watch(self.intermediate_keys)
+        self._ik_locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._sk_locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._revoke_seconds = policy.revoke_check_seconds
+        self._expire_seconds = policy.expire_seconds
+        self._store_hist = metrics.metastore(metastore.kind, "store")
+        self._load_hist = metrics.metastore(metastore.kind, "load")
+        self._latest_hist = metrics.metastore(metastore.kind, "loadlatest")
+
+    # Encrypt path ------------------------------------------------------------------------
+
+    def intermediate_key_for_encrypt(self, partition: Partition) -> CachedKey:
+        """The partition's latest usable IK: cached, loaded, or made and stored now."""
+        ik_id = partition.ik_id
+        with self._ik_locks[hash(ik_id) % _STRIPES]:
+            now = self.clock()
+            entry = self.intermediate_keys.latest(ik_id)
+            if entry is not None and now < entry.encrypt_until:
+                return entry  # another thread refreshed it while we waited
+            if entry is not None and self._only_check_due(entry, now):
+                self.intermediate_keys.stale += 1
+            else:
+                self.intermediate_keys.misses += 1
+            record = self._load_latest(ik_id)
+            if record is not None and self._may_encrypt(record, now):
+                found = self._use_intermediate(ik_id, record, now)
+                if found is not None:
+                    return found
+            if entry is not None:
+                self.intermediate_keys.forget_latest(ik_id, entry)
+            return self._create_intermediate(partition, record)
+
+    def _use_intermediate(
+        self, ik_id: str, record: EnvelopeKeyRecord, now: float
+    ) -> CachedKey | None:
+        """Arm and cache the IK of `record` if its SK may encrypt too; else ``None``."""
+        parent = self._parent_of(ik_id, record)
+        system_key = self._system_key(parent)
+        try:
+            if not self._system_key_may_encrypt(system_key, now):
+                return None
+            cached = self.intermediate_keys.get(ik_id, record.created)
+            if cached is not None and cached.aead is not None:
+                cached.revoked = record.revoked
+                entry = cached
+            else:
+                entry = self._unseal_intermediate(ik_id, record, system_key)
+            self._arm(entry, now, system_key)
+            return self.intermediate_keys.put(entry, latest=True)
+        finally:
+            if not system_key.cached:
+                system_key.zero()
+
+    def _create_intermediate(
+        self, partition: Partition, latest: EnvelopeKeyRecord | None
+    ) -> CachedKey:
+        ik_id = partition.ik_id
+        after = None if latest is None else latest.created
+        for _ in range(MAX_CREATE_ATTEMPTS):
+            system_key = self.system_key_for_encrypt(partition)
+            try:
+                created = self._new_created(after)
+                key = bytearray(os.urandom(32))
+                try:
+                    entry = CachedKey(KeyMeta(ik_id, created), key)
+                    record = EnvelopeKeyRecord(
+                        created, system_key.seal(key), KeyMeta(system_key.meta.key_id, system_key.created)
+                    )
+                finally:
+                    _zero(key)
+                stored, failure = self._store(ik_id, created, record)
+                if stored:
+                    self.metrics.keys_created.add(1, {"kind": "intermediate"})
+                    self._arm(entry, self.clock(), system_key)
+                    return self.intermediate_keys.put(entry, latest=True)
+                entry.zero()
+                self.metrics.store_conflicts.add(1, {"kind": "intermediate"})
+                winner = self._load_latest_after_conflict(ik_id, failure)
+                if self._may_encrypt(winner, self.clock()):
+                    found = self._use_intermediate(ik_id, winner, self.clock())
+                    if found is not None:
+                        return found
+                after = winner.created if after is None else max(after, winner.created)
+            finally:
+                if not system_key.cached:
+                    system_key.zero()
+        raise MetastoreError(
+            f"{self.metastore.kind} metastore: could not store a usable intermediate key "
+            f"{ik_id!r} after {MAX_CREATE_ATTEMPTS} attempts (each lost to a revoked or expired key)"
+        )
+
+    def system_key_for_encrypt(self, partition: Partition) -> CachedKey:
+        """The latest usable SK of the partition's service and product; made when needed."""
+        sk_id = partition.sk_id
+        with self._sk_locks[hash(sk_id) % _STRIPES]:
+            now = self.clock()
+            entry = self.system_keys.latest(sk_id)
+            if entry is not None and now < entry.encrypt_until:
+                self.system_keys.hits += 1
+                return entry
+            if entry is not None and self._only_check_due(entry, now):
+                self.system_keys.stale += 1
+            else:
+                self.system_keys.misses += 1
+            record = self._load_latest(sk_id)
+            if record is not None and self._may_encrypt(record, now):
+                entry = self._system_key_from(KeyMeta(sk_id, record.created), record)
+                entry.revoked = record.revoked
+                self._arm(entry, now)
+                return self.system_keys.put(entry, latest=True)
+            if entry is not None:
+                self.system_keys.forget_latest(sk_id, entry)
+            return self._create_system(sk_id, record)
+
+    def _create_system(self, sk_id: str, latest: EnvelopeKeyRecord | None) -> CachedKey:
+        after = None if latest is None else latest.created
+        for _ in range(MAX_CREATE_ATTEMPTS):
+            created = self._new_created(after)
+            key = bytearray(os.urandom(32))
+            try:
+                entry = CachedKey(KeyMeta(sk_id, created), key)
+                wrapped = self._kms_encrypt(bytes(key), sk_id)
+            finally:
+                _zero(key)
+            stored, failure = self._store(sk_id, created, EnvelopeKeyRecord(created, wrapped))
+            if stored:
+                self.metrics.keys_created.add(1, {"kind": "system"})
+                self._arm(entry, self.clock())
+                return self.system_keys.put(entry, latest=True)
+            entry.zero()
+            self.metrics.store_conflicts.add(1, {"kind": "system"})
+            winner = self._load_latest_after_conflict(sk_id, failure)
+            if self._may_encrypt(winner, self.clock()):
+                entry = self._system_key_from(KeyMeta(sk_id, winner.created), winner)
+                self._arm(entry, self.clock())
+                return self.system_keys.put(entry, latest=True)
+            after = winner.created if after is None else max(after, winner.created)
+        raise MetastoreError(
+            f"{self.metastore.kind} metastore: could not store a usable system key {sk_id!r} "
+            f"after {MAX_CREATE_ATTEMPTS} attempts (each lost to a revoked or expired key)"
+        )
+
+    # Decrypt path ------------------------------------------------------------------------
+
+    def intermediate_key(self, meta: KeyMeta) -> CachedKey:
+        """The IK named by a row's ``ParentKeyMeta``: cached, or loaded and unsealed now."""
+        with self._ik_locks[hash(meta.key_id) % _STRIPES]:
+            entry = self.intermediate_keys.get(meta.key_id, meta.created)
+            if entry is not None and entry.aead is not None:
+                return entry
+            self.intermediate_keys.misses += 1
+            record = self._load(meta.key_id, meta.created)
+            if record is None:
+                raise MetastoreError(
+                    f"{self.metastore.kind} metastore: intermediate key {meta} is not in the "
+                    "metastore (deleted, or the row comes from another metastore)"
+                )
+            system_key = self._system_key(self._parent_of(meta.key_id, record))
+            try:
+                entry = self._unseal_intermediate(meta.key_id, record, system_key)
+            finally:
+                if not system_key.cached:
+                    system_key.zero()
+            return self.intermediate_keys.put(entry)
+
+    # Shared steps ------------------------------------------------------------------------
+
+    def _system_key(self, meta: KeyMeta) -> CachedKey:
+        """The SK named by `meta`: cached, or loaded and unwrapped by the KMS."""
+        with self._sk_locks[hash(meta.key_id) % _STRIPES]:
+            entry = self.system_keys.get(meta.key_id, meta.created)
+            if entry is not None and entry.aead is not None:
+                self.system_keys.hits += 1
+                return entry
+            self.system_keys.misses += 1
+            record = self._load(meta.key_id, meta.created)
+            if record is None:
+                raise MetastoreError(
+                    f"{self.metastore.kind} metastore: system key {meta} is not in the metastore"
+                )
+            return self.system_keys.put(self._system_key_from(meta, record))
+
+    def _system_key_from(self, meta: KeyMeta, record: EnvelopeKeyRecord) -> CachedKey:
+        cached = self.system_keys.get(meta.key_id, meta.created)
+        if cached is not None and cached.aead is not None:
+            cached.revoked = record.revoked
+            return cached
+        key = bytearray(self._kms_decrypt(record.encrypted_key, meta))
+        try:
+            if len(key) != 32:
+                raise KmsError(
+                    f"the KMS unwrapped system key {meta} to {len(key)} bytes, not 32"
+                )
+            return CachedKey(meta, key, revoked=record.revoked)
+        finally:
+            _zero(key)
+
+    def _system_key_may_encrypt(self, entry: CachedKey, now: float) -> bool:
+        if now < entry.encrypt_until:
+            return True
+        if entry.revoked or self.policy.is_expired(entry.created, now):
+            return False
+        record = self._load(entry.meta.key_id, entry.created)  # the revocation check is due
+        entry.revoked = bool(record is not None and record.revoked)
+        self._arm(entry, now)
+        return not entry.revoked
+
+    def _unseal_intermediate(
+        self, ik_id: str, record: EnvelopeKeyRecord, system_key: CachedKey
+    ) -> CachedKey:
+        key = bytearray(system_key.unseal(record.encrypted_key, f"intermediate key {ik_id!r}"))
+        try:
+            if len(key) != 32:
+                raise CryptoError(f"intermediate key {ik_id!r} is {len(key)} bytes, not 32")
+            return CachedKey(KeyMeta(ik_id, record.created), key, revoked=record.revoked)
+        finally:
+            _zero(key)
+
+    def _arm(self, entry: CachedKey, now: float, parent: CachedKey | None = None) -> None:
+        """Set until when `entry` may encrypt without another look at the metastore."""
+        if entry.revoked or (parent is not None and parent.revoked):
+            entry.encrypt_until = 0.0
+            return
+        until = min(now + self._revoke_seconds, entry.created + self._expire_seconds)
+        if parent is not None:
+            until = min(until, parent.encrypt_until)
+        entry.encrypt_until = until
+
+    def _only_check_due(self, entry: CachedKey, now: float) -> bool:
+        return not entry.revoked and not self.policy.is_expired(entry.created, now)
+
+    def _may_encrypt(self, record: EnvelopeKeyRecord, now: float) -> bool:
+        return not record.revoked and not self.policy.is_expired(record.created, now)
+
+    def _new_created(self, after: int | None) -> int:
+        created = self.policy.new_key_created(self.clock())
+        if after is not None and created <= after:
+            created = after + 1  # a later second than the key that cannot be used
+        return created
+
+    def _parent_of(self, key_id: str, record: EnvelopeKeyRecord) -> KeyMeta:
+        if record.parent_key_meta is None:
+            raise MetastoreError(
+                f"{self.metastore.kind} metastore: intermediate key {key_id!r} "
+                f"(created {record.created}) has no ParentKeyMeta"
+            )
+        return record.parent_key_meta
+
+    def _load_latest_after_conflict(
+        self, key_id: str, failure: MetastoreError | None
+    ) -> EnvelopeKeyRecord:
+        try:
+            winner = self._load_latest(key_id)
+        except MetastoreError:
+            if failure is not None:
+                raise failure from None
+            raise
+        if winner is None:
+            if failure is not None:
+                raise failure
+            raise MetastoreError(
+                f"{self.metastore.kind} metastore: storing {key_id!r} reported a duplicate, "
+                "but no row of that id can be loaded"
+            )
+        return winner
+
+    # I/O with metrics and uniform errors -------------------------------------------------
+
+    def _load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
+        return self._timed(self._load_hist, key_id, lambda: self.metastore.load(key_id, created))
+
+    def _load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
+        return self._timed(self._latest_hist, key_id, lambda: self.metastore.load_latest(key_id))
+
+    def _store(
+        self, key_id: str, created: int, record: EnvelopeKeyRecord
+    ) -> tuple[bool, MetastoreError | None]:
+        """Store; a failure counts as a lost race (as in Go) but is kept to re-raise."""
+        try:
+            stored = self._timed(
+                self._store_hist, key_id, lambda: self.metastore.store(key_id, created, record)
+            )
+        except MetastoreError as e:
+            return False, e
+        return bool(stored), None
+
+    def _timed(self, histogram: object, key_id: str, call: Callable[[], _T]) -> _T:
+        start = time.perf_counter()
+        error: str | None = None
+        try:
+            result = call()
+            if result is not None and not isinstance(result, EnvelopeKeyRecord | bool):
+                raise MetastoreError(
+                    f"{self.metastore.kind} metastore returned {type(result).__name__} for "
+                    f"{key_id!r}, not a key record"
+                )
+            return result
+        except AsherahError as e:
+            error = type(e).__name__
+            if isinstance(e, MetastoreError):
+                raise
+            raise MetastoreError(f"{self.metastore.kind} metastore: {key_id!r}: {e}") from e
+        except Exception as e:
+            error = type(e).__name__
+            raise MetastoreError(
+                f"{self.metastore.kind} metastore failed for {key_id!r}: {type(e).__name__}"
+            ) from e
+        finally:
+            attributes = {} if error is None else {"error.type": error}
+            histogram.record(time.perf_counter() - start, attributes)  # type: ignore[attr-defined]
+
+    def _kms_encrypt(self, key: bytes, sk_id: str) -> bytes:
+        start = time.perf_counter()
+        error: str | None = None
+        try:
+            wrapped = self.kms.encrypt_key(key)
+            if not isinstance(wrapped, bytes) or not wrapped:
+                raise KmsError(f"the KMS returned no wrapped key for system key {sk_id!r}")
+            return wrapped
+        except AsherahError as e:
+            error = type(e).__name__
+            raise
+        except Exception as e:
+            error = type(e).__name__
+            raise KmsError(
+                f"the KMS failed to wrap system key {sk_id!r}: {type(e).__name__}"
+            ) from e
+        finally:
+            attributes = {} if error is None else {"error.type": error}
+            self.metrics.kms_encrypt.record(time.perf_counter() - start, attributes)
+
+    def _kms_decrypt(self, wrapped: bytes, meta: KeyMeta) -> bytes:
+        start = time.perf_counter()
+        error: str | None = None
+        try:
+            key = self.kms.decrypt_key(wrapped)
+            if not isinstance(key, bytes | bytearray):
+                raise KmsError(f"the KMS returned no key for system key {meta}")
+            return bytes(key)
+        except AsherahError as e:
+            error = type(e).__name__
+            raise
+        except Exception as e:
+            error = type(e).__name__
+            raise KmsError(f"the KMS failed to unwrap system key {meta}: {type(e).__name__}") from e
+        finally:
+            attributes = {} if error is None else {"error.type": error}
+            self.metrics.kms_decrypt.record(time.perf_counter() - start, attributes)
+
+    def close(self) -> None:
+        """Zero every cached key."""
+        self.intermediate_keys.close()
+        self.system_keys.close()
+        self.metrics.retire(self.intermediate_keys)
+        self.metrics.retire(self.system_keys)
+
+
+def _zero(buffer: bytearray) -> None:
+    for i in range(len(buffer)):
+        buffer[i] = 0
+
+
+def _check_name(value: object, what: str) -> None:
+    if not isinstance(value, str):
+        raise SessionError(f"{what} must be a string, not {type(value).__name__}")
+    if not value:
+        raise SessionError(f"{what} must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SessionError(f"{what} is not valid Unicode (lone surrogate)") from None

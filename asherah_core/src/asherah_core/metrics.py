@@ -1,0 +1,125 @@
+"""The framework's OpenTelemetry instruments; the API's no-ops cost next to nothing without an SDK.
+
+Names follow the anchors (``ael.drr.encrypt``, ``ael.metastore.sql.load``); durations are
+histograms in seconds. Cache events are counted with plain integers on the hot path and
+reported through observable counters, so a cache hit pays no metrics call.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
+
+__all__ = ["LATENCY_BUCKETS", "METER_NAME", "CacheStats", "FrameworkMetrics"]
+
+METER_NAME = "asherah_core"
+# A row takes microseconds; a metastore or KMS call milliseconds to seconds.
+LATENCY_BUCKETS = (
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class CacheStats(Protocol):
+    """What a cache exposes to the observable counters."""
+
+    name: str
+    hits: int
+    misses: int
+    stale: int
+
+
+class FrameworkMetrics:
+    """Histograms of rows, metastore and KMS calls; counters of keys created and cache events."""
+
+    def __init__(self, meter: Meter | None = None) -> None:
+        self._meter = meter if meter is not None else metrics.get_meter(METER_NAME)
+        self._lock = threading.Lock()
+        self._histograms: dict[str, Histogram] = {}
+        self._caches: weakref.WeakSet[CacheStats] = weakref.WeakSet()  # type: ignore[type-var]
+        self._retired: dict[tuple[str, str], int] = {}
+        self.encrypt = self._histogram("ael.drr.encrypt", "one encrypt of a data row")
+        self.decrypt = self._histogram("ael.drr.decrypt", "one decrypt of a data row")
+        self.kms_encrypt = self._histogram("ael.kms.encryptkey", "one KMS encrypt_key (system key)")
+        self.kms_decrypt = self._histogram("ael.kms.decryptkey", "one KMS decrypt_key (system key)")
+        self.keys_created: Counter = self._meter.create_counter(
+            "ael.keys.created",
+            unit="{key}",
+            description="System and intermediate keys created and stored by this process "
+            "(kind=system or intermediate).",
+        )
+        self.store_conflicts: Counter = self._meter.create_counter(
+            "ael.keys.store_conflict",
+            unit="{key}",
+            description="New keys thrown away because another process stored one first.",
+        )
+        for event, what in (("hit", "hits"), ("miss", "misses"), ("stale", "stale")):
+            self._meter.create_observable_counter(
+                f"ael.cache.{event}",
+                callbacks=[self._observe(what)],
+                unit="{lookup}",
+                description=f"Key and session cache {what} (cache=system-key, "
+                "intermediate-key or session).",
+            )
+
+    def watch(self, cache: CacheStats) -> None:
+        """Report `cache`'s counts while it lives."""
+        self._caches.add(cache)
+
+    def retire(self, cache: CacheStats) -> None:
+        """Keep `cache`'s counts after it closes, so the counters never go down."""
+        with self._lock:
+            if cache in self._caches:
+                self._caches.discard(cache)
+                for attribute in ("hits", "misses", "stale"):
+                    key = (cache.name, attribute)
+                    self._retired[key] = self._retired.get(key, 0) + getattr(cache, attribute)
+
+    def metastore(self, kind: str, operation: str) -> Histogram:
+        """The histogram ``ael.metastore.<kind>.<operation>`` (load, loadlatest, store)."""
+        return self._histogram(f"ael.metastore.{kind}.{operation}", f"metastore {operation}")
+
+    def _observe(self, attribute: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterator[Observation]:
+            with self._lock:
+                totals = {name: n for (name, what), n in self._retired.items() if what == attribute}
+                caches = list(self._caches)
+            for cache in caches:
+                totals[cache.name] = totals.get(cache.name, 0) + getattr(cache, attribute)
+            for name, value in totals.items():
+                yield Observation(value, {"cache": name})
+
+        return callback
+
+    def _histogram(self, name: str, what: str) -> Histogram:
+        histogram = self._histograms.get(name)
+        if histogram is None:
+            with self._lock:
+                histogram = self._histograms.get(name)
+                if histogram is None:
+                    histogram = self._meter.create_histogram(
+                        name,
+                        unit="s",
+                        description=f"Duration of {what}.",
+                        explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS),
+                    )
+                    self._histograms[name] = histogram
+        return histogram
+
+
+_default: FrameworkMetrics | None = None
+_default_lock = threading.Lock()
+
+
+def default_metrics() -> FrameworkMetrics:
+    """The process-wide instruments from the global meter provider, made on first use."""
+    global _default  # noqa: PLW0603 - one set of instruments per process
+    with _default_lock:
+        if _default is None:
+            _default = FrameworkMetrics()
+        return _default

@@ -1,0 +1,566 @@
+"""`SessionFactory` and `Session`: encrypt and decrypt data rows for one partition.
+
+The hot path, a row whose intermediate key is cached, touches only the cache, the AEAD and the
+JSON: no lock, no I/O, no thread hop (the coroutine versions run it inline). A miss goes to
+`KeyHierarchy`, the only place that talks to the metastore and the KMS; the coroutine versions
+run that part in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from opentelemetry.metrics import Meter
+
+from .aead import NONCE_SIZE, TAG_SIZE
+from .cache import CachedKey
+from .errors import CryptoError, RecordError, SessionError
+from .keys import KeyHierarchy, Partition
+from .kms import KeyManagementService
+from .metastore.base import Metastore
+from .metrics import FrameworkMetrics, default_metrics
+from .policy import CryptoPolicy
+from .records import DataRowRecord, KeyMeta
+
+__all__ = ["Session", "SessionFactory"]
+
+MAX_DATA_SIZE = 2**31 - 1
+"""The largest payload AES-GCM here takes in one call (bytes)."""
+
+_b2a = binascii.b2a_base64
+_a2b = binascii.a2b_base64
+_urandom = os.urandom
+_perf = time.perf_counter
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"JSON constant {name} is not allowed")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+class SessionFactory:
+    """Makes sessions for the partitions of one service and product; owns the key caches.
+
+    :param service: the service name (part of every key id).
+    :param product: the product id (part of every key id).
+    :param kms: wraps system keys (any `KeyManagementService`, for example from
+        `load_kms_from_file`).
+    :param metastore: where system and intermediate keys live, shared by every process.
+    :param policy: expiry, revocation checks and caching; Asherah's defaults when omitted.
+    :param clock: returns Unix time in seconds; injectable for tests.
+    :param meter: the OpenTelemetry meter; the global provider's ``asherah_core`` by default.
+    :param region_suffix: appended to key ids (DynamoDB global tables); by default what the
+        metastore says (`Metastore.region_suffix`).
+
+    The factory takes ownership of `kms` and `metastore`: `close` closes them and zeroes every
+    cached key. It is thread-safe and may be shared by every thread and task of the process.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        product: str,
+        *,
+        kms: KeyManagementService,
+        metastore: Metastore,
+        policy: CryptoPolicy | None = None,
+        clock: Callable[[], float] | None = None,
+        meter: Meter | None = None,
+        region_suffix: str | None = None,
+    ) -> None:
+        if not isinstance(kms, KeyManagementService):
+            raise SessionError(
+                f"kms must be a KeyManagementService, not {type(kms).__name__}"
+            )
+        if not isinstance(metastore, Metastore):
+            raise SessionError(f"metastore must be a Metastore, not {type(metastore).__name__}")
+        policy = CryptoPolicy() if policy is None else policy
+        if not isinstance(policy, CryptoPolicy):
+            raise SessionError(f"policy must be a CryptoPolicy, not {type(policy).__name__}")
+        self.service = service
+        self.product = product
+        self.policy = policy
+        self.region_suffix = metastore.region_suffix if region_suffix is None else region_suffix
+        Partition("check", service, product, self.region_suffix)  # validates the names
+        self._clock = clock if clock is not None else time.time
+        self._metrics = FrameworkMetrics(meter) if meter is not None else default_metrics()
+        self._keys = KeyHierarchy(
+            kms=kms, metastore=metastore, policy=policy, clock=self._clock, metrics=self._metrics
+        )
+        self._kms = kms
+        self._metastore = metastore
+        self._sessions = _SessionCache(policy) if policy.cache_sessions else None
+        if self._sessions is not None:
+            self._metrics.watch(self._sessions)
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    @classmethod
+    def from_config(
+        cls, source: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any
+    ) -> SessionFactory:
+        """Build a factory from ``plugins.toml`` or from the ``asherah`` package's configuration.
+
+        :param source: a path to a TOML file with ``[asherah]`` (service, product, policy),
+            ``[kms]`` and ``[metastore]`` tables; or a mapping with the PascalCase keys of the
+            ``asherah`` PyPI package (``ServiceName``, ``ProductID``, ``Metastore``, ``KMS``, …).
+        :param overrides: keyword arguments of `SessionFactory` that replace configured ones
+            (for example ``clock=`` or ``meter=``).
+        """
+        from .appconfig import factory_arguments  # noqa: PLC0415 - config is not the hot path
+
+        arguments = factory_arguments(source)
+        arguments.update(overrides)
+        service = arguments.pop("service")
+        product = arguments.pop("product")
+        try:
+            return cls(service, product, **arguments)
+        except BaseException:
+            for resource in ("kms", "metastore"):
+                if resource not in overrides and arguments.get(resource) is not None:
+                    arguments[resource].close()
+            raise
+
+    @property
+    def kms(self) -> KeyManagementService:
+        """The KMS that wraps system keys."""
+        return self._kms
+
+    @property
+    def metastore(self) -> Metastore:
+        """The metastore of this factory."""
+        return self._metastore
+
+    @property
+    def keys(self) -> KeyHierarchy:
+        """The key hierarchy and its caches (for operators and tests)."""
+        return self._keys
+
+    def get_session(self, partition_id: str) -> Session:
+        """Return a session for `partition_id` (the same one while cached, when enabled)."""
+        if self._closed:
+            raise SessionError("the session factory is closed")
+        if self._sessions is not None:
+            return self._sessions.get(partition_id, self._new_session)
+        return self._new_session(partition_id, shared=False)
+
+    def _new_session(self, partition_id: str, *, shared: bool) -> Session:
+        partition = Partition(partition_id, self.service, self.product, self.region_suffix)
+        return Session(self, partition, shared=shared)
+
+    def close(self) -> None:
+        """Zero every cached key and close the KMS and the metastore. Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            if self._sessions is not None:
+                self._sessions.clear()
+                self._metrics.retire(self._sessions)
+            self._keys.close()
+        finally:
+            try:
+                self._kms.close()
+            finally:
+                self._metastore.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionFactory(service={self.service!r}, product={self.product!r}, "
+            f"kms={self._kms!r}, metastore={self._metastore!r})"
+        )
+
+
+class Session:
+    """Encrypts and decrypts the data rows of one partition. Thread-safe; cheap to make.
+
+    ``encrypt*`` return a `DataRowRecord` (or its JSON text); ``decrypt*`` take one made by any
+    Asherah implementation for the same partition, service and product.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_decrypt_hist",
+        "_encrypt_hist",
+        "_factory",
+        "_ik_id",
+        "_ik_keys",
+        "_ik_latest",
+        "_intermediate",
+        "_keys",
+        "_clock",
+        "_shared",
+        "partition",
+    )
+
+    def __init__(self, factory: SessionFactory, partition: Partition, *, shared: bool) -> None:
+        self._factory = factory
+        self.partition = partition
+        self._shared = shared
+        self._closed = False
+        self._keys = factory.keys
+        self._intermediate = factory.keys.intermediate_keys
+        # The cache's dictionaries, read without a lock on the hot path.
+        self._ik_latest = self._intermediate._latest  # noqa: SLF001
+        self._ik_keys = self._intermediate._keys  # noqa: SLF001
+        self._ik_id = partition.ik_id
+        self._clock = factory.keys.clock
+        self._encrypt_hist = factory.keys.metrics.encrypt
+        self._decrypt_hist = factory.keys.metrics.decrypt
+
+    @property
+    def partition_id(self) -> str:
+        """The partition this session encrypts for."""
+        return self.partition.partition_id
+
+    # Encrypt ------------------------------------------------------------------------------
+
+    def encrypt(self, data: bytes | bytearray | memoryview) -> DataRowRecord:
+        """Encrypt `data` and return the typed record."""
+        text = self.encrypt_bytes(data)
+        return DataRowRecord.from_json(text)
+
+    def encrypt_bytes(self, data: bytes | bytearray | memoryview) -> str:
+        """Encrypt `data` and return the `DataRowRecord` as compact JSON text."""
+        start = _perf()
+        now = self._clock()
+        entry = self._ik_latest.get(self._ik_id)
+        cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
+        if cipher is None or entry is None:
+            self._check_open()
+            entry = self._keys.intermediate_key_for_encrypt(self.partition)
+            cipher = entry.cipher()
+        else:
+            self._intermediate.hits += 1
+        return self._seal(data, entry, cipher, now, start)
+
+    async def encrypt_bytes_async(self, data: bytes | bytearray | memoryview) -> str:
+        """Coroutine version of `encrypt_bytes`; a cache hit runs inline, a miss in a worker."""
+        start = _perf()
+        now = self._clock()
+        entry = self._ik_latest.get(self._ik_id)
+        cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
+        if cipher is None or entry is None:
+            self._check_open()
+            entry = await asyncio.to_thread(
+                self._keys.intermediate_key_for_encrypt, self.partition
+            )
+            cipher = entry.cipher()
+        else:
+            self._intermediate.hits += 1
+        return self._seal(data, entry, cipher, now, start)
+
+    async def encrypt_async(self, data: bytes | bytearray | memoryview) -> DataRowRecord:
+        """Coroutine version of `encrypt`."""
+        return DataRowRecord.from_json(await self.encrypt_bytes_async(data))
+
+    def encrypt_text(self, text: str) -> str:
+        """Encrypt the UTF-8 encoding of `text`; return the record's JSON text."""
+        return self.encrypt_bytes(_utf8(text))
+
+    async def encrypt_text_async(self, text: str) -> str:
+        """Coroutine version of `encrypt_text`."""
+        return await self.encrypt_bytes_async(_utf8(text))
+
+    def _seal(
+        self,
+        data: bytes | bytearray | memoryview,
+        entry: CachedKey,
+        cipher: AESGCM,
+        now: float,
+        start: float,
+    ) -> str:
+        try:
+            if type(data) is not bytes:
+                data = _as_buffer(data)
+            row_key = _urandom(32)
+            nonce = _urandom(NONCE_SIZE)
+            try:
+                sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
+            except OverflowError:
+                raise SessionError(
+                    f"data is {len(data)} bytes; at most {MAX_DATA_SIZE} bytes per row"
+                ) from None
+            key_nonce = _urandom(NONCE_SIZE)
+            sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
+            text = (
+                f'{{"Key":{{"Created":{int(now)},"Key":"'
+                f'{_b2a(sealed_key, newline=False).decode()}","ParentKeyMeta":{entry.meta_json}}},'
+                f'"Data":"{_b2a(sealed_data, newline=False).decode()}"}}'
+            )
+        finally:
+            if not entry.cached:
+                entry.zero()
+        self._encrypt_hist.record(_perf() - start)
+        return text
+
+    # Decrypt ------------------------------------------------------------------------------
+
+    def decrypt(self, record: DataRowRecord) -> bytes:
+        """Decrypt a typed record made for this partition."""
+        if not isinstance(record, DataRowRecord):
+            raise SessionError(
+                f"decrypt takes a DataRowRecord, not {type(record).__name__}; "
+                "use decrypt_bytes for JSON text"
+            )
+        start = _perf()
+        meta = record.parent_key_meta
+        entry = self._decrypting_key(meta.key_id, meta.created)
+        return self._open(entry, record.key.encrypted_key, record.data, start)
+
+    async def decrypt_async(self, record: DataRowRecord) -> bytes:
+        """Coroutine version of `decrypt`."""
+        if not isinstance(record, DataRowRecord):
+            raise SessionError(
+                f"decrypt takes a DataRowRecord, not {type(record).__name__}; "
+                "use decrypt_bytes for JSON text"
+            )
+        start = _perf()
+        meta = record.parent_key_meta
+        entry = await self._decrypting_key_async(meta.key_id, meta.created)
+        return self._open(entry, record.key.encrypted_key, record.data, start)
+
+    def decrypt_bytes(self, text: str | bytes | bytearray) -> bytes:
+        """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah)."""
+        start = _perf()
+        ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
+        entry = self._decrypting_key(ik_id, ik_created)
+        return self._open(entry, sealed_key, sealed_data, start)
+
+    async def decrypt_bytes_async(self, text: str | bytes | bytearray) -> bytes:
+        """Coroutine version of `decrypt_bytes`; a cache hit runs inline, a miss in a worker."""
+        start = _perf()
+        ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
+        entry = await self._decrypting_key_async(ik_id, ik_created)
+        return self._open(entry, sealed_key, sealed_data, start)
+
+    def decrypt_text(self, text: str | bytes | bytearray) -> str:
+        """Decrypt a record's JSON text and decode the data as UTF-8."""
+        return _from_utf8(self.decrypt_bytes(text))
+
+    async def decrypt_text_async(self, text: str | bytes | bytearray) -> str:
+        """Coroutine version of `decrypt_text`."""
+        return _from_utf8(await self.decrypt_bytes_async(text))
+
+    def _decrypting_key(self, ik_id: str, created: int) -> CachedKey:
+        if ik_id != self._ik_id and not self.partition.owns(ik_id):
+            raise self._foreign(ik_id)
+        entry = self._ik_keys.get((ik_id, created))
+        if entry is not None and entry.aead is not None:
+            self._intermediate.hits += 1
+            return entry
+        self._check_open()
+        return self._keys.intermediate_key(KeyMeta(ik_id, created))
+
+    async def _decrypting_key_async(self, ik_id: str, created: int) -> CachedKey:
+        if ik_id != self._ik_id and not self.partition.owns(ik_id):
+            raise self._foreign(ik_id)
+        entry = self._ik_keys.get((ik_id, created))
+        if entry is not None and entry.aead is not None:
+            self._intermediate.hits += 1
+            return entry
+        self._check_open()
+        return await asyncio.to_thread(self._keys.intermediate_key, KeyMeta(ik_id, created))
+
+    def _open(self, entry: CachedKey, sealed_key: bytes, sealed_data: bytes, start: float) -> bytes:
+        try:
+            cipher = entry.cipher()
+            if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
+                raise RecordError(
+                    f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "
+                    f"least {NONCE_SIZE + TAG_SIZE}"
+                )
+            if len(sealed_data) < NONCE_SIZE + TAG_SIZE:
+                raise RecordError(
+                    f"data row record Data is {len(sealed_data)} bytes; sealed data is at "
+                    f"least {NONCE_SIZE + TAG_SIZE} (tag and nonce)"
+                )
+            try:
+                row_key = cipher.decrypt(sealed_key[-NONCE_SIZE:], sealed_key[:-NONCE_SIZE], None)
+            except InvalidTag:
+                raise CryptoError(
+                    f"the data row key does not open with intermediate key {entry.meta}: "
+                    "wrong key, or the record was tampered with"
+                ) from None
+            if len(row_key) != 32:
+                raise CryptoError(f"the data row key is {len(row_key)} bytes, not 32")
+            try:
+                data = AESGCM(row_key).decrypt(
+                    sealed_data[-NONCE_SIZE:], sealed_data[:-NONCE_SIZE], None
+                )
+            except InvalidTag:
+                raise CryptoError(
+                    "the data does not open with its data row key: the record was tampered with"
+                ) from None
+        finally:
+            if not entry.cached:
+                entry.zero()
+        self._decrypt_hist.record(_perf() - start)
+        return data
+
+    def _foreign(self, ik_id: str) -> SessionError:
+        return SessionError(
+            f"the record belongs to another partition, service or product (its intermediate "
+            f"key is {ik_id!r}; this session's is {self._ik_id!r}); nothing was decrypted"
+        )
+
+    # Life cycle ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionError(f"the session for partition {self.partition_id!r} is closed")
+        if self._factory.closed:
+            raise SessionError("the session factory is closed")
+
+    def close(self) -> None:
+        """End the session (a cached, shared session stays usable until evicted)."""
+        if not self._shared:
+            self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Session(partition={self.partition_id!r}, ik={self._ik_id!r})"
+
+
+class _SessionCache:
+    """The optional session cache: at most N sessions, each dropped after the idle duration."""
+
+    name = "session"
+
+    def __init__(self, policy: CryptoPolicy) -> None:
+        self._max = policy.session_cache_max_size
+        self._ttl = policy.session_cache_duration.total_seconds()
+        self._lock = threading.Lock()
+        self._sessions: OrderedDict[str, tuple[Session, float]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.stale = 0
+
+    def get(self, partition_id: str, make: Callable[..., Session]) -> Session:
+        now = time.monotonic()
+        with self._lock:
+            found = self._sessions.get(partition_id)
+            if found is not None and now - found[1] < self._ttl:
+                self._sessions[partition_id] = (found[0], now)
+                self._sessions.move_to_end(partition_id)
+                self.hits += 1
+                return found[0]
+            if found is not None:
+                self.stale += 1
+            else:
+                self.misses += 1
+            session = make(partition_id, shared=True)
+            self._sessions[partition_id] = (session, now)
+            self._sessions.move_to_end(partition_id)
+            while len(self._sessions) > self._max:
+                self._sessions.popitem(last=False)
+            return session
+
+    def clear(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+
+def _parse_row(text: object) -> tuple[str, int, bytes, bytes]:
+    """Read a DataRowRecord's JSON fast; on any doubt, the strict reader names the problem."""
+    try:
+        if isinstance(text, bytes | bytearray):
+            text = bytes(text).decode("utf-8")
+        row = _DECODER.decode(text)  # type: ignore[arg-type]
+        key = row["Key"]
+        meta = key["ParentKeyMeta"]
+        ik_id = meta["KeyId"]
+        ik_created = meta["Created"]
+        if (
+            type(ik_id) is str
+            and ik_id
+            and type(ik_created) is int
+            and type(key["Created"]) is int
+            and 0 <= ik_created < 2**63
+        ):
+            ik_id.encode("utf-8")
+            return ik_id, ik_created, _a2b(key["Key"], strict_mode=True), _a2b(
+                row["Data"], strict_mode=True
+            )
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, RecursionError):
+        pass
+    record = DataRowRecord.from_json(text if isinstance(text, str | bytes | bytearray) else _bad(text))
+    meta = record.parent_key_meta  # the strict reader accepted what the fast one did not
+    return meta.key_id, meta.created, record.key.encrypted_key, record.data
+
+
+def _bad(value: object) -> str:
+    raise RecordError(f"data row record: expected JSON text, got {type(value).__name__}")
+
+
+def _as_buffer(data: object) -> bytes | bytearray | memoryview:
+    if isinstance(data, bytearray):
+        return data
+    if isinstance(data, memoryview):
+        if data.c_contiguous and data.format in ("B", "b", "c") and data.ndim == 1:
+            return data
+        try:
+            return data.cast("B") if data.c_contiguous else data.tobytes()
+        except TypeError:
+            return data.tobytes()
+    raise SessionError(
+        f"data must be bytes, bytearray or memoryview, not {type(data).__name__}"
+        + ("; use encrypt_text for str" if isinstance(data, str) else "")
+    )
+
+
+def _utf8(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise SessionError(f"text must be str, not {type(text).__name__}")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SessionError("text is not valid Unicode (lone surrogate)") from None
+
+
+def _from_utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecordError("the decrypted data is not valid UTF-8; use decrypt_bytes") from None
+

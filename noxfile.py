@@ -178,7 +178,7 @@ def tests(session: nox.Session, version: str) -> None:
             f"(looked on PATH and in $(pyenv root)/versions)"
         )
     install_project(session, *TEST_DEPS)
-    run_pytest(session, "-m", "not integration and not slow")
+    run_pytest(session, "-m", "not integration and not slow and not servers")
 
 
 @nox.session
@@ -240,3 +240,33 @@ def bench(session: nox.Session) -> None:
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"
     with running_localstack(session):
         session.run("python", "-m", "tools.bench", *session.posargs)
+
+
+# --- Metastores on real servers ------------------------------------------------------------------
+# PostgreSQL and MariaDB from the Debian packages and moto's DynamoDB, started by tools/dbservers
+# from the tests (once per pytest run, only those a selected test needs) unless
+# ASHERAH_POSTGRES_URL, ASHERAH_MYSQL_URL or ASHERAH_DYNAMODB_ENDPOINT name running ones.
+
+METASTORE_DEPS = (
+    *TEST_DEPS,
+    "sqlalchemy>=2.0",
+    "psycopg[binary]>=3.1",
+    "pymysql>=1.1",
+    "boto3",
+    "moto[server]>=5",
+)
+METASTORE_TESTS = "tests/metastores"
+TYPECHECK_DEPS = (*TYPECHECK_DEPS, "sqlalchemy>=2.0", "boto3-stubs[dynamodb]")
+TEST_DEPS = (*TEST_DEPS, "sqlalchemy>=2.0")  # the SQLite metastore's contract runs in ``tests``
+nox.options.sessions.append("metastores")
+
+
+@nox.session
+def metastores(session: nox.Session) -> None:
+    """Run the metastore tests marked ``servers`` (contract, race, faults, interoperability) on
+    PostgreSQL, MariaDB and DynamoDB (moto). ``nox -s metastores -- -m postgres`` picks one."""
+    install_project(session, *METASTORE_DEPS)
+    session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    session.env["AWS_EC2_METADATA_DISABLED"] = "true"
+    paths = [] if _names_a_path(session.posargs) else [METASTORE_TESTS]
+    session.run("pytest", "-m", "servers", *paths, *session.posargs)

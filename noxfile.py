@@ -37,9 +37,9 @@ DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2")
 TEST_PATHS = (*(f"{name}/tests" for name in DISTRIBUTIONS), "tests")
 
 LINTER = ("ruff==0.17.6",)
-TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk")
+TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk", "sqlalchemy>=2.0")
 INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
-TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms]", "nox", *TEST_DEPS)
+TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms,dynamodb]", "nox", *TEST_DEPS)
 TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py")
 BENCH_DEPS = (
     "boto3",
@@ -256,8 +256,6 @@ METASTORE_DEPS = (
     "moto[server]>=5",
 )
 METASTORE_TESTS = "tests/metastores"
-TYPECHECK_DEPS = (*TYPECHECK_DEPS, "sqlalchemy>=2.0", "boto3-stubs[dynamodb]")
-TEST_DEPS = (*TEST_DEPS, "sqlalchemy>=2.0")  # the SQLite metastore's contract runs in ``tests``
 nox.options.sessions.append("metastores")
 
 

@@ -59,8 +59,6 @@ def sql_put_raw(metastore: Any) -> Callable[[str, int, object], None]:
             "encryption_key", sa.column("id"), sa.column("created"), sa.column("key_record")
         )
         with metastore.engine.begin() as conn:
-            for statement in metastore.dialect.session:
-                conn.exec_driver_sql(statement)
             conn.execute(
                 sa.insert(table).values(
                     id=key_id, created=metastore.dialect.created(created), key_record=text

@@ -15,7 +15,7 @@ from ._backends import KINDS, Backend, kind_params
 
 pytestmark = pytest.mark.parametrize("backend", kind_params(*KINDS), indirect=True)
 
-T0 = 1_796_221_020  # 2026-12-02 14:57 UTC, a whole minute as the key hierarchy makes them
+T0 = 1_796_221_020  # 2026-12-02 14:17 UTC, a whole minute as the key hierarchy makes them
 SK = KeyMeta("_SK_svc_prod", T0 - 3600)
 
 

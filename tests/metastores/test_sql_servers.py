@@ -23,44 +23,80 @@ def password_of(url: str) -> str:
     return str(password)
 
 
-EPOCH_SQL = {
-    "postgres": "SELECT extract(epoch FROM created) FROM encryption_key WHERE id = :id",
-    "mysql": "SELECT UNIX_TIMESTAMP(created) FROM encryption_key WHERE id = :id",
+WALL_CLOCK_SQL = {
+    "postgres": "SELECT to_char(created, 'YYYY-MM-DD HH24:MI:SS') FROM encryption_key "
+    "WHERE id = :id",
+    "mysql": "SELECT DATE_FORMAT(created, '%Y-%m-%d %H:%i:%s') FROM encryption_key WHERE id = :id",
 }
 
 
 @pytest.mark.parametrize("backend", SERVER_KINDS, indirect=True)
-def test_created_holds_the_keys_instant_in_utc(backend: Backend) -> None:
-    """MariaDB runs at +05:00 here: a session in the server's zone would shift it by 5 hours."""
+def test_created_holds_the_utc_wall_clock_as_the_other_implementations_write_it(
+    backend: Backend,
+) -> None:
+    """Go's driver, Java and the Rust core bind the UTC wall-clock time without a zone, and
+    MySQL reads it in the session's zone (the harness's MariaDB runs at +05:00). Rows must land
+    where theirs do, so the session's zone is not changed."""
     metastore = backend.make()
     assert isinstance(metastore, SqlMetastore)
     key_id = backend.new_id()
     assert metastore.store(key_id, T0, RECORD)
     with metastore.engine.connect() as conn:
-        seconds = conn.execute(sa.text(EPOCH_SQL[backend.kind]), {"id": key_id}).scalar()
-    assert int(seconds) == T0
+        shown = conn.execute(sa.text(WALL_CLOCK_SQL[backend.kind]), {"id": key_id}).scalar()
+    assert shown == "2026-12-02 14:17:00"
 
 
 @pytest.mark.mysql
 @pytest.mark.servers
-def test_an_engine_passed_in_gets_the_utc_session_too(mysql_server: object) -> None:
-    url = mysql_server.url  # type: ignore[attr-defined]
-    engine = sa.create_engine(url)
+def test_an_engine_passed_in_is_used_and_left_open(mysql_server: object) -> None:
+    engine = sa.create_engine(mysql_server.url)  # type: ignore[attr-defined]
     try:
         metastore = SqlMetastore(engine)
         metastore.create_table()
         key_id = "_IK_engine_svc_prod"
         metastore.store(key_id, T0, RECORD)
-        with engine.connect() as conn:  # a plain connection of the application: its own zone
-            conn.exec_driver_sql("SET time_zone = '+00:00'")
-            seconds = conn.execute(sa.text(EPOCH_SQL["mysql"]), {"id": key_id}).scalar()
-        assert int(seconds) == T0
         assert metastore.load(key_id, T0) == RECORD
         metastore.close()
-        with engine.connect() as conn:  # close() leaves the application's engine usable
+        with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT 1").scalar() == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.servers
+def test_a_jsonb_key_record_column_is_read_and_written(postgres_server: object) -> None:
+    """The asherah package's Postgres metastore binds the record as JSONB."""
+    url = postgres_server.url  # type: ignore[attr-defined]
+    metastore = SqlMetastore(url, table="encryption_key_jsonb")
+    try:
+        metastore.create_table(jsonb=True)
+        extra = {"Future": [1, "two"]}
+        record = EnvelopeKeyRecord.from_dict({**RECORD.to_dict(), **extra})
+        assert metastore.store("_SK_svc_prod", T0, record)
+        assert metastore.store("_SK_svc_prod", T0, record) is False
+        loaded = metastore.load("_SK_svc_prod", T0)
+        assert loaded == record
+        assert loaded is not None
+        assert dict(loaded.extra) == extra
+        assert metastore.revoke("_SK_svc_prod", T0)
+        assert metastore.load_latest("_SK_svc_prod") == record.with_revoked()
+        listed = metastore.keys("_SK_")
+        assert [key_id for key_id, _, _ in listed] == ["_SK_svc_prod"]
+        with metastore.engine.connect() as conn:
+            kind = conn.exec_driver_sql(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_name = 'encryption_key_jsonb' AND column_name = 'key_record'"
+            ).scalar()
+        assert kind == "jsonb"
+    finally:
+        metastore.close()
+
+
+@pytest.mark.parametrize("backend", kind_params("sqlite", "mysql"), indirect=True)
+def test_jsonb_is_refused_outside_postgresql(backend: Backend) -> None:
+    with pytest.raises(MetastoreError, match="PostgreSQL only"):
+        backend.make().create_table(jsonb=True)  # type: ignore[call-arg]
 
 
 COLUMNS_SQL = (

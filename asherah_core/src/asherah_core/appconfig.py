@@ -106,7 +106,9 @@ def parse_duration(value: object, config: PluginConfig, key: str) -> timedelta:
     """Read seconds (a number) or a number with a unit: ``"500ms"``, ``"30s"``, ``"60m"``,
     ``"2h"``, ``"90d"``."""
     if isinstance(value, bool):
-        raise config.error(key, "expected a duration (seconds, or text such as '90d'), got a boolean")
+        raise config.error(
+            key, "expected a duration (seconds, or text such as '90d'), got a boolean"
+        )
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (match := _DURATION.fullmatch(value)):

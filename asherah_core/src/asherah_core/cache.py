@@ -20,6 +20,7 @@ from .records import KeyMeta
 
 __all__ = ["CachedKey", "KeyCache"]
 
+
 class CachedKey:
     """An unwrapped key and what decides whether it may still encrypt.
 
@@ -29,7 +30,16 @@ class CachedKey:
     the `aead` built from them.
     """
 
-    __slots__ = ("aead", "cached", "created", "encrypt_until", "key", "meta", "meta_json", "revoked")
+    __slots__ = (
+        "aead",
+        "cached",
+        "created",
+        "encrypt_until",
+        "key",
+        "meta",
+        "meta_json",
+        "revoked",
+    )
 
     def __init__(self, meta: KeyMeta, key: bytes | bytearray, *, revoked: bool = False) -> None:
         self.meta = meta

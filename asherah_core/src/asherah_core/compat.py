@@ -223,7 +223,9 @@ def _mysql_dsn_url(reader: _Reader, dsn: str) -> str:
     credentials, _, rest = dsn.rpartition("@")
     user, _, password = credentials.partition(":")
     if not rest.startswith("tcp(") or ")" not in rest:
-        raise reader.error("ConnectionString", "a MySQL DSN must look like user:pass@tcp(host:port)/db")
+        raise reader.error(
+            "ConnectionString", "a MySQL DSN must look like user:pass@tcp(host:port)/db"
+        )
     address, _, tail = rest[4:].partition(")")
     database = tail.lstrip("/").split("?", 1)[0]
     auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
@@ -257,7 +259,9 @@ def _kms(reader: _Reader) -> KeyManagementService:
         except ValueError:
             raise reader.error("StaticMasterKeyHex", "not valid hex") from None
         if len(key) != 32:
-            raise reader.error("StaticMasterKeyHex", f"must be 32 bytes (64 hex digits), got {len(key)}")
+            raise reader.error(
+                "StaticMasterKeyHex", f"must be 32 bytes (64 hex digits), got {len(key)}"
+            )
         return StaticKms(key)
     if kind != "aws":
         raise reader.error("KMS", f"expected static or aws, got {kind!r}")

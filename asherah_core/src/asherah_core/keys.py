@@ -164,7 +164,9 @@ class KeyHierarchy:
                 try:
                     entry = CachedKey(KeyMeta(ik_id, created), key)
                     record = EnvelopeKeyRecord(
-                        created, system_key.seal(key), KeyMeta(system_key.meta.key_id, system_key.created)
+                        created,
+                        system_key.seal(key),
+                        KeyMeta(system_key.meta.key_id, system_key.created),
                     )
                 finally:
                     _zero(key)
@@ -288,9 +290,7 @@ class KeyHierarchy:
         key = bytearray(self._kms_decrypt(record.encrypted_key, meta))
         try:
             if len(key) != 32:
-                raise KmsError(
-                    f"the KMS unwrapped system key {meta} to {len(key)} bytes, not 32"
-                )
+                raise KmsError(f"the KMS unwrapped system key {meta} to {len(key)} bytes, not 32")
             return CachedKey(meta, key, revoked=record.revoked)
         finally:
             _zero(key)

@@ -41,9 +41,7 @@ def b64decode(text: object, where: str) -> bytes:
     try:
         return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise RecordError(
-            f"{where}: not valid standard base64 ({len(text)} characters)"
-        ) from None
+        raise RecordError(f"{where}: not valid standard base64 ({len(text)} characters)") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +101,9 @@ class EnvelopeKeyRecord:
         if self.parent_key_meta is not None and not isinstance(self.parent_key_meta, KeyMeta):
             raise RecordError("EnvelopeKeyRecord.parent_key_meta: expected a KeyMeta or None")
         if not isinstance(self.revoked, bool):
-            raise RecordError(f"EnvelopeKeyRecord.revoked: expected a bool, got {_kind(self.revoked)}")
+            raise RecordError(
+                f"EnvelopeKeyRecord.revoked: expected a bool, got {_kind(self.revoked)}"
+            )
 
     def __repr__(self) -> str:
         return (
@@ -142,10 +142,14 @@ class EnvelopeKeyRecord:
             raise RecordError(f"{where}.Key: missing")
         encrypted = b64decode(value["Key"], f"{where}.Key")
         meta_value = value.get("ParentKeyMeta")
-        meta = None if meta_value is None else KeyMeta.from_dict(meta_value, f"{where}.ParentKeyMeta")
+        meta = (
+            None if meta_value is None else KeyMeta.from_dict(meta_value, f"{where}.ParentKeyMeta")
+        )
         revoked = value.get("Revoked")
         if revoked is not None and not isinstance(revoked, bool):
-            raise RecordError(f"{where}.Revoked: expected true, false or null, got {_kind(revoked)}")
+            raise RecordError(
+                f"{where}.Revoked: expected true, false or null, got {_kind(revoked)}"
+            )
         extra = {k: v for k, v in value.items() if k not in _KNOWN_KEY_FIELDS}
         return cls(
             created,

@@ -82,9 +82,7 @@ class SessionFactory:
         region_suffix: str | None = None,
     ) -> None:
         if not isinstance(kms, KeyManagementService):
-            raise SessionError(
-                f"kms must be a KeyManagementService, not {type(kms).__name__}"
-            )
+            raise SessionError(f"kms must be a KeyManagementService, not {type(kms).__name__}")
         if not isinstance(metastore, Metastore):
             raise SessionError(f"metastore must be a Metastore, not {type(metastore).__name__}")
         policy = CryptoPolicy() if policy is None else policy
@@ -272,9 +270,7 @@ class Session:
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
         if cipher is None or entry is None:
             self._check_open()
-            entry = await asyncio.to_thread(
-                self._keys.intermediate_key_for_encrypt, self.partition
-            )
+            entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
             cipher = entry.cipher()
         else:
             self._intermediate.hits += 1
@@ -519,12 +515,17 @@ def _parse_row(text: object) -> tuple[str, int, bytes, bytes]:
             and 0 <= ik_created < 2**63
         ):
             ik_id.encode("utf-8")
-            return ik_id, ik_created, _a2b(key["Key"], strict_mode=True), _a2b(
-                row["Data"], strict_mode=True
+            return (
+                ik_id,
+                ik_created,
+                _a2b(key["Key"], strict_mode=True),
+                _a2b(row["Data"], strict_mode=True),
             )
     except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, RecursionError):
         pass
-    record = DataRowRecord.from_json(text if isinstance(text, str | bytes | bytearray) else _bad(text))
+    record = DataRowRecord.from_json(
+        text if isinstance(text, str | bytes | bytearray) else _bad(text)
+    )
     meta = record.parent_key_meta  # the strict reader accepted what the fast one did not
     return meta.key_id, meta.created, record.key.encrypted_key, record.data
 
@@ -563,4 +564,3 @@ def _from_utf8(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise RecordError("the decrypted data is not valid UTF-8; use decrypt_bytes") from None
-

@@ -69,19 +69,22 @@ class Dialect:
     """What differs between databases for the ``encryption_key`` table.
 
     :param name: SQLAlchemy's dialect name (``engine.dialect.name``).
-    :param ddl: the statements that create the table, ``{table}`` replaced by its name; the
+    :param ddl: the statements that create the table, ``{table}`` replaced by its name and
+        ``{record}`` by the type of ``key_record`` (``TEXT``, or ``JSONB`` on request); the
         exact schema the Go, Java and Rust implementations use on that database.
-    :param created: converts Unix seconds to the value bound for the ``created`` column.
-    :param session: statements every connection runs first. MySQL's ``TIMESTAMP`` converts
-        between the session's time zone and UTC, so the session is put in UTC: ``created`` then
-        holds the key's real instant whatever the server's zone (Go's driver sends UTC wall
-        clock times too, and agrees with this whenever the server's zone is UTC).
+    :param created: converts Unix seconds to the value bound for the ``created`` column: the
+        UTC wall-clock time, with no zone, exactly as Go's driver (``loc=UTC``), Java and the
+        Rust core send it. MySQL reads that in the session's time zone, which is left as the
+        server set it: changing it would make the same key land on another instant than the
+        other implementations' rows on a server whose zone is not UTC.
+    :param record_as_text: read ``key_record`` through ``CAST(… AS TEXT)`` (PostgreSQL, where
+        the column may be ``JSONB``, as the Rust core needs it).
     """
 
     name: str
     ddl: tuple[str, ...]
     created: Callable[[int], Any]
-    session: tuple[str, ...] = ()
+    record_as_text: bool = False
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -101,17 +104,17 @@ DIALECTS: dict[str, Dialect] = {
             "PRIMARY KEY (id, created), INDEX (created))",
         ),
         _datetime_created,
-        ("SET time_zone = '+00:00'",),
     ),
     "postgresql": Dialect(
         "postgresql",
         (
             "CREATE TABLE IF NOT EXISTS {table} (id VARCHAR(255) NOT NULL, "
-            "created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, key_record TEXT NOT NULL, "
+            "created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, key_record {record} NOT NULL, "
             "PRIMARY KEY (id, created))",
             "CREATE INDEX IF NOT EXISTS {table}_created_idx ON {table} (created)",
         ),
         _datetime_created,
+        record_as_text=True,
     ),
 }
 
@@ -156,11 +159,6 @@ class SqlMetastore(Metastore):
                 f"sql metastore: database {name!r} is not supported; supported: {known}"
             )
         self._dialect = DIALECTS[name]
-        # Engines made here run the session statements once per connection; an engine the
-        # application passed in is left as it is, and gets them at the start of each call.
-        self._per_call_session = () if self._owns_engine else self._dialect.session
-        if self._owns_engine and self._dialect.session:
-            sa.event.listen(self._engine, "connect", _session_setup(self._dialect.session))
         self._where = f"sql metastore ({self._engine.url.render_as_string(hide_password=True)})"
         self._table_name = table
         self._table = sa.table(
@@ -169,6 +167,11 @@ class SqlMetastore(Metastore):
         self._closed = False
         if create_table:
             self.create_table()
+
+    @property
+    def _record(self) -> sa.ColumnElement[Any]:
+        column = self._table.c.key_record
+        return sa.cast(column, sa.Text) if self._dialect.record_as_text else column
 
     @property
     def engine(self) -> sa.Engine:
@@ -180,9 +183,17 @@ class SqlMetastore(Metastore):
         """The dialect entry in use."""
         return self._dialect
 
-    def create_table(self) -> None:
-        """Create the key table and its index if they do not exist (the anchors' schema)."""
-        statements = [s.format(table=self._table_name) for s in self._dialect.ddl]
+    def create_table(self, *, jsonb: bool = False) -> None:
+        """Create the key table and its index if they do not exist (the anchors' schema).
+
+        :param jsonb: PostgreSQL only: make ``key_record`` ``JSONB`` instead of ``TEXT``. The
+            ``asherah`` package (Rust core) binds the record as JSONB and cannot write to a
+            TEXT column; this metastore reads and writes both.
+        """
+        if jsonb and self._dialect.name != "postgresql":
+            raise MetastoreError(f"{self._where}: jsonb=True is for PostgreSQL only")
+        record = "JSONB" if jsonb else "TEXT"
+        statements = [s.format(table=self._table_name, record=record) for s in self._dialect.ddl]
 
         def run(conn: sa.Connection) -> None:
             for statement in statements:
@@ -196,7 +207,7 @@ class SqlMetastore(Metastore):
         """Return the row ``(key_id, created)`` or ``None``."""
         t = self._table
         query = (
-            sa.select(t.c.key_record)
+            sa.select(self._record)
             .where(t.c.id == sa.bindparam("id"))
             .where(t.c.created == sa.bindparam("created"))
         )
@@ -208,7 +219,7 @@ class SqlMetastore(Metastore):
         """Return the row of `key_id` with the largest ``created``, or ``None``."""
         t = self._table
         query = (
-            sa.select(t.c.key_record)
+            sa.select(self._record)
             .where(t.c.id == sa.bindparam("id"))
             .order_by(t.c.created.desc())
             .limit(1)
@@ -245,7 +256,7 @@ class SqlMetastore(Metastore):
     def keys(self, prefix: str = "") -> Iterator[StoredKey]:
         """Yield every row whose id starts with `prefix` (drift-guard rows left out)."""
         t = self._table
-        query = sa.select(t.c.id, t.c.created, t.c.key_record).order_by(t.c.id, t.c.created)
+        query = sa.select(t.c.id, t.c.created, self._record).order_by(t.c.id, t.c.created)
         rows = self._run("list keys", None, lambda c: c.execute(query).all())
         for key_id, created, text in rows:
             if key_id.startswith(DRIFT_GUARD_PREFIX) or not key_id.startswith(prefix):
@@ -268,7 +279,7 @@ class SqlMetastore(Metastore):
         params = {"match_id": key_id, "match_created": self._dialect.created(created)}
 
         def update(conn: sa.Connection) -> bool:
-            query = sa.select(t.c.key_record).where(where).with_for_update()
+            query = sa.select(self._record).where(where).with_for_update()
             text = conn.execute(query, params).scalar()
             if text is None:
                 return False
@@ -302,8 +313,6 @@ class SqlMetastore(Metastore):
             raise MetastoreError(f"{self._where}: closed")
         try:
             with self._engine.begin() as conn:
-                for statement in self._per_call_session:
-                    conn.exec_driver_sql(statement)
                 return work(conn)
         except MetastoreError:
             raise
@@ -347,18 +356,6 @@ class SqlMetastore(Metastore):
             raise MetastoreError(
                 f"{self._where}: the row of {key_id!r} does not parse: {e}"
             ) from None
-
-
-def _session_setup(statements: tuple[str, ...]) -> Callable[[Any, Any], None]:
-    def setup(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            for statement in statements:
-                cursor.execute(statement)
-        finally:
-            cursor.close()
-
-    return setup
 
 
 def _for(key_id: str | None) -> str:

@@ -254,6 +254,7 @@ METASTORE_DEPS = (
     "pymysql>=1.1",
     "boto3",
     "moto[server]>=5",
+    "asherah==0.5.56",  # the peer of the interoperability tests (Rust core, PyPI)
 )
 METASTORE_TESTS = "tests/metastores"
 nox.options.sessions.append("metastores")

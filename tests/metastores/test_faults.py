@@ -49,7 +49,7 @@ def test_an_outage_fails_calls_cleanly_and_the_factory_recovers(
     deadline = time.monotonic() + DEADLINE
     try:
         while ok_after_restart < AFTER_RESTART and time.monotonic() < deadline:
-            partition = f"f{calls}"  # a new partition each call: every call needs the metastore
+            partition = f"{service}-{calls}"  # a new partition each call needs the metastore
             plaintext = f"row {calls}".encode()
             back = restarted.is_set()
             calls += 1
@@ -85,7 +85,7 @@ def test_an_outage_fails_calls_cleanly_and_the_factory_recovers(
                 assert session.decrypt_bytes(drr) == plaintext
     # Nothing half-written: every row of this run parses, and each is a key some row used or a
     # key stored by a call that failed later (never a partial record).
-    stored = [key for key in backend.make().keys("_") if service in key[0]]
+    stored = [*backend.make().keys(f"_SK_{service}_"), *backend.make().keys(f"_IK_{service}-")]
     assert stored
     with capsys.disabled():
         print(

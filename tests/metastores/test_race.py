@@ -61,7 +61,7 @@ def test_concurrent_processes_never_lose_a_key(
 ) -> None:
     backend.make()  # creates the table
     service = f"race{uuid.uuid4().hex[:8]}"
-    partitions = [f"p{n}" for n in range(PARTITIONS)]
+    partitions = [f"{service}-p{n}" for n in range(PARTITIONS)]  # ids that start with the run
     target = target_of(backend, tmp_path)
     settings = {
         "kind": backend.kind,
@@ -104,8 +104,11 @@ def test_concurrent_processes_never_lose_a_key(
 
     # Every intermediate key a row names is a row of the metastore, sealed by a stored system key.
     metastore = make_metastore(backend.kind, target)
-    stored = {(key_id, created): record for key_id, created, record in metastore.keys("_")}
-    ours = {key: record for key, record in stored.items() if service in key[0]}
+    ours = {
+        (key_id, created): record
+        for prefix in (f"_SK_{service}_", f"_IK_{service}-")
+        for key_id, created, record in metastore.keys(prefix)
+    }
     used = Counter()
     for row in rows:
         meta = DataRowRecord.from_json(row["drr"]).parent_key_meta

@@ -95,7 +95,8 @@ class DynamoDbMetastore(Metastore):
     :param region_suffix: for global tables: key ids get ``_<region>`` appended (the client's
         region), so each region creates its own system and intermediate keys.
     :param client_factory: makes the client (tests, instrumentation); `default_client_factory`.
-    :param connect_timeout: seconds to connect; :param read_timeout: seconds to wait for a reply.
+    :param connect_timeout: seconds to wait for a connection.
+    :param read_timeout: seconds to wait for a reply.
     :param max_attempts: tries per call, botocore's standard retry mode (throttling, 5xx).
     """
 

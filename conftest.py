@@ -1,6 +1,7 @@
 """Shared pytest set-up for every test in the repository (both distributions and ``tests/``).
 
-- Tests collected from any ``integration`` folder are marked ``integration``.
+- Tests collected from any ``integration`` folder are marked ``integration``; those in an
+  ``interop`` folder are marked ``interop`` and collected only when ``-m`` names it.
 - Fixtures for the integration tests, against the LocalStack named by
   ``ASHERAH_LOCALSTACK_ENDPOINT`` (``nox -s integration`` starts one and sets it):
   ``localstack_endpoint``, ``kms_client``, ``regional_keys``, ``mrk_keys`` and ``fresh_key``.
@@ -31,6 +32,7 @@ ENDPOINT_ENV = "ASHERAH_LOCALSTACK_ENDPOINT"  # the same name as tools/localstac
 REGIONS = ("us-west-2", "us-east-1", "eu-west-1")
 """The regions of ``regional_keys`` and ``mrk_keys``."""
 MRK_PRIMARY_REGION = "us-east-1"
+INTEROP_FOLDER = "interop"
 TEST_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
 KmsClientFactory = Callable[[str], "KMSClient"]
@@ -38,12 +40,26 @@ FreshKeyFactory = Callable[..., str]
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Mark every test that lives under a folder named ``integration`` as ``integration``."""
+    """Mark every test that lives under a folder named ``integration`` as ``integration``, and
+    under one named ``interop`` as ``interop``."""
     path = Path(item.path)
     with contextlib.suppress(ValueError):
         path = path.relative_to(item.config.rootpath)
     if "integration" in path.parts[:-1]:
         item.add_marker(pytest.mark.integration)
+    if INTEROP_FOLDER in path.parts[:-1]:
+        item.add_marker(pytest.mark.interop)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave ``interop`` folders out unless the ``-m`` expression names ``interop``.
+
+    Their tests need the pinned ``asherah`` package and SQLAlchemy, which only ``nox -s
+    interop`` installs; the ``tests`` and ``integration`` runs must not even import them.
+    """
+    if collection_path.name == INTEROP_FOLDER and "interop" not in (config.option.markexpr or ""):
+        return True
+    return None
 
 
 # --- Helpers the fixtures are made of ------------------------------------------------------------

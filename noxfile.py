@@ -37,7 +37,7 @@ DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2")
 TEST_PATHS = (*(f"{name}/tests" for name in DISTRIBUTIONS), "tests")
 
 LINTER = ("ruff==0.17.6",)
-TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk", "sqlalchemy>=2.0")
+TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk", "sqlalchemy>=2")
 INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
 TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms,dynamodb]", "nox", *TEST_DEPS)
 TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py")
@@ -203,10 +203,11 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The main job: a multi-region encrypt/decrypt through plugin discovery, against a
-    LocalStack started here, with failover and the metrics it recorded (tools/demo.py)."""
+    """The main job: rows encrypted and decrypted through sessions, with the AWS KMS plugin
+    against a LocalStack started here and a SQLite metastore; a dead region survived; the
+    metastore's rows and the metrics shown (tools/demo.py)."""
     can_provide_localstack(session)
-    install_project(session, "opentelemetry-sdk", "boto3")
+    install_project(session, "opentelemetry-sdk", "boto3", "sqlalchemy>=2")
     session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"
     with running_localstack(session):
@@ -225,6 +226,29 @@ def docs(session: nox.Session) -> None:
     session.env["NO_MKDOCS_2_WARNING"] = "1"  # Material's notice about MkDocs 2.0, not ours
     session.run("mkdocs", "build", "--strict", "--site-dir", str(site), *session.posargs)
     session.log(f"site built in {site}")
+
+
+# --- Interoperability with the asherah package ------------------------------------------------
+# One block on purpose: the session, its pinned peer and its place in the default run.
+
+ASHERAH_PEER = "asherah==0.5.56"
+"""The published ``asherah`` package (Rust core) the interop tests read and write against."""
+INTEROP_DEPS = ("sqlalchemy>=2.0", ASHERAH_PEER, "boto3", "localstack-client", "pytest")
+nox.options.sessions.append("interop")
+
+
+@nox.session
+def interop(session: nox.Session) -> None:
+    """Run tests/interop: rows and keys shared with the pinned ``asherah`` package, both ways,
+    on one SQLite file, with a static master key and through LocalStack's KMS (started here
+    unless ``ASHERAH_LOCALSTACK_ENDPOINT`` names one)."""
+    can_provide_localstack(session)
+    install_project(session, *INTEROP_DEPS)
+    session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    session.env["AWS_EC2_METADATA_DISABLED"] = "true"
+    paths = [] if _names_a_path(session.posargs) else ["tests/interop"]
+    with running_localstack(session):
+        session.run("pytest", "-m", "interop", *paths, *session.posargs)
 
 
 @nox.session
@@ -254,7 +278,7 @@ METASTORE_DEPS = (
     "pymysql>=1.1",
     "boto3",
     "moto[server]>=5",
-    "asherah==0.5.56",  # the peer of the interoperability tests (Rust core, PyPI)
+    ASHERAH_PEER,  # the peer of the interoperability tests
 )
 METASTORE_TESTS = "tests/metastores"
 nox.options.sessions.append("metastores")

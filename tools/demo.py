@@ -1,10 +1,12 @@
-"""The main job: a multi-region encrypt/decrypt through plugin discovery, against LocalStack.
+"""The main job: encrypt and decrypt data rows through sessions, with the multi-region AWS KMS
+plugin against LocalStack and an embedded SQLite metastore.
 
 Run it with ``nox -s demo``, which starts LocalStack (tools/localstack.py) and sets
-ASHERAH_LOCALSTACK_ENDPOINT. It creates keys in three regions, writes a plugins.toml for them,
-loads the KMS the way an application would, wraps and unwraps a key, shows the envelope,
-unwraps again with the preferred region's endpoint dead, and prints the metrics recorded.
-Exits non-zero if anything fails.
+ASHERAH_LOCALSTACK_ENDPOINT. It creates a KMS key in three regions, writes a plugins.toml that
+selects the ``aws-v2`` KMS and the ``sql`` metastore on a SQLite file, builds a
+``SessionFactory`` from it the way an application would, encrypts and decrypts rows of a few
+partitions, shows the metastore's rows, then decrypts and encrypts again from a fresh factory
+whose preferred region is dead, and prints the metrics recorded. Exits non-zero if anything fails.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import tempfile
 import time
@@ -23,11 +26,16 @@ from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 
-from asherah_aws_kms_v2 import describe_envelope
-from asherah_core import AsherahError, available_kms, load_kms_from_file
+from asherah_core import AsherahError, SessionFactory, available_kms, available_metastores
 
 REGIONS = ("us-west-2", "us-east-1", "eu-west-1")
 PREFERRED = "us-west-2"
+PARTITIONS = ("customer-17", "customer-42", "customer-99")
+ROWS = {
+    "customer-17": [b"card ending 4242", b"", "Zoë's address".encode()],
+    "customer-42": [b"x" * 1024, os.urandom(64)],
+    "customer-99": [b"tax id 12-3456789"],
+}
 
 
 def main() -> int:
@@ -45,64 +53,94 @@ def main() -> int:
     except AsherahError as e:
         print(f"\nFAILED: {type(e).__name__}: {e}")
         return 1
-    print("\nOK: the key round-tripped through three regions and survived a dead region.")
+    print(
+        "\nOK: rows of three partitions encrypted and decrypted through sessions, keys shared "
+        "through SQLite, and a dead region survived."
+    )
     return 0
 
 
 def run(endpoint: str, reader: InMemoryMetricReader) -> None:
-    print(f"Asherah multi-region AWS KMS demo against LocalStack at {endpoint}\n")
+    print(f"Asherah sessions demo: AWS KMS in three regions (LocalStack at {endpoint}) + SQLite\n")
     arns = {region: create_key(endpoint, region) for region in REGIONS}
     step(1, "Created a KMS key in each region")
     for region, arn in arns.items():
         print(f"     {region:<10} {arn}")
 
     workdir = Path(tempfile.mkdtemp(prefix="asherah-demo-"))
-    config = write_config(workdir / "plugins.toml", arns, dict.fromkeys(REGIONS, endpoint))
+    database = workdir / "keys.db"
+    config = write_config(
+        workdir / "plugins.toml", arns, dict.fromkeys(REGIONS, endpoint), database
+    )
     step(2, f"Wrote {config}")
-    print(f"     installed KMS plugins: {', '.join(available_kms())}")
+    print(
+        f"     KMS plugins: {', '.join(available_kms())}; metastores: "
+        f"{', '.join(available_metastores())}"
+    )
 
-    key = os.urandom(32)
-    with load_kms_from_file(config) as kms:
-        print(f"     loaded {kms!r}")
-        start = time.perf_counter()
-        envelope = kms.encrypt_key(key)
-        took = ms(start)
-        step(3, f"encrypt_key(32-byte key) -> {len(envelope)}-byte envelope in {took}")
-        summary = describe_envelope(envelope) or {}
-        print(f"     encryptedKey: {summary.get('encrypted_key_bytes')} bytes (AES-256-GCM)")
-        for entry in summary.get("regions", []):
-            print(
-                f"     {entry['region']:<10} encryptedKek {entry['encrypted_kek_bytes']} bytes"
-                f"  {entry['arn']}"
-            )
-        start = time.perf_counter()
-        same = kms.decrypt_key(envelope) == key
-        step(4, f"decrypt_key -> {'the same key' if same else 'A DIFFERENT KEY'} in {ms(start)}")
-        if not same:
-            raise AsherahError("decrypt_key returned a different key")
+    records: dict[str, list[str]] = {}
+    with SessionFactory.from_config(config) as factory:
+        print(f"     {factory!r}")
+        step(3, "Encrypted rows (each a DataRowRecord as JSON, for the application's own table)")
+        for partition in PARTITIONS:
+            with factory.get_session(partition) as session:
+                for data in ROWS[partition]:
+                    start = time.perf_counter()
+                    text = session.encrypt_bytes(data)
+                    took = ms(start)
+                    records.setdefault(partition, []).append(text)
+                    print(f"     {partition}: {len(data):>5} B -> {len(text):>5} chars in {took}")
+        sample = records["customer-99"][0]
+        print(f"     e.g. {sample[:96]}…")
+        step(4, "Decrypted every row in the same factory (keys cached)")
+        check_rows(factory, records)
+        with factory.get_session("customer-42") as other:
+            try:
+                other.decrypt_bytes(records["customer-17"][0])
+            except AsherahError as e:
+                print(f"     customer-42 cannot read customer-17's row: {type(e).__name__}")
+            else:
+                raise AsherahError("a session decrypted another partition's row")
+
+    step(5, f"The metastore's rows in {database} (no key bytes shown)")
+    show_rows(database)
 
     dead = f"http://127.0.0.1:{closed_port()}"
     endpoints = dict.fromkeys(REGIONS, endpoint) | {PREFERRED: dead}
-    failover = write_config(workdir / "plugins-dead.toml", arns, endpoints)
-    step(5, f"Failover: {PREFERRED} now points at {dead}, where nothing listens")
-    with load_kms_from_file(failover) as kms:
-        for attempt in (1, 2):
-            before = decrypt_counts(reader)
-            start = time.perf_counter()
-            same = kms.decrypt_key(envelope) == key
-            took = ms(start)
-            after = decrypt_counts(reader)
-            answered = ", ".join(r for r in after if after[r] > before.get(r, 0)) or "?"
-            print(
-                f"     decrypt_key #{attempt} -> {'the same key' if same else 'A DIFFERENT KEY'} "
-                f"in {took}, answered by {answered}"
-            )
-            if not same:
-                raise AsherahError("decrypt_key returned a different key after failover")
-        print(f"     ({PREFERRED} failed once, then waited at the back of the order)")
+    failover = write_config(workdir / "plugins-dead.toml", arns, endpoints, database)
+    step(
+        6, f"A fresh factory whose preferred region {PREFERRED} points at {dead} (nothing listens)"
+    )
+    with SessionFactory.from_config(failover) as factory:
+        start = time.perf_counter()
+        check_rows(factory, records)
+        print(f"     every row decrypted in {ms(start)} (the system key unwrapped elsewhere)")
+        with factory.get_session("customer-123") as session:
+            text = session.encrypt_bytes(b"a new customer")
+            if session.decrypt_bytes(text) != b"a new customer":
+                raise AsherahError("a new partition's row did not round-trip")
+        print("     a new partition encrypted and decrypted with the cached system key")
 
-    step(6, "Metrics recorded (OpenTelemetry, in-memory reader)")
+    step(7, "Metrics recorded (OpenTelemetry, in-memory reader)")
     print_metrics(reader)
+
+
+def check_rows(factory: SessionFactory, records: dict[str, list[str]]) -> None:
+    for partition, texts in records.items():
+        with factory.get_session(partition) as session:
+            for text, data in zip(texts, ROWS[partition], strict=True):
+                if session.decrypt_bytes(text) != data:
+                    raise AsherahError(f"a row of {partition} decrypted to different data")
+        print(f"     {partition}: {len(texts)} row(s) decrypted to the original data")
+
+
+def show_rows(database: Path) -> None:
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT id, created, length(key_record) FROM encryption_key ORDER BY id, created"
+        ).fetchall()
+    for key_id, created, size in rows:
+        print(f"     {key_id:<34} {created}  key_record {size} chars")
 
 
 def create_key(endpoint: str, region: str) -> str:
@@ -111,8 +149,21 @@ def create_key(endpoint: str, region: str) -> str:
     return arn
 
 
-def write_config(path: Path, arns: dict[str, str], endpoints: dict[str, str]) -> Path:
+def write_config(
+    path: Path, arns: dict[str, str], endpoints: dict[str, str], database: Path
+) -> Path:
     lines = [
+        "[asherah]",
+        'service = "demo-service"',
+        'product = "demo-product"',
+        "",
+        "[metastore]",
+        'plugin = "sql"',
+        "",
+        "[metastores.sql]",
+        f'url = "sqlite:///{database}"',
+        "create_table = true",
+        "",
         "[kms]",
         'plugin = "aws-v2"',
         "",
@@ -139,28 +190,6 @@ def closed_port() -> int:
     return port
 
 
-def decrypt_counts(reader: InMemoryMetricReader) -> dict[str, int]:
-    """Successful KMS Decrypt calls per region so far, from the per-region histograms."""
-    counts: dict[str, int] = {}
-    for name, point in histogram_points(reader):
-        if name.startswith("ael.kms.aws.decrypt.") and "error.type" not in (point.attributes or {}):
-            region = name.rsplit(".", 1)[1]
-            counts[region] = counts.get(region, 0) + point.count
-    return counts
-
-
-def histogram_points(reader: InMemoryMetricReader) -> list[tuple[str, HistogramDataPoint]]:
-    data = reader.get_metrics_data()
-    points: list[tuple[str, HistogramDataPoint]] = []
-    for resource in data.resource_metrics if data else []:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                for point in metric.data.data_points:
-                    if isinstance(point, HistogramDataPoint):
-                        points.append((metric.name, point))
-    return points
-
-
 def print_metrics(reader: InMemoryMetricReader) -> None:
     data = reader.get_metrics_data()
     rows: list[tuple[str, str, Any]] = []
@@ -174,7 +203,7 @@ def print_metrics(reader: InMemoryMetricReader) -> None:
                     )
                     if isinstance(point, HistogramDataPoint):
                         mean = point.sum / point.count if point.count else 0.0
-                        value = f"count={point.count} mean={mean * 1000:.1f} ms"
+                        value = f"count={point.count} mean={mean * 1000:.3f} ms"
                     else:
                         value = f"total={getattr(point, 'value', '?')}"
                     rows.append((metric.name, attrs, value))

@@ -7,6 +7,7 @@ import importlib.metadata
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -151,10 +152,12 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_plugins_lists_distribution_version_and_kms(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "plugins")
     assert code == 0
-    lines = [line.split(None, 3) for line in out.splitlines()]
-    assert lines[0] == ["PLUGIN", "DISTRIBUTION", "VERSION", "KMS"]
-    assert ["fake", "<in-process>", "-", "toy, sick, silent"] in lines
-    assert ["static", "asherah-core", asherah_core.__version__, "static"] in lines
+    lines = out.splitlines()
+    assert lines[0].split() == ["PLUGIN", "DISTRIBUTION", "VERSION", "KMS", "METASTORES"]
+    rows = [re.split(r"\s{2,}", line.strip()) for line in lines[1:]]
+    assert ["fake", "<in-process>", "-", "toy, sick, silent", "-"] in rows
+    assert ["static", "asherah-core", asherah_core.__version__, "static", "-"] in rows
+    assert ["metastores", "asherah-core", asherah_core.__version__, "-", "memory, sql"] in rows
 
 
 @pytest.mark.usefixtures("fakes")
@@ -167,7 +170,9 @@ def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
         "distribution": "asherah-core",
         "version": asherah_core.__version__,
         "kms": ["static"],
+        "metastores": [],
     }
+    assert plugins["metastores"]["metastores"] == ["memory", "sql"]
     assert plugins["other"]["kms"] == ["explode"]
 
 
@@ -622,7 +627,7 @@ def test_runs_as_a_module_in_a_subprocess(tmp_path: Path) -> None:
         check=False,
     )
     assert listing.returncode == 0, listing.stderr
-    assert [p["name"] for p in json.loads(listing.stdout)["plugins"]] == ["static"]
+    assert [p["name"] for p in json.loads(listing.stdout)["plugins"]] == ["metastores", "static"]
     round_trip = subprocess.run(
         [sys.executable, "-m", "asherah_core.cli", "encrypt-key"],
         cwd=tmp_path,

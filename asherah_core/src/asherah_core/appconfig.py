@@ -3,7 +3,7 @@
 Both become the same keyword arguments (service, product, kms, metastore, policy). The TOML
 file adds ``[asherah]`` (service, product and ``[asherah.policy]``) and ``[metastore]`` /
 ``[metastores.<name>]`` to the ``[kms]`` / ``[plugins.<name>]`` tables the KMS loader reads.
-The mapping form takes the PascalCase keys of the ``asherah`` PyPI package (see compat.py).
+The mapping form takes the PascalCase keys of the ``asherah`` PyPI package (see pascalconfig.py).
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ from typing import Any
 
 from .config import PluginConfig, load_config_file
 from .errors import ConfigError
+from .metastore.base import Metastore
 from .plugins import PluginHost
 from .policy import CryptoPolicy
 
-__all__ = ["factory_arguments", "parse_duration", "policy_from_config"]
+__all__ = [
+    "factory_arguments",
+    "metastore_from_file",
+    "parse_duration",
+    "policy_from_config",
+]
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -42,7 +48,7 @@ _POLICY_SIZES = (
 def factory_arguments(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
     """Return `SessionFactory`'s arguments from a TOML path or a PascalCase mapping."""
     if isinstance(source, Mapping):
-        from .compat import factory_arguments_from_asherah_config  # noqa: PLC0415
+        from .pascalconfig import factory_arguments_from_asherah_config  # noqa: PLC0415
 
         return factory_arguments_from_asherah_config(source)
     if isinstance(source, str | os.PathLike):
@@ -62,13 +68,8 @@ def _from_file(path: Path) -> dict[str, Any]:
     service = asherah.get_str("service")
     product = asherah.get_str("product")
     policy = policy_from_config(asherah.get_table("policy"))
-    store = PluginConfig(raw.get("metastore", {}), path="metastore", source=source)
-    store.check_keys(("plugin",))
-    store_name = store.get_str("plugin", "memory")
-    stores = PluginConfig(raw.get("metastores", {}), path="metastores", source=source)
-    store_config = stores.get_table(store_name)
     host = PluginHost.default()
-    metastore = host.load_metastore(store_name, store_config)
+    metastore = _metastore(raw, source, host)
     try:
         kms = host.load_kms(name, kms_config)
     except BaseException:
@@ -81,6 +82,36 @@ def _from_file(path: Path) -> dict[str, Any]:
         "metastore": metastore,
         "policy": policy,
     }
+
+
+def metastore_from_file(path: str | os.PathLike[str]) -> tuple[str, Metastore]:
+    """Build only the metastore that ``[metastore]`` selects (``memory`` when absent)."""
+    load_config_file(path)  # the same validation of the file as the factory gets
+    file = Path(path)
+    raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    host = PluginHost.default()
+    name = _metastore_name(raw, str(file))
+    return name, _metastore(raw, str(file), host)
+
+
+def _metastore_name(raw: Mapping[str, Any], source: str) -> str:
+    store = PluginConfig(raw.get("metastore", {}), path="metastore", source=source)
+    store.check_keys(("plugin",))
+    name: str = store.get_str("plugin", "memory")
+    return name
+
+
+def _metastore(raw: Mapping[str, Any], source: str, host: PluginHost) -> Metastore:
+    name = _metastore_name(raw, source)
+    # As for [plugins]: environment references are resolved in the selected table only.
+    stores_raw = raw.get("metastores", {})
+    stores = PluginConfig({}, path="metastores", source=source)
+    if not isinstance(stores_raw, Mapping):
+        raise ConfigError(f"{source}: metastores: expected a table")
+    table = stores_raw.get(name, {})
+    if not isinstance(table, Mapping):
+        raise stores.error(name, "expected a table")
+    return host.load_metastore(name, PluginConfig(table, path=stores.key_path(name), source=source))
 
 
 def policy_from_config(config: PluginConfig) -> CryptoPolicy:

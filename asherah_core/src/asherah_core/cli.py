@@ -1,4 +1,5 @@
-"""The ``asherah-kms`` command: list plugins, check a KMS, wrap and unwrap keys, inspect envelopes.
+"""The ``asherah-kms`` command: list plugins, check a KMS, wrap and unwrap keys, inspect envelopes,
+encrypt and decrypt data rows, list and revoke the metastore's keys (cli_rows.py).
 
 Exit codes: 0 success, 1 a KMS operation or health probe failed, 2 a configuration, plugin or
 usage error. Errors are one line on stderr (``asherah-kms: error: …``), never a traceback, and
@@ -81,14 +82,24 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                 "distribution": p.distribution,
                 "version": p.version,
                 "kms": list(p.kms),
+                "metastores": list(p.metastores),
             }
             for p in plugins
         ]
         _print_json({"plugins": rows})
         return EXIT_OK
     _print_table(
-        ["PLUGIN", "DISTRIBUTION", "VERSION", "KMS"],
-        [[p.name, p.distribution, p.version, ", ".join(p.kms) or "-"] for p in plugins],
+        ["PLUGIN", "DISTRIBUTION", "VERSION", "KMS", "METASTORES"],
+        [
+            [
+                p.name,
+                p.distribution,
+                p.version,
+                ", ".join(p.kms) or "-",
+                ", ".join(p.metastores) or "-",
+            ]
+            for p in plugins
+        ],
     )
     return EXIT_OK
 
@@ -381,6 +392,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--base64", action="store_true", help="the input is base64 text")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(command=_cmd_inspect)
+
+    from .cli_rows import add_commands  # noqa: PLC0415 - it imports this module's helpers
+
+    add_commands(commands, config)
     return parser
 
 

@@ -1,290 +1,261 @@
-"""The ``asherah`` PyPI package's PascalCase configuration, translated to our factory's arguments.
+"""The ``asherah`` PyPI package's API over this framework, for a move by changing one import.
 
-Every key that package documents is read here, with its unit (durations in seconds) and its
-default; a key we do not support, or a value of the wrong type, is a `ConfigError` naming it.
-``KMS = "aws"`` builds our ``aws-v2`` plugin with the same ``RegionMap`` and
-``PreferredRegion``.
+``import asherah`` becomes ``from asherah_core import compat as asherah``: the same
+`SessionFactory` forms (a PascalCase configuration mapping, ``from_config``, ``from_env``),
+the same `Session` methods, and the module-level ``setup`` / ``encrypt_bytes`` / … functions
+over one process-wide factory. Errors are `AsherahError` subclasses (that package raises
+``RuntimeError``). See docs/migration.md for each configuration key.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
-from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
-from .config import PluginConfig
-from .errors import ConfigError
-from .kms import KeyManagementService
-from .metastore.base import Metastore
-from .metastore.memory import InMemoryMetastore
-from .plugins import PluginHost
-from .policy import CryptoPolicy
-from .static import StaticKms
+from . import session as _session
+from .errors import ConfigError, SessionError
+from .pascalconfig import factory_arguments_from_asherah_config
 
-__all__ = ["KNOWN_KEYS", "factory_arguments_from_asherah_config"]
+__all__ = [
+    "Session",
+    "SessionFactory",
+    "decrypt_bytes",
+    "decrypt_bytes_async",
+    "decrypt_string",
+    "decrypt_string_async",
+    "encrypt_bytes",
+    "encrypt_bytes_async",
+    "encrypt_string",
+    "encrypt_string_async",
+    "get_setup_status",
+    "set_log_hook",
+    "set_metrics_hook",
+    "setenv",
+    "setup",
+    "setup_async",
+    "shutdown",
+    "shutdown_async",
+    "version",
+]
 
-WHERE = "asherah configuration"
-AWS_PLUGIN = "aws-v2"
-AWS_DISTRIBUTION = "asherah-aws-kms-v2"
+Session = _session.Session
 
-KNOWN_KEYS: dict[str, str] = {
-    "ServiceName": "service name (required)",
-    "ProductID": "product id (required)",
-    "Metastore": "memory, sqlite, rdbms or dynamodb (required)",
-    "ConnectionString": "sqlite file path or rdbms connection string",
-    "SQLMetastoreDBType": "rdbms dialect: mysql or postgres",
-    "KMS": "static (default) or aws",
-    "StaticMasterKeyHex": "the static KMS master key, 64 hex digits",
-    "RegionMap": "aws: region -> KMS key ARN",
-    "PreferredRegion": "aws: the region tried first",
-    "EnableRegionSuffix": "append the region to key ids (DynamoDB global tables)",
-    "DynamoDBEndpoint": "dynamodb: endpoint URL",
-    "DynamoDBRegion": "dynamodb: region",
-    "DynamoDBSigningRegion": "dynamodb: signing region (same as DynamoDBRegion here)",
-    "DynamoDBTableName": "dynamodb: table name (EncryptionKey)",
-    "ReplicaReadConsistency": "dynamodb: eventual, global or session (reads here are strong)",
-    "ExpireAfter": "key expiry, seconds",
-    "CheckInterval": "revocation check interval, seconds",
-    "EnableSessionCaching": "cache sessions",
-    "SessionCacheMaxSize": "session cache size",
-    "SessionCacheDuration": "session cache duration, seconds",
-    "Verbose": "more logging (accepted; use the logging module's levels)",
-    "DisableZeroCopy": "accepted for compatibility; no effect here",
-    "NullDataCheck": "accepted for compatibility; no effect here",
-    "EnableCanaries": "accepted for compatibility; no effect here",
+# Environment variables read by SessionFactory() / from_env(), as that package reads them.
+_ENV_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "SERVICE_NAME": ("ServiceName", str),
+    "PRODUCT_ID": ("ProductID", str),
+    "Metastore": ("Metastore", str),
+    "KMS": ("KMS", str),
+    "STATIC_MASTER_KEY_HEX": ("StaticMasterKeyHex", str),
+    "SQLITE_PATH": ("ConnectionString", str),
+    "POSTGRES_URL": ("ConnectionString", str),
+    "MYSQL_URL": ("ConnectionString", str),
+    "REGION_MAP": ("RegionMap", json.loads),
+    "PREFERRED_REGION": ("PreferredRegion", str),
+    "EXPIRE_AFTER_SECS": ("ExpireAfter", int),
+    "REVOKE_CHECK_INTERVAL_SECS": ("CheckInterval", int),
+    "SESSION_CACHE": ("EnableSessionCaching", lambda v: v.strip().lower() in ("1", "true")),
+    "SESSION_CACHE_MAX_SIZE": ("SessionCacheMaxSize", int),
+    "SESSION_CACHE_DURATION_SECS": ("SessionCacheDuration", int),
+    "DDB_TABLE": ("DynamoDBTableName", str),
 }
 
-# The static KMS key the asherah package uses when StaticMasterKeyHex is absent.
-_DEFAULT_STATIC_KEY = b"thisIsAStaticMasterKeyForTesting"
 
+class SessionFactory(_session.SessionFactory):
+    """`asherah_core.SessionFactory` built from the ``asherah`` package's configuration.
 
-def factory_arguments_from_asherah_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Translate the ``asherah`` package's configuration into `SessionFactory` arguments."""
-    reader = _Reader(config)
-    service = reader.text("ServiceName", required=True)
-    product = reader.text("ProductID", required=True)
-    policy = _policy(reader)
-    suffix_enabled = reader.flag("EnableRegionSuffix", False)
-    metastore = _metastore(reader, suffix_enabled)
-    try:
-        kms = _kms(reader)
-    except BaseException:
-        metastore.close()
-        raise
-    return {
-        "service": service,
-        "product": product,
-        "kms": kms,
-        "metastore": metastore,
-        "policy": policy,
-    }
+    ``SessionFactory(config)`` and ``SessionFactory.from_config(config)`` take the PascalCase
+    mapping; ``SessionFactory()`` and ``from_env()`` read the environment variables that
+    package reads (``SERVICE_NAME``, ``PRODUCT_ID``, ``Metastore``, ``KMS``, …).
+    """
 
-
-class _Reader:
-    """Typed access to the PascalCase mapping; errors name the key."""
-
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        if not isinstance(config, Mapping):
-            raise ConfigError(f"{WHERE}: expected a mapping, got {type(config).__name__}")
-        for key in config:
-            if key not in KNOWN_KEYS:
-                raise ConfigError(
-                    f"{WHERE}: unknown or unsupported key {key!r}; supported keys: "
-                    f"{', '.join(KNOWN_KEYS)}"
-                )
-        self.config = config
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{WHERE}: {key}: {problem}")
-
-    def present(self, key: str) -> bool:
-        return self.config.get(key) is not None
-
-    def text(self, key: str, default: str | None = None, *, required: bool = False) -> str:
-        value = self.config.get(key)
-        if value is None:
-            if required:
-                raise self.error(key, "missing required setting")
-            return default if default is not None else ""
-        if not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {type(value).__name__}")
-        if required and not value.strip():
-            raise self.error(key, "must not be empty")
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.config.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-            return value.strip().lower() in ("true", "1")
-        raise self.error(key, f"expected true or false, got {value!r}")
-
-    def integer(self, key: str) -> int | None:
-        value = self.config.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an integer, got {type(value).__name__}")
-        return value
-
-    def seconds(self, key: str) -> timedelta | None:
-        value = self.config.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, f"expected a number of seconds, got {type(value).__name__}")
-        if value <= 0:
-            raise self.error(key, f"must be a positive number of seconds, got {value}")
-        try:
-            return timedelta(seconds=value)
-        except OverflowError:
-            raise self.error(key, f"{value} seconds is too long") from None
-
-
-def _policy(reader: _Reader) -> CryptoPolicy:
-    values: dict[str, Any] = {}
-    for key, field in (
-        ("ExpireAfter", "expire_after"),
-        ("CheckInterval", "revoke_check_interval"),
-        ("SessionCacheDuration", "session_cache_duration"),
-    ):
-        duration = reader.seconds(key)
-        if duration is not None:
-            values[field] = duration
-    values["cache_sessions"] = reader.flag("EnableSessionCaching", False)
-    size = reader.integer("SessionCacheMaxSize")
-    if size is not None:
-        values["session_cache_max_size"] = size
-    try:
-        return CryptoPolicy(**values)
-    except ConfigError as e:
-        raise ConfigError(f"{WHERE}: {e}") from None
-
-
-def _metastore(reader: _Reader, region_suffix: bool) -> Metastore:
-    kind = reader.text("Metastore", required=True).strip().lower()
-    builders: dict[str, Callable[[_Reader, bool], Metastore]] = {
-        "memory": lambda r, s: InMemoryMetastore(),
-        "sqlite": _sqlite,
-        "rdbms": _rdbms,
-        "dynamodb": _dynamodb,
-    }
-    if kind not in builders:
-        raise reader.error("Metastore", f"expected one of {', '.join(builders)}, got {kind!r}")
-    return builders[kind](reader, region_suffix)
-
-
-def _sqlite(reader: _Reader, region_suffix: bool) -> Metastore:
-    from .metastore.sql import SqlMetastore  # noqa: PLC0415 - an extra
-
-    target = reader.text("ConnectionString", required=True).strip()
-    for prefix in ("sqlite:///", "sqlite://", "sqlite:", "file:"):
-        if target.startswith(prefix):
-            target = target[len(prefix) :]
-            break
-    url = "sqlite://" if target in ("", ":memory:") else f"sqlite:///{target}"
-    return SqlMetastore(url, create_table=True)  # as the asherah package does for SQLite
-
-
-def _rdbms(reader: _Reader, region_suffix: bool) -> Metastore:
-    from .metastore.sql import SqlMetastore  # noqa: PLC0415 - an extra
-
-    return SqlMetastore(rdbms_url(reader))
-
-
-def rdbms_url(reader: _Reader) -> str:
-    """A SQLAlchemy URL from ``ConnectionString`` (a URL, or Go's MySQL DSN)."""
-    text = reader.text("ConnectionString", required=True).strip()
-    kind = reader.text("SQLMetastoreDBType", "").strip().lower()
-    schemes = {
-        "mysql": "mysql+pymysql",
-        "postgres": "postgresql+psycopg",
-        "postgresql": "postgresql+psycopg",
-    }
-    if "://" in text:
-        scheme, rest = text.split("://", 1)
-        driver = schemes.get(scheme.lower(), scheme)
-        return f"{driver}://{rest}"
-    if kind in ("", "mysql") and "@" in text and "(" in text:
-        return _mysql_dsn_url(reader, text)
-    raise reader.error(
-        "ConnectionString",
-        "expected a URL such as mysql://user:pass@host:3306/db or postgres://user@host/db, "
-        "or a Go MySQL DSN such as user:pass@tcp(host:3306)/db",
-    )
-
-
-def _mysql_dsn_url(reader: _Reader, dsn: str) -> str:
-    credentials, _, rest = dsn.rpartition("@")
-    user, _, password = credentials.partition(":")
-    if not rest.startswith("tcp(") or ")" not in rest:
-        raise reader.error(
-            "ConnectionString", "a MySQL DSN must look like user:pass@tcp(host:port)/db"
+    def __init__(self, config: Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        arguments = factory_arguments_from_asherah_config(
+            _config_from_env() if config is None else config
         )
-    address, _, tail = rest[4:].partition(")")
-    database = tail.lstrip("/").split("?", 1)[0]
-    auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
-    return f"mysql+pymysql://{auth}@{address}/{database}"
+        arguments.update(overrides)
+        service, product = arguments.pop("service"), arguments.pop("product")
+        super().__init__(service, product, **arguments)
+
+    @classmethod
+    def from_config(  # type: ignore[override]
+        cls, config: Mapping[str, Any], **overrides: Any
+    ) -> SessionFactory:
+        """Build from the PascalCase configuration mapping."""
+        return cls(config, **overrides)
+
+    @classmethod
+    def from_env(cls) -> SessionFactory:
+        """Build from the environment variables the ``asherah`` package reads."""
+        return cls(None)
 
 
-def _dynamodb(reader: _Reader, region_suffix: bool) -> Metastore:
-    try:
-        from .metastore.dynamodb import DynamoDbMetastore  # noqa: PLC0415 - an extra
-    except ImportError as e:
-        raise reader.error(
-            "Metastore", f"dynamodb needs boto3: pip install 'asherah-core[dynamodb]' ({e})"
-        ) from None
-    region = reader.text("DynamoDBRegion", "") or reader.text("DynamoDBSigningRegion", "")
-    return DynamoDbMetastore(
-        reader.text("DynamoDBTableName", "EncryptionKey") or "EncryptionKey",
-        region=region or None,
-        endpoint_url=reader.text("DynamoDBEndpoint", "") or None,
-        region_suffix=region_suffix,
-    )
-
-
-def _kms(reader: _Reader) -> KeyManagementService:
-    kind = reader.text("KMS", "static").strip().lower() or "static"
-    if kind == "static":
-        hex_key = reader.text("StaticMasterKeyHex", "").strip()
-        if not hex_key:
-            return StaticKms(_DEFAULT_STATIC_KEY)
+def _config_from_env() -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for name, (key, convert) in _ENV_KEYS.items():
+        value = os.environ.get(name)
+        if value is None or value == "":
+            continue
         try:
-            key = bytes.fromhex(hex_key)
+            config[key] = convert(value)
         except ValueError:
-            raise reader.error("StaticMasterKeyHex", "not valid hex") from None
-        if len(key) != 32:
-            raise reader.error(
-                "StaticMasterKeyHex", f"must be 32 bytes (64 hex digits), got {len(key)}"
+            raise ConfigError(f"environment variable {name}: not a valid {key} value") from None
+    if "POSTGRES_URL" in os.environ or "MYSQL_URL" in os.environ:
+        config.setdefault("Metastore", "rdbms")
+    return config
+
+
+# The module-level API: one process-wide factory ------------------------------------------
+
+_lock = threading.Lock()
+_factory: SessionFactory | None = None
+
+
+def setup(config: Mapping[str, Any]) -> None:
+    """Build the process-wide factory; `SessionError` if it exists (call `shutdown` first)."""
+    global _factory  # noqa: PLW0603 - the module-level API is a process-wide singleton
+    with _lock:
+        if _factory is not None:
+            raise SessionError("asherah is already set up; call shutdown() first")
+        _factory = SessionFactory(config)
+
+
+def shutdown() -> None:
+    """Close the process-wide factory (zeroing its keys). Idempotent."""
+    global _factory
+    with _lock:
+        factory, _factory = _factory, None
+    if factory is not None:
+        factory.close()
+
+
+def get_setup_status() -> bool:
+    """Whether `setup` was called and `shutdown` was not."""
+    return _factory is not None
+
+
+async def setup_async(config: Mapping[str, Any]) -> None:
+    """`setup` in a worker thread."""
+    await asyncio.to_thread(setup, config)
+
+
+async def shutdown_async() -> None:
+    """`shutdown` in a worker thread."""
+    await asyncio.to_thread(shutdown)
+
+
+def _current() -> SessionFactory:
+    factory = _factory
+    if factory is None:
+        raise SessionError("asherah is not set up; call setup() first")
+    return factory
+
+
+def encrypt_bytes(partition_id: str, data: bytes) -> str:
+    """Encrypt `data` for `partition_id` with the process-wide factory."""
+    return _current().get_session(partition_id).encrypt_bytes(data)
+
+
+def encrypt_string(partition_id: str, text: str) -> str:
+    """Encrypt the UTF-8 of `text` for `partition_id`."""
+    return _current().get_session(partition_id).encrypt_text(text)
+
+
+def decrypt_bytes(partition_id: str, data_row_record: str | bytes) -> bytes:
+    """Decrypt a record of `partition_id`."""
+    return _current().get_session(partition_id).decrypt_bytes(data_row_record)
+
+
+def decrypt_string(partition_id: str, data_row_record: str | bytes) -> str:
+    """Decrypt a record of `partition_id` to text."""
+    return _current().get_session(partition_id).decrypt_text(data_row_record)
+
+
+async def encrypt_bytes_async(partition_id: str, data: bytes) -> str:
+    """Coroutine version of `encrypt_bytes`."""
+    return await _current().get_session(partition_id).encrypt_bytes_async(data)
+
+
+async def decrypt_bytes_async(partition_id: str, data_row_record: str | bytes) -> bytes:
+    """Coroutine version of `decrypt_bytes`."""
+    return await _current().get_session(partition_id).decrypt_bytes_async(data_row_record)
+
+
+async def encrypt_string_async(partition_id: str, text: str) -> str:
+    """Coroutine version of `encrypt_string`."""
+    return await _current().get_session(partition_id).encrypt_text_async(text)
+
+
+async def decrypt_string_async(partition_id: str, data_row_record: str | bytes) -> str:
+    """Coroutine version of `decrypt_string`."""
+    return await _current().get_session(partition_id).decrypt_text_async(data_row_record)
+
+
+def setenv(env: Mapping[str, str | None]) -> None:
+    """Set (or, for ``None``, delete) environment variables before `setup`."""
+    for key, value in env.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"setenv: keys must be strings, got {type(key).__name__}")
+        if value is None:
+            os.environ.pop(key, None)
+        elif isinstance(value, str):
+            os.environ[key] = value
+        else:
+            raise ConfigError(f"setenv: {key}: values must be strings or None")
+
+
+def version() -> str:
+    """The version of asherah-core."""
+    from . import __version__  # noqa: PLC0415 - the package imports this module lazily
+
+    return __version__
+
+
+class _LogHook(logging.Handler):
+    def __init__(self, callback: Callable[[dict[str, str]], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = {"WARNING": "warn", "CRITICAL": "error"}.get(record.levelname, record.levelname)
+        try:
+            self.callback(
+                {"level": level.lower(), "message": record.getMessage(), "target": record.name}
             )
-        return StaticKms(key)
-    if kind != "aws":
-        raise reader.error("KMS", f"expected static or aws, got {kind!r}")
-    host = PluginHost.default()
-    if AWS_PLUGIN not in host.available():
-        raise reader.error(
-            "KMS",
-            f"'aws' needs our AWS KMS plugin: pip install {AWS_DISTRIBUTION} "
-            f"(it registers the KMS {AWS_PLUGIN!r})",
+        except Exception:  # a failing hook must not break encryption
+            self.handleError(record)
+
+
+_log_hook: _LogHook | None = None
+
+
+def set_log_hook(callback: Callable[[dict[str, str]], None] | None) -> None:
+    """Send the log records of ``asherah_core`` and its plugins to `callback` (``None`` stops).
+
+    Each call gets ``{"level", "message", "target"}`` as in the ``asherah`` package.
+    """
+    global _log_hook
+    with _lock:
+        old, _log_hook = _log_hook, (None if callback is None else _LogHook(callback))
+        for name in ("asherah_core", "asherah_aws_kms_v2"):
+            logger = logging.getLogger(name)
+            if old is not None:
+                logger.removeHandler(old)
+            if _log_hook is not None:
+                logger.addHandler(_log_hook)
+
+
+def set_metrics_hook(callback: Callable[[dict[str, Any]], None] | None) -> None:
+    """Not offered: metrics go through OpenTelemetry (docs/metrics.md); `ConfigError` unless
+    `callback` is ``None``."""
+    if callback is not None:
+        raise ConfigError(
+            "set_metrics_hook is not offered: asherah-core records its metrics with "
+            "OpenTelemetry (ael.drr.encrypt, ael.cache.hit, …); install an SDK meter provider "
+            "and a reader instead (see the metrics documentation)"
         )
-    region_map = reader.config.get("RegionMap")
-    if not isinstance(region_map, Mapping) or not region_map:
-        raise reader.error("RegionMap", "required for KMS 'aws': a mapping of region to key ARN")
-    regions: dict[str, Any] = {}
-    for region, arn in region_map.items():
-        if not isinstance(region, str) or not isinstance(arn, str):
-            raise reader.error("RegionMap", "keys and values must be strings (region: ARN)")
-        regions[region] = {"arn": arn}
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_KMS") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            regions[region]["endpoint"] = endpoint
-    settings: dict[str, Any] = {"regions": regions}
-    preferred = reader.text("PreferredRegion", "")
-    if preferred:
-        settings["preferred_region"] = preferred
-    return host.load_kms(AWS_PLUGIN, PluginConfig(settings, path=WHERE, source="RegionMap"))

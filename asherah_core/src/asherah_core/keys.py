@@ -10,6 +10,7 @@ invalid, the new one gets a ``Created`` later than it, even inside one precision
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,6 +32,7 @@ MAX_CREATE_ATTEMPTS = 5
 """New keys tried before giving up when every store loses to a key that cannot be used."""
 
 _STRIPES = 64
+logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
@@ -62,10 +64,18 @@ class Partition:
         object.__setattr__(self, "base_ik_id", base_ik)
 
     def owns(self, ik_id: str) -> bool:
-        """Whether a row sealed under intermediate key `ik_id` belongs to this partition."""
+        """Whether a row sealed under intermediate key `ik_id` belongs to this partition.
+
+        With a region suffix, a row written in another region (the unsuffixed id, or it plus
+        ``_<region>``) belongs too. Region names hold no ``_``, so partition ``a`` does not
+        accept the rows of partition ``a_svc_prod_x`` (Go's prefix test would).
+        """
         if ik_id == self.ik_id:
             return True
-        return bool(self.suffix) and ik_id.startswith(self.base_ik_id)
+        if not self.suffix or not ik_id.startswith(self.base_ik_id):
+            return False
+        rest = ik_id[len(self.base_ik_id) :]
+        return rest == "" or (rest.startswith("_") and len(rest) > 1 and "_" not in rest[1:])
 
 
 class KeyHierarchy:
@@ -128,6 +138,13 @@ class KeyHierarchy:
                     return found
             if entry is not None:
                 self.intermediate_keys.forget_latest(ik_id, entry)
+            if record is not None:
+                logger.info(
+                    "intermediate key %s@%d is %s; making a new one",
+                    ik_id,
+                    record.created,
+                    _why_not(record, self.policy, now),
+                )
             return self._create_intermediate(partition, record)
 
     def _use_intermediate(
@@ -173,10 +190,22 @@ class KeyHierarchy:
                 stored, failure = self._store(ik_id, created, record)
                 if stored:
                     self.metrics.keys_created.add(1, {"kind": "intermediate"})
+                    logger.info(
+                        "created intermediate key %s@%d under system key %s",
+                        ik_id,
+                        created,
+                        system_key.meta,
+                    )
                     self._arm(entry, self.clock(), system_key)
                     return self.intermediate_keys.put(entry, latest=True)
                 entry.zero()
                 self.metrics.store_conflicts.add(1, {"kind": "intermediate"})
+                logger.info(
+                    "intermediate key %s@%d was not stored (%s); using the stored one",
+                    ik_id,
+                    created,
+                    "another process stored it first" if failure is None else "store failed",
+                )
                 winner = self._load_latest_after_conflict(ik_id, failure)
                 if self._may_encrypt(winner, self.clock()):
                     found = self._use_intermediate(ik_id, winner, self.clock())
@@ -188,7 +217,8 @@ class KeyHierarchy:
                     system_key.zero()
         raise MetastoreError(
             f"{self.metastore.kind} metastore: could not store a usable intermediate key "
-            f"{ik_id!r} after {MAX_CREATE_ATTEMPTS} attempts (each lost to a revoked or expired key)"
+            f"{ik_id!r} after {MAX_CREATE_ATTEMPTS} attempts (each lost to a revoked or "
+            "expired key)"
         )
 
     def system_key_for_encrypt(self, partition: Partition) -> CachedKey:
@@ -212,6 +242,13 @@ class KeyHierarchy:
                 return self.system_keys.put(entry, latest=True)
             if entry is not None:
                 self.system_keys.forget_latest(sk_id, entry)
+            if record is not None:
+                logger.info(
+                    "system key %s@%d is %s; making a new one",
+                    sk_id,
+                    record.created,
+                    _why_not(record, self.policy, now),
+                )
             return self._create_system(sk_id, record)
 
     def _create_system(self, sk_id: str, latest: EnvelopeKeyRecord | None) -> CachedKey:
@@ -227,10 +264,17 @@ class KeyHierarchy:
             stored, failure = self._store(sk_id, created, EnvelopeKeyRecord(created, wrapped))
             if stored:
                 self.metrics.keys_created.add(1, {"kind": "system"})
+                logger.info("created system key %s@%d", sk_id, created)
                 self._arm(entry, self.clock())
                 return self.system_keys.put(entry, latest=True)
             entry.zero()
             self.metrics.store_conflicts.add(1, {"kind": "system"})
+            logger.info(
+                "system key %s@%d was not stored (%s); using the stored one",
+                sk_id,
+                created,
+                "another process stored it first" if failure is None else "store failed",
+            )
             winner = self._load_latest_after_conflict(sk_id, failure)
             if self._may_encrypt(winner, self.clock()):
                 entry = self._system_key_from(KeyMeta(sk_id, winner.created), winner)
@@ -453,6 +497,14 @@ class KeyHierarchy:
         self.system_keys.close()
         self.metrics.retire(self.intermediate_keys)
         self.metrics.retire(self.system_keys)
+
+
+def _why_not(record: EnvelopeKeyRecord, policy: CryptoPolicy, now: float) -> str:
+    if record.revoked:
+        return "revoked"
+    if policy.is_expired(record.created, now):
+        return "expired"
+    return "unusable (its system key is revoked or expired)"
 
 
 def _zero(buffer: bytearray) -> None:

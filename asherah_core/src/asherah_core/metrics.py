@@ -41,7 +41,7 @@ class FrameworkMetrics:
         self._meter = meter if meter is not None else metrics.get_meter(METER_NAME)
         self._lock = threading.Lock()
         self._histograms: dict[str, Histogram] = {}
-        self._caches: weakref.WeakSet[CacheStats] = weakref.WeakSet()  # type: ignore[type-var]
+        self._caches: weakref.WeakSet[CacheStats] = weakref.WeakSet()
         self._retired: dict[tuple[str, str], int] = {}
         self.encrypt = self._histogram("ael.drr.encrypt", "one encrypt of a data row")
         self.decrypt = self._histogram("ael.drr.decrypt", "one decrypt of a data row")

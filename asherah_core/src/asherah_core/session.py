@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
+import pybase64
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from opentelemetry.metrics import Meter
@@ -38,8 +39,8 @@ __all__ = ["Session", "SessionFactory"]
 MAX_DATA_SIZE = 2**31 - 1
 """The largest payload AES-GCM here takes in one call (bytes)."""
 
-_b2a = binascii.b2a_base64
-_a2b = binascii.a2b_base64
+_b64encode = pybase64.b64encode_as_string
+_b64decode = pybase64.b64decode
 _urandom = os.urandom
 _perf = time.perf_counter
 
@@ -100,7 +101,7 @@ class SessionFactory:
         )
         self._kms = kms
         self._metastore = metastore
-        self._sessions = _SessionCache(policy) if policy.cache_sessions else None
+        self._sessions = _SessionCache(policy, self._clock) if policy.cache_sessions else None
         if self._sessions is not None:
             self._metrics.watch(self._sessions)
         self._closed = False
@@ -121,6 +122,9 @@ class SessionFactory:
         from .appconfig import factory_arguments  # noqa: PLC0415 - config is not the hot path
 
         arguments = factory_arguments(source)
+        for resource in ("kms", "metastore"):
+            if resource in overrides and arguments.get(resource) is not None:
+                arguments[resource].close()  # built from the file, then replaced
         arguments.update(overrides)
         service = arguments.pop("service")
         product = arguments.pop("product")
@@ -207,6 +211,7 @@ class Session:
     """
 
     __slots__ = (
+        "_clock",
         "_closed",
         "_decrypt_hist",
         "_encrypt_hist",
@@ -216,7 +221,6 @@ class Session:
         "_ik_latest",
         "_intermediate",
         "_keys",
-        "_clock",
         "_shared",
         "partition",
     )
@@ -229,8 +233,8 @@ class Session:
         self._keys = factory.keys
         self._intermediate = factory.keys.intermediate_keys
         # The cache's dictionaries, read without a lock on the hot path.
-        self._ik_latest = self._intermediate._latest  # noqa: SLF001
-        self._ik_keys = self._intermediate._keys  # noqa: SLF001
+        self._ik_latest = self._intermediate._latest
+        self._ik_keys = self._intermediate._keys
         self._ik_id = partition.ik_id
         self._clock = factory.keys.clock
         self._encrypt_hist = factory.keys.metrics.encrypt
@@ -254,7 +258,7 @@ class Session:
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
-        if cipher is None or entry is None:
+        if cipher is None or entry is None or self._closed:
             self._check_open()
             entry = self._keys.intermediate_key_for_encrypt(self.partition)
             cipher = entry.cipher()
@@ -268,7 +272,7 @@ class Session:
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
-        if cipher is None or entry is None:
+        if cipher is None or entry is None or self._closed:
             self._check_open()
             entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
             cipher = entry.cipher()
@@ -299,20 +303,21 @@ class Session:
         try:
             if type(data) is not bytes:
                 data = _as_buffer(data)
-            row_key = _urandom(32)
-            nonce = _urandom(NONCE_SIZE)
+            random = _urandom(56)  # one call: the row key and both nonces
+            row_key = random[:32]
+            nonce = random[32:44]
             try:
                 sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
             except OverflowError:
                 raise SessionError(
                     f"data is {len(data)} bytes; at most {MAX_DATA_SIZE} bytes per row"
                 ) from None
-            key_nonce = _urandom(NONCE_SIZE)
+            key_nonce = random[44:]
             sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
             text = (
                 f'{{"Key":{{"Created":{int(now)},"Key":"'
-                f'{_b2a(sealed_key, newline=False).decode()}","ParentKeyMeta":{entry.meta_json}}},'
-                f'"Data":"{_b2a(sealed_data, newline=False).decode()}"}}'
+                f'{_b64encode(sealed_key)}","ParentKeyMeta":{entry.meta_json}}},'
+                f'"Data":"{_b64encode(sealed_data)}"}}'
             )
         finally:
             if not entry.cached:
@@ -372,7 +377,7 @@ class Session:
         if ik_id != self._ik_id and not self.partition.owns(ik_id):
             raise self._foreign(ik_id)
         entry = self._ik_keys.get((ik_id, created))
-        if entry is not None and entry.aead is not None:
+        if entry is not None and entry.aead is not None and not self._closed:
             self._intermediate.hits += 1
             return entry
         self._check_open()
@@ -382,7 +387,7 @@ class Session:
         if ik_id != self._ik_id and not self.partition.owns(ik_id):
             raise self._foreign(ik_id)
         entry = self._ik_keys.get((ik_id, created))
-        if entry is not None and entry.aead is not None:
+        if entry is not None and entry.aead is not None and not self._closed:
             self._intermediate.hits += 1
             return entry
         self._check_open()
@@ -463,7 +468,8 @@ class _SessionCache:
 
     name = "session"
 
-    def __init__(self, policy: CryptoPolicy) -> None:
+    def __init__(self, policy: CryptoPolicy, clock: Callable[[], float]) -> None:
+        self._clock = clock
         self._max = policy.session_cache_max_size
         self._ttl = policy.session_cache_duration.total_seconds()
         self._lock = threading.Lock()
@@ -473,7 +479,7 @@ class _SessionCache:
         self.stale = 0
 
     def get(self, partition_id: str, make: Callable[..., Session]) -> Session:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             found = self._sessions.get(partition_id)
             if found is not None and now - found[1] < self._ttl:
@@ -497,8 +503,68 @@ class _SessionCache:
             self._sessions.clear()
 
 
+# The canonical compact form every Asherah writes (Go's field order, the Rust package's and ours).
+_HEAD = '{"Key":{"Created":'
+_KEY = ',"Key":"'
+_META = '","ParentKeyMeta":{"KeyId":"'
+_META_CREATED = '","Created":'
+_DATA = '}},"Data":"'
+_TAIL = '"}'
+_MAX_INT = 2**63
+
+
 def _parse_row(text: object) -> tuple[str, int, bytes, bytes]:
-    """Read a DataRowRecord's JSON fast; on any doubt, the strict reader names the problem."""
+    """Read a DataRowRecord: the canonical compact form by slicing, anything else as JSON.
+
+    The fast path accepts only text that is exactly the canonical template with plain fields
+    (digits, base64, a key id without quotes, backslashes or control characters), so it reads
+    nothing the JSON reader would read differently; any doubt goes to the strict reader, whose
+    `RecordError` names the problem.
+    """
+    if type(text) is str and text.startswith(_HEAD) and text.endswith(_TAIL):
+        found = _parse_canonical(text)
+        if found is not None:
+            return found
+    return _parse_json_row(text)
+
+
+def _parse_canonical(text: str) -> tuple[str, int, bytes, bytes] | None:
+    key_at = text.find(_KEY, 18)
+    meta_at = text.find(_META, key_at)
+    meta_created_at = text.find(_META_CREATED, meta_at)
+    data_at = text.find(_DATA, meta_created_at)
+    if key_at < 0 or meta_at < 0 or meta_created_at < 0 or data_at < 0:
+        return None
+    created = text[18:key_at]
+    ik_id = text[meta_at + 28 : meta_created_at]
+    ik_created = text[meta_created_at + 12 : data_at]
+    # Plain JSON integers below 2**63 (no sign, no leading zero), a key id with nothing that
+    # JSON would escape; otherwise the JSON reader decides.
+    # (isprintable is False for control characters and lone surrogates.)
+    if not (
+        created.isascii()
+        and created.isdigit()
+        and ik_created.isascii()
+        and ik_created.isdigit()
+        and (created[0] != "0" or len(created) == 1)
+        and (ik_created[0] != "0" or len(ik_created) == 1)
+        and ik_id.isprintable()
+        and '"' not in ik_id
+        and "\\" not in ik_id
+    ):
+        return None
+    try:
+        sealed_key = _b64decode(text[key_at + 8 : meta_at], validate=True)
+        sealed_data = _b64decode(text[data_at + 11 : -2], validate=True)
+    except ValueError:
+        return None
+    number = int(ik_created)
+    if number >= _MAX_INT or (len(created) > 19 and int(created) >= _MAX_INT):
+        return None
+    return ik_id, number, sealed_key, sealed_data
+
+
+def _parse_json_row(text: object) -> tuple[str, int, bytes, bytes]:
     try:
         if isinstance(text, bytes | bytearray):
             text = bytes(text).decode("utf-8")
@@ -513,13 +579,14 @@ def _parse_row(text: object) -> tuple[str, int, bytes, bytes]:
             and type(ik_created) is int
             and type(key["Created"]) is int
             and 0 <= ik_created < 2**63
+            and 0 <= key["Created"] < 2**63
         ):
             ik_id.encode("utf-8")
             return (
                 ik_id,
                 ik_created,
-                _a2b(key["Key"], strict_mode=True),
-                _a2b(row["Data"], strict_mode=True),
+                _b64decode(key["Key"], validate=True),
+                _b64decode(row["Data"], validate=True),
             )
     except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, RecursionError):
         pass

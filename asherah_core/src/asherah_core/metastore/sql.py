@@ -159,7 +159,8 @@ class SqlMetastore(Metastore):
                 f"sql metastore: database {name!r} is not supported; supported: {known}"
             )
         self._dialect = DIALECTS[name]
-        self._where = f"sql metastore ({self._engine.url.render_as_string(hide_password=True)})"
+        self._shown_url = self._engine.url.render_as_string(hide_password=True)
+        self._where = f"sql metastore ({self._shown_url})"
         self._table_name = table
         self._table = sa.table(
             table, sa.column("id"), sa.column("created"), sa.column("key_record")
@@ -208,10 +209,10 @@ class SqlMetastore(Metastore):
         t = self._table
         query = (
             sa.select(self._record)
-            .where(t.c.id == sa.bindparam("id"))
-            .where(t.c.created == sa.bindparam("created"))
+            .where(t.c.id == sa.bindparam("b_id"))
+            .where(t.c.created == sa.bindparam("b_created"))
         )
-        params = {"id": key_id, "created": self._dialect.created(created)}
+        params = {"b_id": key_id, "b_created": self._dialect.created(created)}
         text = self._run("load", key_id, lambda c: c.execute(query, params).scalar())
         return None if text is None else self._parse(text, key_id)
 
@@ -220,24 +221,26 @@ class SqlMetastore(Metastore):
         t = self._table
         query = (
             sa.select(self._record)
-            .where(t.c.id == sa.bindparam("id"))
+            .where(t.c.id == sa.bindparam("b_id"))
             .order_by(t.c.created.desc())
             .limit(1)
         )
-        text = self._run("load latest", key_id, lambda c: c.execute(query, {"id": key_id}).scalar())
+        text = self._run(
+            "load latest", key_id, lambda c: c.execute(query, {"b_id": key_id}).scalar()
+        )
         return None if text is None else self._parse(text, key_id)
 
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         """Insert the row; False when ``(key_id, created)`` exists already."""
         params = {
-            "id": key_id,
-            "created": self._dialect.created(created),
-            "key_record": record.to_json(),
+            "b_id": key_id,
+            "b_created": self._dialect.created(created),
+            "b_record": record.to_json(),
         }
         statement = sa.insert(self._table).values(
-            id=sa.bindparam("id"),
-            created=sa.bindparam("created"),
-            key_record=sa.bindparam("key_record"),
+            id=sa.bindparam("b_id"),
+            created=sa.bindparam("b_created"),
+            key_record=sa.bindparam("b_record"),
         )
 
         def insert(conn: sa.Connection) -> bool:
@@ -272,11 +275,8 @@ class SqlMetastore(Metastore):
     def revoke(self, key_id: str, created: int) -> bool:
         """Set ``Revoked`` in the row's key record; False when there is no such row."""
         t = self._table
-        # Not named after the columns: SQLAlchemy reserves those names in an UPDATE.
-        where = (t.c.id == sa.bindparam("match_id")) & (
-            t.c.created == sa.bindparam("match_created")
-        )
-        params = {"match_id": key_id, "match_created": self._dialect.created(created)}
+        where = (t.c.id == sa.bindparam("b_id")) & (t.c.created == sa.bindparam("b_created"))
+        params = {"b_id": key_id, "b_created": self._dialect.created(created)}
 
         def update(conn: sa.Connection) -> bool:
             query = sa.select(self._record).where(where).with_for_update()
@@ -285,8 +285,8 @@ class SqlMetastore(Metastore):
                 return False
             record = self._parse(text, key_id).with_revoked()
             conn.execute(
-                sa.update(t).where(where).values(key_record=sa.bindparam("record")),
-                {**params, "record": record.to_json()},
+                sa.update(t).where(where).values(key_record=sa.bindparam("b_record")),
+                {**params, "b_record": record.to_json()},
             )
             return True
 
@@ -299,8 +299,7 @@ class SqlMetastore(Metastore):
             self._dispose()
 
     def __repr__(self) -> str:
-        shown = self._where[len("sql metastore (") : -1]
-        return f"SqlMetastore({shown!r}, table={self._table_name!r})"
+        return f"SqlMetastore({self._shown_url!r}, table={self._table_name!r})"
 
     # Internals ---------------------------------------------------------------------------
 
@@ -335,7 +334,7 @@ class SqlMetastore(Metastore):
         if "no such table" in detail or "doesn't exist" in detail or "does not exist" in detail:
             hint = (
                 f"; create it with SqlMetastore(...).create_table() or "
-                f"`asherah-kms metastore create-table` (table {self._table_name!r})"
+                f"`asherah-kms create-table` (table {self._table_name!r})"
             )
         detail = detail[:300]
         return (

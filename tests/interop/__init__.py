@@ -1,0 +1,1 @@
+"""Interoperability tests against the published asherah package (run: nox -s interop)."""

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,13 +26,14 @@ def test_a_server_named_by_its_variable_is_used_and_nothing_starts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ASHERAH_POSTGRES_URL", "postgresql+psycopg://u:p@db.example:5432/x")
-    before = set(Path("/tmp").glob("asherah-postgres-*"))
+    tmp = Path(tempfile.gettempdir())
+    before = set(tmp.glob("asherah-postgres-*"))
     with dbservers.postgres() as server:
         assert server.url == "postgresql+psycopg://u:p@db.example:5432/x"
         assert server.restartable is False
         with pytest.raises(RuntimeError):
             server.stop()
-    assert set(Path("/tmp").glob("asherah-postgres-*")) == before
+    assert set(tmp.glob("asherah-postgres-*")) == before
 
 
 def test_the_relay_cuts_and_restores_on_the_same_port() -> None:
@@ -88,7 +90,7 @@ def test_sigterm_to_the_harness_stops_postgres_and_removes_its_folder() -> None:
     workdirs = {
         Path(part).parent  # postgres -D <workdir>/data
         for part in Path(f"/proc/{pid}/cmdline").read_text().split("\0")
-        if part.startswith("/tmp/asherah-postgres-")
+        if Path(part).parent.name.startswith("asherah-postgres-")
     }
     assert workdirs
     time.sleep(0.5)  # "sleep" is running under the harness

@@ -42,8 +42,8 @@ LINTER = ("ruff==0.17.6",)
 TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk", "sqlalchemy>=2")
 INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
 ASHERAH_PACKAGE = "asherah==0.5.56"
-"""The Rust-backed ``asherah`` package the framework benchmark compares ours with."""
-TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms]", "nox", ASHERAH_PACKAGE, *TEST_DEPS)
+"""The Rust-backed ``asherah`` package: the interop tests and the benchmark pin it."""
+TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms,dynamodb]", "nox", ASHERAH_PACKAGE, *TEST_DEPS)
 TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py")
 BENCH_DEPS = (
     ASHERAH_PACKAGE,
@@ -67,7 +67,16 @@ DOCS_DEPS = (
 )
 
 nox.needs_version = ">=2024.4.15"
-nox.options.sessions = ["lint", "typecheck", "tests", "integration", "fuzz", "docs"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "tests",
+    "integration",
+    "interop",
+    "metastores",
+    "fuzz",
+    "docs",
+]
 nox.options.error_on_external_run = True
 
 
@@ -184,7 +193,7 @@ def tests(session: nox.Session, version: str) -> None:
             f"(looked on PATH and in $(pyenv root)/versions)"
         )
     install_project(session, *TEST_DEPS)
-    run_pytest(session, "-m", "not integration and not slow")
+    run_pytest(session, "-m", "not integration and not slow and not servers")
 
 
 @nox.session
@@ -235,12 +244,8 @@ def docs(session: nox.Session) -> None:
 
 
 # --- Interoperability with the asherah package ------------------------------------------------
-# One block on purpose: the session, its pinned peer and its place in the default run.
 
-ASHERAH_PEER = "asherah==0.5.56"
-"""The published ``asherah`` package (Rust core) the interop tests read and write against."""
-INTEROP_DEPS = ("sqlalchemy>=2.0", ASHERAH_PEER, "boto3", "localstack-client", "pytest")
-nox.options.sessions.append("interop")
+INTEROP_DEPS = ("sqlalchemy>=2.0", ASHERAH_PACKAGE, "boto3", "localstack-client", "pytest")
 
 
 @nox.session
@@ -270,3 +275,31 @@ def bench(session: nox.Session) -> None:
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"
     with running_localstack(session):
         session.run("python", "-m", "tools.bench", *session.posargs)
+
+
+# --- Metastores on real servers ------------------------------------------------------------------
+# PostgreSQL and MariaDB from the Debian packages and moto's DynamoDB, started by tools/dbservers
+# from the tests (once per pytest run, only those a selected test needs) unless
+# ASHERAH_POSTGRES_URL, ASHERAH_MYSQL_URL or ASHERAH_DYNAMODB_ENDPOINT name running ones.
+
+METASTORE_DEPS = (
+    *TEST_DEPS,
+    "sqlalchemy>=2.0",
+    "psycopg[binary]>=3.1",
+    "pymysql>=1.1",
+    "boto3",
+    "moto[server]>=5",
+    ASHERAH_PACKAGE,  # the peer of the interoperability tests
+)
+METASTORE_TESTS = "tests/metastores"
+
+
+@nox.session
+def metastores(session: nox.Session) -> None:
+    """Run the metastore tests marked ``servers`` (contract, race, faults, interoperability) on
+    PostgreSQL, MariaDB and DynamoDB (moto). ``nox -s metastores -- -m postgres`` picks one."""
+    install_project(session, *METASTORE_DEPS)
+    session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    session.env["AWS_EC2_METADATA_DISABLED"] = "true"
+    paths = [] if _names_a_path(session.posargs) else [METASTORE_TESTS]
+    session.run("pytest", "-m", "servers", *paths, *session.posargs)

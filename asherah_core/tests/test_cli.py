@@ -157,7 +157,13 @@ def test_plugins_lists_distribution_version_and_kms(capsys: pytest.CaptureFixtur
     rows = [re.split(r"\s{2,}", line.strip()) for line in lines[1:]]
     assert ["fake", "<in-process>", "-", "toy, sick, silent", "-"] in rows
     assert ["static", "asherah-core", asherah_core.__version__, "static", "-"] in rows
-    assert ["metastores", "asherah-core", asherah_core.__version__, "-", "memory, sql"] in rows
+    assert [
+        "metastores",
+        "asherah-core",
+        asherah_core.__version__,
+        "-",
+        "memory, sql, dynamodb",
+    ] in rows
 
 
 @pytest.mark.usefixtures("fakes")
@@ -172,7 +178,7 @@ def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
         "kms": ["static"],
         "metastores": [],
     }
-    assert plugins["metastores"]["metastores"] == ["memory", "sql"]
+    assert plugins["metastores"]["metastores"] == ["memory", "sql", "dynamodb"]
     assert plugins["other"]["kms"] == ["explode"]
 
 

@@ -1,4 +1,5 @@
-"""The built-in metastores ``memory`` and ``sql``, registered through the same hook as plugins."""
+"""The built-in metastores ``memory``, ``sql`` and ``dynamodb``, registered through the same hook
+as plugins."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from .metastore.memory import InMemoryMetastore
 
 @hookimpl
 def asherah_register_metastore(register: RegisterMetastore) -> None:
-    """Register ``memory`` and ``sql``."""
+    """Register ``memory``, ``sql`` and ``dynamodb``."""
     register("memory", memory_from_config)
     register("sql", sql_from_config)
+    register("dynamodb", dynamodb_from_config)
 
 
 def memory_from_config(config: PluginConfig) -> Metastore:
@@ -31,3 +33,34 @@ def sql_from_config(config: PluginConfig) -> Metastore:
         table=config.get_str("table", DEFAULT_TABLE),
         create_table=config.get_bool("create_table", False),
     )
+
+
+def dynamodb_from_config(config: PluginConfig) -> Metastore:
+    """``[metastores.dynamodb]``: ``table_name``, ``region``, ``endpoint``, ``region_suffix``,
+    ``connect_timeout``, ``read_timeout``, ``max_attempts``, ``create_table``."""
+    config.check_keys(
+        (
+            "table_name",
+            "region",
+            "endpoint",
+            "region_suffix",
+            "connect_timeout",
+            "read_timeout",
+            "max_attempts",
+            "create_table",
+        )
+    )
+    from .metastore.dynamodb import DEFAULT_TABLE, DynamoDbMetastore  # noqa: PLC0415 - an extra
+
+    metastore = DynamoDbMetastore(
+        config.get_str("table_name", DEFAULT_TABLE),
+        region=config.get_str("region", None),
+        endpoint_url=config.get_str("endpoint", None),
+        region_suffix=config.get_bool("region_suffix", False),
+        connect_timeout=config.get_float("connect_timeout", 5.0),
+        read_timeout=config.get_float("read_timeout", 10.0),
+        max_attempts=config.get_int("max_attempts", 3),
+    )
+    if config.get_bool("create_table", False):
+        metastore.create_table()
+    return metastore

@@ -63,6 +63,13 @@ class Metastore(abc.ABC):
         """
         raise MetastoreError(f"{self.kind} metastore: revoking keys is not supported")
 
+    def create_table(self) -> None:
+        """Create the table (or whatever holds the keys) if it does not exist.
+
+        Only on request (``asherah-kms`` or set-up code): no metastore creates it by itself.
+        """
+        raise MetastoreError(f"{self.kind} metastore: creating its table is not supported")
+
     async def load_async(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
         """Coroutine version of `load`."""
         return await asyncio.to_thread(self.load, key_id, created)

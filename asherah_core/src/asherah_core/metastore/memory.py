@@ -62,6 +62,9 @@ class InMemoryMetastore(Metastore):
             rows[created] = rows[created].with_revoked()
             return True
 
+    def create_table(self) -> None:
+        """Nothing to create."""
+
     def __repr__(self) -> str:
         with self._lock:
             count = sum(len(rows) for rows in self._rows.values())

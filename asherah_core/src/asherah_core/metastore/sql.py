@@ -6,6 +6,7 @@ reported) live in one `Dialect` value, so a new database is one entry in `DIALEC
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import re
 import time
@@ -32,6 +33,13 @@ DRIFT_GUARD_PREFIX = "__asherah_internal_config_drift_guard_v1__:"
 """Rows the ``asherah`` package writes for itself; never read as keys, never touched."""
 
 _T = TypeVar("_T")
+_CONNECT_TIMEOUTS: dict[str, dict[str, Any]] = {
+    "psycopg": {"connect_timeout": 10},
+    "psycopg2": {"connect_timeout": 10},
+    "pymysql": {"connect_timeout": 10, "read_timeout": 30, "write_timeout": 30},
+    "mysqldb": {"connect_timeout": 10, "read_timeout": 30, "write_timeout": 30},
+}
+"""Seconds a driver waits to connect, and (MySQL) for a reply; ``engine_options`` override."""
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -43,19 +51,40 @@ def _datetime_created(created: int) -> Any:
     return datetime.fromtimestamp(created, UTC).replace(tzinfo=None)
 
 
+def _unix_seconds(value: object) -> int:
+    """The ``created`` column as read back (a UTC datetime, or SQLite's text) in Unix seconds."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return calendar.timegm(value.timetuple())
+    if isinstance(value, int):
+        return value
+    raise TypeError(f"unexpected created value of type {type(value).__name__}")
+
+
 @dataclass(frozen=True)
 class Dialect:
     """What differs between databases for the ``encryption_key`` table.
 
     :param name: SQLAlchemy's dialect name (``engine.dialect.name``).
-    :param ddl: the statements that create the table, ``{table}`` replaced by its name; the
+    :param ddl: the statements that create the table, ``{table}`` replaced by its name and
+        ``{record}`` by the type of ``key_record`` (``TEXT``, or ``JSONB`` on request); the
         exact schema the Go, Java and Rust implementations use on that database.
-    :param created: converts Unix seconds to the value bound for the ``created`` column.
+    :param created: converts Unix seconds to the value bound for the ``created`` column: the
+        UTC wall-clock time, with no zone, exactly as Go's driver (``loc=UTC``), Java and the
+        Rust core send it. MySQL reads that in the session's time zone, which is left as the
+        server set it: changing it would make the same key land on another instant than the
+        other implementations' rows on a server whose zone is not UTC.
+    :param record_as_text: read ``key_record`` through ``CAST(… AS TEXT)`` (PostgreSQL, where
+        the column may be ``JSONB``, as the Rust core needs it).
     """
 
     name: str
     ddl: tuple[str, ...]
     created: Callable[[int], Any]
+    record_as_text: bool = False
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -80,11 +109,12 @@ DIALECTS: dict[str, Dialect] = {
         "postgresql",
         (
             "CREATE TABLE IF NOT EXISTS {table} (id VARCHAR(255) NOT NULL, "
-            "created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, key_record TEXT NOT NULL, "
+            "created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, key_record {record} NOT NULL, "
             "PRIMARY KEY (id, created))",
             "CREATE INDEX IF NOT EXISTS {table}_created_idx ON {table} (created)",
         ),
         _datetime_created,
+        record_as_text=True,
     ),
 }
 
@@ -140,6 +170,11 @@ class SqlMetastore(Metastore):
             self.create_table()
 
     @property
+    def _record(self) -> sa.ColumnElement[Any]:
+        column = self._table.c.key_record
+        return sa.cast(column, sa.Text) if self._dialect.record_as_text else column
+
+    @property
     def engine(self) -> sa.Engine:
         """The SQLAlchemy engine in use."""
         return self._engine
@@ -149,9 +184,17 @@ class SqlMetastore(Metastore):
         """The dialect entry in use."""
         return self._dialect
 
-    def create_table(self) -> None:
-        """Create the key table and its index if they do not exist (the anchors' schema)."""
-        statements = [s.format(table=self._table_name) for s in self._dialect.ddl]
+    def create_table(self, *, jsonb: bool = False) -> None:
+        """Create the key table and its index if they do not exist (the anchors' schema).
+
+        :param jsonb: PostgreSQL only: make ``key_record`` ``JSONB`` instead of ``TEXT``. The
+            ``asherah`` package (Rust core) binds the record as JSONB and cannot write to a
+            TEXT column; this metastore reads and writes both.
+        """
+        if jsonb and self._dialect.name != "postgresql":
+            raise MetastoreError(f"{self._where}: jsonb=True is for PostgreSQL only")
+        record = "JSONB" if jsonb else "TEXT"
+        statements = [s.format(table=self._table_name, record=record) for s in self._dialect.ddl]
 
         def run(conn: sa.Connection) -> None:
             for statement in statements:
@@ -165,7 +208,7 @@ class SqlMetastore(Metastore):
         """Return the row ``(key_id, created)`` or ``None``."""
         t = self._table
         query = (
-            sa.select(t.c.key_record)
+            sa.select(self._record)
             .where(t.c.id == sa.bindparam("b_id"))
             .where(t.c.created == sa.bindparam("b_created"))
         )
@@ -177,7 +220,7 @@ class SqlMetastore(Metastore):
         """Return the row of `key_id` with the largest ``created``, or ``None``."""
         t = self._table
         query = (
-            sa.select(t.c.key_record)
+            sa.select(self._record)
             .where(t.c.id == sa.bindparam("b_id"))
             .order_by(t.c.created.desc())
             .limit(1)
@@ -216,13 +259,18 @@ class SqlMetastore(Metastore):
     def keys(self, prefix: str = "") -> Iterator[StoredKey]:
         """Yield every row whose id starts with `prefix` (drift-guard rows left out)."""
         t = self._table
-        query = sa.select(t.c.id, t.c.key_record).order_by(t.c.id, t.c.created)
+        query = sa.select(t.c.id, t.c.created, self._record).order_by(t.c.id, t.c.created)
         rows = self._run("list keys", None, lambda c: c.execute(query).all())
-        for key_id, text in rows:
+        for key_id, created, text in rows:
             if key_id.startswith(DRIFT_GUARD_PREFIX) or not key_id.startswith(prefix):
                 continue
-            record = self._parse(text, key_id)
-            yield key_id, record.created, record
+            try:
+                seconds = _unix_seconds(created)
+            except (TypeError, ValueError):
+                raise MetastoreError(
+                    f"{self._where}: the created column of {key_id!r} is not a time"
+                ) from None
+            yield key_id, seconds, self._parse(text, key_id)
 
     def revoke(self, key_id: str, created: int) -> bool:
         """Set ``Revoked`` in the row's key record; False when there is no such row."""
@@ -231,7 +279,8 @@ class SqlMetastore(Metastore):
         params = {"b_id": key_id, "b_created": self._dialect.created(created)}
 
         def update(conn: sa.Connection) -> bool:
-            text = conn.execute(sa.select(t.c.key_record).where(where), params).scalar()
+            query = sa.select(self._record).where(where).with_for_update()
+            text = conn.execute(query, params).scalar()
             if text is None:
                 return False
             record = self._parse(text, key_id).with_revoked()
@@ -322,9 +371,16 @@ def _create_engine(url: str | sa.URL, options: dict[str, Any]) -> sa.Engine:
         ) from None
     shown = parsed.render_as_string(hide_password=True)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
         kwargs = {"connect_args": {"timeout": 30.0}}
+    elif parsed.get_driver_name() in _CONNECT_TIMEOUTS:
+        # Bounded waits: a server that stops answering fails the call instead of hanging it.
+        kwargs["connect_args"] = dict(_CONNECT_TIMEOUTS[parsed.get_driver_name()])
+    connect_args = {**kwargs.get("connect_args", {}), **options.get("connect_args", {})}
     kwargs.update(options)
+    if connect_args:
+        kwargs["connect_args"] = connect_args
     try:
         return sa.create_engine(parsed, **kwargs)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as e:

@@ -297,7 +297,13 @@ METASTORE_TESTS = "tests/metastores"
 @nox.session
 def metastores(session: nox.Session) -> None:
     """Run the metastore tests marked ``servers`` (contract, race, faults, interoperability) on
-    PostgreSQL, MariaDB and DynamoDB (moto). ``nox -s metastores -- -m postgres`` picks one."""
+    PostgreSQL, MariaDB and DynamoDB (moto). ``nox -s metastores -- -m postgres`` picks one.
+
+    The servers' Debian packages are installed first when absent (as root; see
+    tools/install-db-servers.sh) unless both ASHERAH_POSTGRES_URL and ASHERAH_MYSQL_URL are set.
+    """
+    if not (os.environ.get("ASHERAH_POSTGRES_URL") and os.environ.get("ASHERAH_MYSQL_URL")):
+        session.run("bash", str(ROOT / "tools" / "install-db-servers.sh"), external=True)
     install_project(session, *METASTORE_DEPS)
     session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"

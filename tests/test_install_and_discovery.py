@@ -175,7 +175,10 @@ def test_cli_lists_the_plugins_with_their_distributions(venv: Venv) -> None:
         "distribution": "asherah-toy-kms",
         "version": "0.3.0",
         "kms": ["toy"],
+        "metastores": [],
     }
+    assert plugins["metastores"]["distribution"] == "asherah-core"
+    assert {"memory", "sql"} <= set(plugins["metastores"]["metastores"])
     if WITH_AWS:
         (aws,) = [p for p in plugins.values() if "aws-v2" in p["kms"]]
         assert aws["distribution"] == "asherah-aws-kms-v2"
@@ -205,7 +208,10 @@ def test_cli_uses_the_third_party_kms(venv: Venv) -> None:
 
 def test_blocking_and_disabling_through_the_environment(venv: Venv) -> None:
     assert "toy" not in plugins_json(venv, {"ASHERAH_BLOCKED_PLUGINS": "toy"})
-    assert list(plugins_json(venv, {"ASHERAH_DISABLE_PLUGIN_AUTOLOAD": "1"})) == ["static"]
+    assert list(plugins_json(venv, {"ASHERAH_DISABLE_PLUGIN_AUTOLOAD": "1"})) == [
+        "metastores",
+        "static",
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -73,10 +73,11 @@ def test_asherah_kms_plugins_lists_the_example(example_venv: tuple[Venv, Path]) 
         "distribution": meta["name"],
         "version": meta["version"],
         "kms": ["example-keyring"],
+        "metastores": [],
     }
     table = venv.run(venv.cli, "plugins")
     assert table.returncode == 0, table.stderr
-    row = rf"^{meta['plugin']}\s+{meta['name']}\s+{meta['version']}\s+example-keyring$"
+    row = rf"^{meta['plugin']}\s+{meta['name']}\s+{meta['version']}\s+example-keyring\s+-$"
     assert re.search(row, table.stdout, re.MULTILINE), table.stdout
 
 

@@ -37,7 +37,7 @@ DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2")
 TEST_PATHS = (*(f"{name}/tests" for name in DISTRIBUTIONS), "tests")
 
 LINTER = ("ruff==0.17.6",)
-TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk")
+TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk", "sqlalchemy>=2.0")
 INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
 TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms]", "nox", *TEST_DEPS)
 TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py")

@@ -622,7 +622,7 @@ def test_runs_as_a_module_in_a_subprocess(tmp_path: Path) -> None:
         check=False,
     )
     assert listing.returncode == 0, listing.stderr
-    assert [p["name"] for p in json.loads(listing.stdout)["plugins"]] == ["static"]
+    assert [p["name"] for p in json.loads(listing.stdout)["plugins"]] == ["metastores", "static"]
     round_trip = subprocess.run(
         [sys.executable, "-m", "asherah_core.cli", "encrypt-key"],
         cwd=tmp_path,

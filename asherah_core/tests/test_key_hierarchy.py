@@ -345,7 +345,7 @@ def test_every_row_is_sealed_under_a_stored_key(
         if action < 0.1:
             clock.advance(rng.choice([1, 10, 59, 61, 3600]))
         elif action < 0.18:
-            stored = list(metastore.keys())
+            stored = list(metastore.keys(""))
             if stored:
                 key_id, created, _ = rng.choice(stored)
                 metastore.inner.revoke(key_id, created)

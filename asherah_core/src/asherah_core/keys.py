@@ -175,7 +175,7 @@ class KeyHierarchy:
                     return self.intermediate_keys.put(entry, latest=True)
                 entry.zero()
                 self.metrics.store_conflicts.add(1, {"kind": "intermediate"})
-                winner = self._load_latest_after_conflict(ik_id, failure)
+                winner = self._load_latest_after_conflict(ik_id, failure, created)
                 if self._may_encrypt(winner, self.clock()):
                     found = self._use_intermediate(ik_id, winner, self.clock())
                     if found is not None:
@@ -229,7 +229,7 @@ class KeyHierarchy:
                 return self.system_keys.put(entry, latest=True)
             entry.zero()
             self.metrics.store_conflicts.add(1, {"kind": "system"})
-            winner = self._load_latest_after_conflict(sk_id, failure)
+            winner = self._load_latest_after_conflict(sk_id, failure, created)
             if self._may_encrypt(winner, self.clock()):
                 entry = self._system_key_from(KeyMeta(sk_id, winner.created), winner)
                 self._arm(entry, self.clock())
@@ -347,7 +347,7 @@ class KeyHierarchy:
         return record.parent_key_meta
 
     def _load_latest_after_conflict(
-        self, key_id: str, failure: MetastoreError | None
+        self, key_id: str, failure: MetastoreError | None, created: int
     ) -> EnvelopeKeyRecord:
         try:
             winner = self._load_latest(key_id)
@@ -355,9 +355,9 @@ class KeyHierarchy:
             if failure is not None:
                 raise failure from None
             raise
-        if winner is None:
+        if winner is None or (failure is not None and winner.created < created):
             if failure is not None:
-                raise failure
+                raise failure  # the store failed and nobody stored this key or a later one
             raise MetastoreError(
                 f"{self.metastore.kind} metastore: storing {key_id!r} reported a duplicate, "
                 "but no row of that id can be loaded"

@@ -102,7 +102,7 @@ class SessionFactory:
         )
         self._kms = kms
         self._metastore = metastore
-        self._sessions = _SessionCache(policy) if policy.cache_sessions else None
+        self._sessions = _SessionCache(policy, self._clock) if policy.cache_sessions else None
         if self._sessions is not None:
             self._metrics.watch(self._sessions)
         self._closed = False
@@ -256,7 +256,7 @@ class Session:
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
-        if cipher is None or entry is None:
+        if cipher is None or entry is None or self._closed:
             self._check_open()
             entry = self._keys.intermediate_key_for_encrypt(self.partition)
             cipher = entry.cipher()
@@ -270,7 +270,7 @@ class Session:
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
-        if cipher is None or entry is None:
+        if cipher is None or entry is None or self._closed:
             self._check_open()
             entry = await asyncio.to_thread(
                 self._keys.intermediate_key_for_encrypt, self.partition
@@ -376,7 +376,7 @@ class Session:
         if ik_id != self._ik_id and not self.partition.owns(ik_id):
             raise self._foreign(ik_id)
         entry = self._ik_keys.get((ik_id, created))
-        if entry is not None and entry.aead is not None:
+        if entry is not None and entry.aead is not None and not self._closed:
             self._intermediate.hits += 1
             return entry
         self._check_open()
@@ -386,7 +386,7 @@ class Session:
         if ik_id != self._ik_id and not self.partition.owns(ik_id):
             raise self._foreign(ik_id)
         entry = self._ik_keys.get((ik_id, created))
-        if entry is not None and entry.aead is not None:
+        if entry is not None and entry.aead is not None and not self._closed:
             self._intermediate.hits += 1
             return entry
         self._check_open()
@@ -467,7 +467,8 @@ class _SessionCache:
 
     name = "session"
 
-    def __init__(self, policy: CryptoPolicy) -> None:
+    def __init__(self, policy: CryptoPolicy, clock: Callable[[], float]) -> None:
+        self._clock = clock
         self._max = policy.session_cache_max_size
         self._ttl = policy.session_cache_duration.total_seconds()
         self._lock = threading.Lock()
@@ -477,7 +478,7 @@ class _SessionCache:
         self.stale = 0
 
     def get(self, partition_id: str, make: Callable[..., Session]) -> Session:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             found = self._sessions.get(partition_id)
             if found is not None and now - found[1] < self._ttl:

@@ -225,8 +225,9 @@ class SqlMetastore(Metastore):
     def revoke(self, key_id: str, created: int) -> bool:
         """Set ``Revoked`` in the row's key record; False when there is no such row."""
         t = self._table
-        where = (t.c.id == sa.bindparam("id")) & (t.c.created == sa.bindparam("created"))
-        params = {"id": key_id, "created": self._dialect.created(created)}
+        # Not "id" and "created": SQLAlchemy reserves column names for an UPDATE's SET values.
+        where = (t.c.id == sa.bindparam("key_id")) & (t.c.created == sa.bindparam("key_created"))
+        params = {"key_id": key_id, "key_created": self._dialect.created(created)}
 
         def update(conn: sa.Connection) -> bool:
             text = conn.execute(sa.select(t.c.key_record).where(where), params).scalar()

@@ -1,4 +1,5 @@
-"""Fakes shared by the asherah-core tests: a recording KMS and throwaway plugin distributions."""
+"""Fakes shared by the asherah-core tests: a recording KMS, throwaway plugin distributions, and
+the framework's fake clock, counting KMS and counting metastore."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import importlib.metadata
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
-from asherah_core import KeyManagementService, PluginHost, ProbeResult
+from asherah_core import KeyManagementService, PluginHost, ProbeResult, SessionFactory, StaticKms
+from asherah_core.metastore import EnvelopeKeyRecord, InMemoryMetastore, Metastore, StoredKey
 
 MASTER_KEY = b"thisIsAStaticMasterKeyForTesting"
 assert len(MASTER_KEY) == 32
@@ -136,3 +140,151 @@ TOY_PLUGIN = """
 def toy_plugin_source() -> str:
     """Source of a working third-party plugin that registers KMS ``toy`` with a describer."""
     return TOY_PLUGIN
+
+
+# Fakes of the framework tests: a clock, a counting KMS, a counting and failing metastore -----
+
+START = 1_796_221_020.0
+"""A Unix time on a whole minute (2026-12-02), where every fake clock starts."""
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class CountingKms(StaticKms):
+    """The static KMS, counting its calls and recording the thread of each."""
+
+    def __init__(self) -> None:
+        super().__init__(MASTER_KEY)
+        self.encrypts = 0
+        self.decrypts = 0
+        self.threads: list[int] = []
+        self.closed = 0
+
+    def encrypt_key(self, key: bytes) -> bytes:
+        self.encrypts += 1
+        self.threads.append(threading.get_ident())
+        return super().encrypt_key(key)
+
+    def decrypt_key(self, encrypted: bytes) -> bytes:
+        self.decrypts += 1
+        self.threads.append(threading.get_ident())
+        return super().decrypt_key(encrypted)
+
+    def close(self) -> None:
+        self.closed += 1
+
+    @property
+    def calls(self) -> int:
+        return self.encrypts + self.decrypts
+
+
+class CountingMetastore(Metastore):
+    """Wraps a metastore (a fresh in-memory one by default): counts calls, records threads,
+    and runs `before_store` / `after_store` hooks, which may raise to inject failures."""
+
+    kind: ClassVar[str] = "memory"
+
+    def __init__(self, inner: Metastore | None = None) -> None:
+        self.inner = inner if inner is not None else InMemoryMetastore()
+        self.calls: Counter[str] = Counter()
+        self.stored: list[tuple[str, int]] = []
+        self.threads: list[int] = []
+        self.before_store: Callable[[str, int], None] | None = None
+        self.after_store: Callable[[str, int, bool], None] | None = None
+        self.closed = 0
+
+    def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
+        self.calls["load"] += 1
+        self.threads.append(threading.get_ident())
+        return self.inner.load(key_id, created)
+
+    def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
+        self.calls["load_latest"] += 1
+        self.threads.append(threading.get_ident())
+        return self.inner.load_latest(key_id)
+
+    def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
+        self.calls["store"] += 1
+        self.threads.append(threading.get_ident())
+        if self.before_store is not None:
+            self.before_store(key_id, created)
+        stored = self.inner.store(key_id, created, record)
+        if stored:
+            self.stored.append((key_id, created))
+        if self.after_store is not None:
+            self.after_store(key_id, created, stored)
+        return stored
+
+    def keys(self, prefix: str = "") -> Iterator[StoredKey]:
+        return self.inner.keys(prefix)
+
+    def revoke(self, key_id: str, created: int) -> bool:
+        return self.inner.revoke(key_id, created)
+
+    def close(self) -> None:
+        self.closed += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+FactoryMaker = Callable[..., SessionFactory]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake clock at `START`."""
+    return FakeClock()
+
+
+@pytest.fixture
+def kms() -> CountingKms:
+    """A counting static KMS."""
+    return CountingKms()
+
+
+@pytest.fixture
+def metastore() -> CountingMetastore:
+    """A counting wrapper over a fresh in-memory metastore."""
+    return CountingMetastore()
+
+
+@pytest.fixture
+def make_factory(
+    clock: FakeClock, kms: CountingKms, metastore: CountingMetastore
+) -> Iterator[FactoryMaker]:
+    """Make factories of service ``svc`` and product ``prod`` on the test's fake clock, KMS
+    and metastore (each overridable); every factory is closed after the test."""
+    made: list[SessionFactory] = []
+
+    def make(**kwargs: Any) -> SessionFactory:
+        kwargs.setdefault("kms", kms)
+        kwargs.setdefault("metastore", metastore)
+        kwargs.setdefault("clock", clock)
+        service = kwargs.pop("service", "svc")
+        product = kwargs.pop("product", "prod")
+        factory = SessionFactory(service, product, **kwargs)
+        made.append(factory)
+        return factory
+
+    yield make
+    for factory in made:
+        factory.close()
+
+
+@pytest.fixture
+def factory(make_factory: FactoryMaker) -> SessionFactory:
+    """One factory on the shared fakes."""
+    return make_factory()

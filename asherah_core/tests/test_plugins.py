@@ -72,6 +72,13 @@ def test_available_is_sorted_and_includes_the_builtin_static() -> None:
 def test_plugins_lists_each_plugin_with_its_distribution_and_kms() -> None:
     host = host_with(("multi", registering("m1", "m2")))
     assert host.plugins() == [
+        PluginInfo(
+            "metastores",
+            "asherah-core",
+            asherah_core.__version__,
+            (),
+            ("memory", "sql", "dynamodb"),
+        ),
         PluginInfo("multi", "<in-process>", "-", ("m1", "m2")),
         PluginInfo("static", "asherah-core", asherah_core.__version__, ("static",)),
     ]
@@ -484,7 +491,7 @@ def test_blocked_plugins_from_environment(
         plugins=[("extra", registering("extra")), ("kept", registering("kept"))],
     )
     assert host.available() == ["kept", "static"]
-    assert [p.name for p in host.plugins()] == ["kept", "static"]
+    assert [p.name for p in host.plugins()] == ["kept", "metastores", "static"]
 
 
 def test_blocking_a_plugin_that_would_fail_to_import(
@@ -584,7 +591,10 @@ def hookspec_functions() -> list[Callable[..., Any]]:
 
 
 def test_there_is_a_hook() -> None:
-    assert [f.__name__ for f in hookspec_functions()] == ["asherah_register_kms"]
+    assert [f.__name__ for f in hookspec_functions()] == [
+        "asherah_register_kms",
+        "asherah_register_metastore",
+    ]
 
 
 @pytest.mark.parametrize("hook", hookspec_functions(), ids=lambda f: f.__name__)

@@ -206,7 +206,7 @@ class KeyHierarchy:
                     created,
                     "another process stored it first" if failure is None else "store failed",
                 )
-                winner = self._load_latest_after_conflict(ik_id, failure)
+                winner = self._load_latest_after_conflict(ik_id, failure, created)
                 if self._may_encrypt(winner, self.clock()):
                     found = self._use_intermediate(ik_id, winner, self.clock())
                     if found is not None:
@@ -275,7 +275,7 @@ class KeyHierarchy:
                 created,
                 "another process stored it first" if failure is None else "store failed",
             )
-            winner = self._load_latest_after_conflict(sk_id, failure)
+            winner = self._load_latest_after_conflict(sk_id, failure, created)
             if self._may_encrypt(winner, self.clock()):
                 entry = self._system_key_from(KeyMeta(sk_id, winner.created), winner)
                 self._arm(entry, self.clock())
@@ -391,7 +391,7 @@ class KeyHierarchy:
         return record.parent_key_meta
 
     def _load_latest_after_conflict(
-        self, key_id: str, failure: MetastoreError | None
+        self, key_id: str, failure: MetastoreError | None, created: int
     ) -> EnvelopeKeyRecord:
         try:
             winner = self._load_latest(key_id)
@@ -399,9 +399,9 @@ class KeyHierarchy:
             if failure is not None:
                 raise failure from None
             raise
-        if winner is None:
+        if winner is None or (failure is not None and winner.created < created):
             if failure is not None:
-                raise failure
+                raise failure  # the store failed and nobody stored this key or a later one
             raise MetastoreError(
                 f"{self.metastore.kind} metastore: storing {key_id!r} reported a duplicate, "
                 "but no row of that id can be loaded"

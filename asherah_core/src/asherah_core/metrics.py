@@ -15,7 +15,7 @@ from typing import Protocol
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 
-__all__ = ["LATENCY_BUCKETS", "METER_NAME", "CacheStats", "FrameworkMetrics"]
+__all__ = ["LATENCY_BUCKETS", "METER_NAME", "CacheStats", "FrameworkMetrics", "metrics_for"]
 
 METER_NAME = "asherah_core"
 # A row takes microseconds; a metastore or KMS call milliseconds to seconds.
@@ -123,3 +123,22 @@ def default_metrics() -> FrameworkMetrics:
         if _default is None:
             _default = FrameworkMetrics()
         return _default
+
+
+_by_meter: weakref.WeakKeyDictionary[Meter, FrameworkMetrics] = weakref.WeakKeyDictionary()
+
+
+def metrics_for(meter: Meter) -> FrameworkMetrics:
+    """The instruments on `meter`, made once per meter and shared by every factory using it.
+
+    An SDK keeps the first instrument of a name and drops a second one's callbacks, so a second
+    set of instruments on one meter would lose its cache counts.
+    """
+    with _default_lock:
+        try:
+            found = _by_meter.get(meter)
+        except TypeError:  # a meter that cannot be weakly referenced
+            return FrameworkMetrics(meter)
+        if found is None:
+            found = _by_meter[meter] = FrameworkMetrics(meter)
+        return found

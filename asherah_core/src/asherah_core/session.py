@@ -30,7 +30,7 @@ from .errors import CryptoError, RecordError, SessionError
 from .keys import KeyHierarchy, Partition
 from .kms import KeyManagementService
 from .metastore.base import Metastore
-from .metrics import FrameworkMetrics, default_metrics
+from .metrics import default_metrics, metrics_for
 from .policy import CryptoPolicy
 from .records import DataRowRecord, KeyMeta
 
@@ -95,7 +95,7 @@ class SessionFactory:
         self.region_suffix = metastore.region_suffix if region_suffix is None else region_suffix
         Partition("check", service, product, self.region_suffix)  # validates the names
         self._clock = clock if clock is not None else time.time
-        self._metrics = FrameworkMetrics(meter) if meter is not None else default_metrics()
+        self._metrics = metrics_for(meter) if meter is not None else default_metrics()
         self._keys = KeyHierarchy(
             kms=kms, metastore=metastore, policy=policy, clock=self._clock, metrics=self._metrics
         )

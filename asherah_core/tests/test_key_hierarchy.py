@@ -1,0 +1,370 @@
+"""The key hierarchy: ids, Created precision, one key per new key, expiry and revocation."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from asherah_core import CryptoPolicy, DataRowRecord, KeyMeta, SessionError, SessionFactory
+from asherah_core.keys import Partition
+
+if TYPE_CHECKING:
+    from conftest import CountingKms, CountingMetastore, FactoryMaker, FakeClock
+
+START = 1_796_221_020  # on a whole minute, as the fake clock
+SK = "_SK_svc_prod"
+
+
+def ik(partition: str) -> str:
+    return f"_IK_{partition}_svc_prod"
+
+
+def ids_and_created(metastore: CountingMetastore, prefix: str = "") -> list[tuple[str, int]]:
+    return [(key_id, created) for key_id, created, _ in metastore.keys(prefix)]
+
+
+# Key ids ----------------------------------------------------------------------------------
+
+
+def test_key_ids_follow_asherah() -> None:
+    partition = Partition("p1", "svc", "prod")
+    assert (partition.sk_id, partition.ik_id) == ("_SK_svc_prod", "_IK_p1_svc_prod")
+
+
+def test_key_ids_with_region_suffix() -> None:
+    partition = Partition("p1", "svc", "prod", "us-west-2")
+    assert partition.sk_id == "_SK_svc_prod_us-west-2"
+    assert partition.ik_id == "_IK_p1_svc_prod_us-west-2"
+
+
+def test_suffixed_partition_accepts_rows_from_other_regions_only() -> None:
+    suffixed = Partition("p1", "svc", "prod", "us-west-2")
+    assert suffixed.owns("_IK_p1_svc_prod_us-west-2")
+    assert suffixed.owns("_IK_p1_svc_prod_eu-west-1")
+    assert suffixed.owns("_IK_p1_svc_prod")
+    assert not suffixed.owns("_IK_p2_svc_prod_us-west-2")
+    assert not suffixed.owns("_IK_p1_svc_other")
+    plain = Partition("p1", "svc", "prod")
+    assert plain.owns("_IK_p1_svc_prod")
+    assert not plain.owns("_IK_p1_svc_prod_us-west-2")
+
+
+@pytest.mark.parametrize(("partition", "service", "product"), [("", "s", "p"), ("p", "", "x")])
+def test_empty_names_are_refused(partition: str, service: str, product: str) -> None:
+    with pytest.raises(SessionError, match="must not be empty"):
+        Partition(partition, service, product)
+
+
+def test_factory_writes_keys_under_the_ids(
+    factory: SessionFactory, metastore: CountingMetastore
+) -> None:
+    record = factory.get_session("p1").encrypt(b"x")
+    assert record.parent_key_meta.key_id == ik("p1")
+    assert [key_id for key_id, _ in ids_and_created(metastore)] == [ik("p1"), SK]
+
+
+def test_region_suffix_in_ids_and_decrypt_of_an_unsuffixed_row(
+    make_factory: FactoryMaker, metastore: CountingMetastore
+) -> None:
+    plain = make_factory().get_session("p1").encrypt_bytes(b"from before the suffix")
+    suffixed = make_factory(region_suffix="us-west-2").get_session("p1")
+    record = suffixed.encrypt(b"x")
+    assert record.parent_key_meta.key_id == "_IK_p1_svc_prod_us-west-2"
+    assert ("_SK_svc_prod_us-west-2", START) in ids_and_created(metastore)
+    assert suffixed.decrypt_bytes(plain) == b"from before the suffix"
+
+
+# Created precision ------------------------------------------------------------------------
+
+
+def test_new_keys_are_truncated_to_the_minute_and_row_keys_are_not(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    clock.advance(37.9)
+    record = make_factory().get_session("p1").encrypt(b"x")
+    assert ids_and_created(metastore) == [(ik("p1"), START), (SK, START)]
+    assert record.parent_key_meta == KeyMeta(ik("p1"), START)
+    assert record.key.created == START + 37  # the current second
+
+
+def test_precision_follows_the_policy(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    clock.advance(3600 + 125)
+    policy = CryptoPolicy(create_date_precision=timedelta(hours=1))
+    make_factory(policy=policy).get_session("p1").encrypt(b"x")
+    assert {created for _, created in ids_and_created(metastore)} == {START - START % 3600 + 3600}
+
+
+# One KMS call and one store per new key ---------------------------------------------------
+
+
+def test_ten_thousand_rows_over_ten_partitions_make_one_kms_call_and_eleven_stores(
+    factory: SessionFactory, kms: CountingKms, metastore: CountingMetastore, clock: FakeClock
+) -> None:
+    sessions = [factory.get_session(f"p{i}") for i in range(10)]
+    texts = []
+    for n in range(10_000):
+        texts.append(sessions[n % 10].encrypt_bytes(b"row %d" % n))
+        if n % 1000 == 0:
+            clock.advance(1)
+    assert kms.encrypts == 1
+    assert kms.decrypts == 0
+    assert metastore.calls["store"] == 11
+    assert sorted(metastore.stored) == sorted(
+        [(SK, START)] + [(ik(f"p{i}"), START) for i in range(10)]
+    )
+    for n in (0, 1, 4999, 9999):
+        assert sessions[n % 10].decrypt_bytes(texts[n]) == b"row %d" % n
+
+
+def test_a_second_factory_reuses_the_stored_keys(
+    make_factory: FactoryMaker, kms: CountingKms, metastore: CountingMetastore
+) -> None:
+    text = make_factory().get_session("p1").encrypt_bytes(b"x")
+    other = make_factory().get_session("p1")
+    assert other.decrypt_bytes(text) == b"x"
+    record = other.encrypt(b"y")
+    assert record.parent_key_meta == KeyMeta(ik("p1"), START)
+    assert (kms.encrypts, kms.decrypts) == (1, 1)
+    assert metastore.calls["store"] == 2
+
+
+# Expiry -----------------------------------------------------------------------------------
+
+
+def test_expired_intermediate_key_is_replaced_and_still_decrypts(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore, kms: CountingKms
+) -> None:
+    policy = CryptoPolicy(
+        expire_after=timedelta(days=10), revoke_check_interval=timedelta(days=100)
+    )
+    session = make_factory(policy=policy).get_session("p1")
+    old = session.encrypt_bytes(b"old")
+    clock.advance(timedelta(days=10).total_seconds() - 1)
+    assert DataRowRecord.from_json(session.encrypt_bytes(b"x")).parent_key_meta.created == START
+    clock.advance(2)
+    new = DataRowRecord.from_json(session.encrypt_bytes(b"new"))
+    expected = START + 10 * 86400
+    assert new.parent_key_meta == KeyMeta(ik("p1"), expected)
+    # the system key expired together with it, so a new one was made too
+    assert ids_and_created(metastore) == [
+        (ik("p1"), START),
+        (ik("p1"), expected),
+        (SK, START),
+        (SK, expected),
+    ]
+    assert kms.encrypts == 2
+    assert session.decrypt_bytes(old) == b"old"
+    assert make_factory(policy=policy).get_session("p1").decrypt_bytes(old) == b"old"
+
+
+def test_expired_system_key_alone_makes_a_new_system_key(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    policy = CryptoPolicy(expire_after=timedelta(days=10))
+    make_factory(policy=policy).get_session("p1").encrypt(b"x")
+    clock.advance(9 * 86400)
+    make_factory(policy=policy).get_session("p2").encrypt(b"x")  # IK p2 under the old SK
+    clock.advance(2 * 86400)
+    record = make_factory(policy=policy).get_session("p2").encrypt(b"y")
+    new_created = START + 11 * 86400
+    assert record.parent_key_meta == KeyMeta(ik("p2"), new_created)
+    assert metastore.inner.load(ik("p2"), new_created).parent_key_meta == KeyMeta(SK, new_created)  # type: ignore[union-attr]
+
+
+def test_old_rows_decrypt_under_expired_keys_on_a_cold_factory(
+    make_factory: FactoryMaker, clock: FakeClock
+) -> None:
+    text = make_factory().get_session("p1").encrypt_bytes(b"old")
+    clock.advance(1000 * 86400)
+    assert make_factory().get_session("p1").decrypt_bytes(text) == b"old"
+
+
+# Revocation -------------------------------------------------------------------------------
+
+
+def test_revocation_by_another_process_is_seen_after_the_check_interval(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    policy = CryptoPolicy(revoke_check_interval=timedelta(minutes=10))
+    session = make_factory(policy=policy).get_session("p1")
+    old = session.encrypt_bytes(b"old")
+    clock.advance(120)
+    assert metastore.inner.revoke(ik("p1"), START)
+    clock.advance(10 * 60 - 121)  # just before the check is due: still the cached key
+    assert session.encrypt(b"x").parent_key_meta.created == START
+    clock.advance(1)
+    record = session.encrypt(b"new")
+    assert record.parent_key_meta == KeyMeta(ik("p1"), START + 600)
+    assert session.decrypt(record) == b"new"
+    assert session.decrypt_bytes(old) == b"old"
+    assert make_factory(policy=policy).get_session("p1").decrypt_bytes(old) == b"old"
+
+
+def test_revocation_written_by_a_second_factory(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    policy = CryptoPolicy(revoke_check_interval=timedelta(minutes=1))
+    first = make_factory(policy=policy).get_session("p1")
+    first.encrypt(b"x")
+    operator = make_factory(policy=policy)
+    assert operator.metastore.revoke(ik("p1"), START)
+    clock.advance(61)
+    assert first.encrypt(b"y").parent_key_meta == KeyMeta(ik("p1"), START + 60)
+
+
+def test_revoked_system_key_makes_a_new_system_and_intermediate_key(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore, kms: CountingKms
+) -> None:
+    policy = CryptoPolicy(revoke_check_interval=timedelta(minutes=5))
+    session = make_factory(policy=policy).get_session("p1")
+    old = session.encrypt_bytes(b"old")
+    metastore.inner.revoke(SK, START)
+    clock.advance(299)
+    assert session.encrypt(b"x").parent_key_meta.created == START
+    clock.advance(2)
+    record = session.encrypt(b"y")
+    assert record.parent_key_meta == KeyMeta(ik("p1"), START + 300)
+    assert metastore.inner.load(ik("p1"), START + 300).parent_key_meta == KeyMeta(SK, START + 300)  # type: ignore[union-attr]
+    assert kms.encrypts == 2
+    assert make_factory(policy=policy).get_session("p1").decrypt_bytes(old) == b"old"
+
+
+def test_a_cold_factory_never_encrypts_under_a_revoked_latest_key(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    make_factory().get_session("p1").encrypt(b"x")
+    metastore.inner.revoke(ik("p1"), START)
+    clock.advance(3600)
+    record = make_factory().get_session("p1").encrypt(b"y")
+    assert record.parent_key_meta == KeyMeta(ik("p1"), START + 3600)
+
+
+# The same-minute revocation edge ----------------------------------------------------------
+
+
+def test_intermediate_key_revoked_in_its_own_minute_gets_a_later_created(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    policy = CryptoPolicy(revoke_check_interval=timedelta(seconds=5))
+    clock.advance(10)
+    session = make_factory(policy=policy).get_session("p1")
+    session.encrypt(b"x")
+    metastore.inner.revoke(ik("p1"), START)
+    clock.advance(6)  # still the same minute
+    record = session.encrypt(b"y")
+    assert record.parent_key_meta.key_id == ik("p1")
+    assert record.parent_key_meta.created > START
+    assert not metastore.inner.load(ik("p1"), record.parent_key_meta.created).revoked  # type: ignore[union-attr]
+    # a cold factory in the same minute agrees on it
+    other = make_factory(policy=policy).get_session("p1").encrypt(b"z")
+    assert other.parent_key_meta == record.parent_key_meta
+
+
+def test_system_key_revoked_in_its_own_minute_gets_a_later_created(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    policy = CryptoPolicy(revoke_check_interval=timedelta(seconds=5))
+    session = make_factory(policy=policy).get_session("p1")
+    session.encrypt(b"x")
+    metastore.inner.revoke(SK, START)
+    clock.advance(6)
+    record = session.encrypt(b"y")
+    new_ik = metastore.inner.load(ik("p1"), record.parent_key_meta.created)
+    assert new_ik is not None
+    assert new_ik.parent_key_meta is not None
+    assert new_ik.parent_key_meta.created > START
+    assert not metastore.inner.load(SK, new_ik.parent_key_meta.created).revoked  # type: ignore[union-attr]
+
+
+def test_racing_factories_agree_on_one_key_after_a_same_minute_revocation(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    make_factory().get_session("p1").encrypt(b"x")
+    metastore.inner.revoke(ik("p1"), START)
+    clock.advance(20)
+    first, second = make_factory().get_session("p1"), make_factory().get_session("p1")
+    raced: list[DataRowRecord] = []
+
+    def second_goes_first(key_id: str, created: int) -> None:
+        metastore.before_store = None  # the second factory's own store goes through
+        raced.append(second.encrypt(b"second"))
+
+    metastore.before_store = second_goes_first
+    mine = first.encrypt(b"first")
+    assert raced
+    assert mine.parent_key_meta == raced[0].parent_key_meta
+    assert mine.parent_key_meta.created > START
+    assert len([c for i, c in ids_and_created(metastore) if i == ik("p1")]) == 2
+
+
+def test_keys_revoked_again_and_again_in_one_minute(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    policy = CryptoPolicy(revoke_check_interval=timedelta(seconds=1))
+    session = make_factory(policy=policy).get_session("p1")
+    seen = []
+    for _ in range(10):
+        record = session.encrypt(b"x")
+        seen.append(record.parent_key_meta.created)
+        metastore.inner.revoke(*astuple(record.parent_key_meta))
+        clock.advance(2)
+    assert seen == sorted(set(seen))
+    for key_id, created, stored in metastore.keys(ik("p1")):
+        assert key_id == ik("p1")
+        assert stored.revoked
+        assert created in seen
+
+
+def astuple(meta: KeyMeta) -> tuple[str, int]:
+    return meta.key_id, meta.created
+
+
+# No row under a key that is not in the metastore ------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_every_row_is_sealed_under_a_stored_key(
+    seed: int, make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    rng = random.Random(seed)
+    policy = CryptoPolicy(
+        expire_after=timedelta(hours=5),
+        revoke_check_interval=timedelta(seconds=rng.choice([1, 30, 600])),
+    )
+    factories = [make_factory(policy=policy) for _ in range(3)]
+    racer = make_factory(policy=policy)  # only ever runs inside another factory's store
+    rows: list[tuple[str, str]] = []
+    for _ in range(300):
+        action = rng.random()
+        partition = f"p{rng.randrange(4)}"
+        if action < 0.1:
+            clock.advance(rng.choice([1, 10, 59, 61, 3600]))
+        elif action < 0.18:
+            stored = list(metastore.keys(""))
+            if stored:
+                key_id, created, _ = rng.choice(stored)
+                metastore.inner.revoke(key_id, created)
+        elif action < 0.22:
+
+            def race(key_id: str, created: int, p: str = partition) -> None:
+                metastore.before_store = None  # a process of its own, storing first
+                rows.append((p, racer.get_session(p).encrypt_bytes(b"raced")))
+
+            metastore.before_store = race
+        else:
+            text = rng.choice(factories).get_session(partition).encrypt_bytes(b"row")
+            rows.append((partition, text))
+        for _, text in rows[-2:]:
+            meta = DataRowRecord.from_json(text).parent_key_meta
+            stored_ik = metastore.inner.load(meta.key_id, meta.created)
+            assert stored_ik is not None, f"row under {meta}, which is not stored"
+            assert stored_ik.parent_key_meta is not None
+            assert metastore.inner.load(SK, stored_ik.parent_key_meta.created) is not None
+    fresh = make_factory(policy=policy)
+    for partition, text in rows:
+        assert fresh.get_session(partition).decrypt_bytes(text) in (b"row", b"raced")

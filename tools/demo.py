@@ -1,6 +1,6 @@
 """The main job: a multi-region encrypt/decrypt through plugin discovery, against LocalStack.
 
-Run it with ``nox -s demo``, which starts LocalStack (tools/localstack.py) and sets
+Run it with ``nox -s demo``, which starts LocalStack (tools/localstack/) and sets
 ASHERAH_LOCALSTACK_ENDPOINT. It creates keys in three regions, writes a plugins.toml for them,
 loads the KMS the way an application would, wraps and unwraps a key, shows the envelope,
 unwraps again with the preferred region's endpoint dead, and prints the metrics recorded.

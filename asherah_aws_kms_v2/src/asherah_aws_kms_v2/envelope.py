@@ -152,6 +152,8 @@ def _refuse_constant(name: str) -> Any:
     raise _NotJsonError(f"{name} is not a JSON number")
 
 
+# One decoder, made once: json.loads with an option would make a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 # A \u escape of a surrogate; only then can a decoded string hold a lone one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -161,7 +163,7 @@ def _load_json(data: bytes | bytearray | memoryview) -> Any:
         # Decode first: json.loads(bytes) would also accept UTF-16, UTF-32 and a UTF-8 BOM,
         # which the reference readers refuse.
         text = bytes(data).decode("utf-8")
-        document = json.loads(text, parse_constant=_refuse_constant)
+        document = _DECODER.decode(text)
         if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(document):
             raise _NotJsonError("a string holds a lone UTF-16 surrogate")
         return document

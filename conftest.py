@@ -28,7 +28,7 @@ import asherah_core  # noqa: F401
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
-ENDPOINT_ENV = "ASHERAH_LOCALSTACK_ENDPOINT"  # the same name as tools/localstack.py
+ENDPOINT_ENV = "ASHERAH_LOCALSTACK_ENDPOINT"  # the same name as tools/localstack/
 REGIONS = ("us-west-2", "us-east-1", "eu-west-1")
 """The regions of ``regional_keys`` and ``mrk_keys``."""
 MRK_PRIMARY_REGION = "us-east-1"
@@ -124,7 +124,7 @@ def localstack_endpoint() -> str:
         pytest.fail(
             f"{ENDPOINT_ENV} is not set, and this test needs LocalStack. Run the integration "
             f"tests with `nox -s integration` (it starts LocalStack), or wrap pytest with "
-            f"`python tools/localstack.py run -- pytest -m integration`, or set {ENDPOINT_ENV} "
+            f"`python -m tools.localstack run -- pytest -m integration`, or set {ENDPOINT_ENV} "
             f"to a running LocalStack (e.g. http://localhost:4566).",
             pytrace=False,
         )

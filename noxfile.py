@@ -7,7 +7,7 @@ and docs.
 - ``tests`` runs on every Python the project supports (the classifiers of asherah_core), found
   as ``pythonX.Y`` on PATH or in pyenv's versions folder; one not found is skipped, with a
   message. One version: ``nox -s "tests(3.12)"``.
-- ``integration`` starts LocalStack (tools/localstack.py, Python 3.13 needed) or uses the one
+- ``integration`` starts LocalStack (tools/localstack/, Python 3.13 needed) or uses the one
   named by ``ASHERAH_LOCALSTACK_ENDPOINT``, and stops what it started.
 - The distributions are always installed non-editable, built from a copy of their folders so
   the build never writes into the working tree. Fresh venvs each run; ``nox -r`` reuses them.
@@ -24,17 +24,19 @@ and docs.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
 
 import nox
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # nox does not put the noxfile's folder on the path
+
+from tools import localstack as harness  # noqa: E402
+
 DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2")
 TEST_PATHS = (*(f"{name}/tests" for name in DISTRIBUTIONS), "tests")
 
@@ -80,19 +82,6 @@ nox.options.sessions = [
 nox.options.error_on_external_run = True
 
 
-def _load_harness() -> ModuleType:
-    """Import tools/localstack.py (a script folder, not a package)."""
-    name = "asherah_tools_localstack"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / "localstack.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load_harness()
 PYTHONS: list[str] = nox.project.python_versions(
     nox.project.load_toml(ROOT / "asherah_core" / "pyproject.toml")
 )

@@ -1,4 +1,4 @@
-"""tools/localstack.py: it starts LocalStack only when no endpoint is given, and never leaves a
+"""tools/localstack/: it starts LocalStack only when no endpoint is given, and never leaves a
 LocalStack process behind: not after success, an exception, Ctrl-C, or SIGTERM to the harness.
 
 The tests marked ``integration`` start LocalStacks of their own (a few seconds each once the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import importlib.util
+import importlib
 import json
 import os
 import select
@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HARNESS_PATH = REPO / "tools" / "localstack.py"
+HARNESS_PATH = REPO / "tools" / "localstack"  # runnable as a folder: python tools/localstack
 ENDPOINT_ENV = "ASHERAH_LOCALSTACK_ENDPOINT"
 PYTHON_ENV = "ASHERAH_LOCALSTACK_PYTHON"
 
@@ -34,15 +34,9 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason=
 
 
 def load_harness() -> ModuleType:
-    name = "asherah_tools_localstack"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HARNESS_PATH)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while it executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module("tools.localstack")
 
 
 harness = load_harness()
@@ -335,7 +329,7 @@ def test_a_port_taken_before_localstack_binds_it_is_retried(
         taken = squatter.getsockname()[1]
         ports = iter([taken])
         free_port = harness._free_port
-        monkeypatch.setattr(harness, "_free_port", lambda: next(ports, None) or free_port())
+        monkeypatch.setattr(harness.process, "_free_port", lambda: next(ports, None) or free_port())
 
         with harness.localstack(quiet=True) as endpoint:
             assert port_of(endpoint) != taken
@@ -362,7 +356,7 @@ SLEEPER = (
 def run_sleeper(
     own_localstack: None, tmp_path: Path
 ) -> Iterator[Callable[[], tuple[subprocess.Popen[str], str, int]]]:
-    """Start ``tools/localstack.py run -- python -c <sleep 300>`` in a session of its own.
+    """Start ``tools/localstack run -- python -c <sleep 300>`` in a session of its own.
 
     Returns the harness process, the endpoint the command saw and the command's pid, once
     LocalStack is healthy (the command only starts then). Kills everything left at the end.

@@ -24,8 +24,17 @@ SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 
 
 def project(folder: str) -> dict[str, Any]:
+    """The [project] table, with a dynamic version read from the file setuptools reads it from."""
     text = (REPO / folder / "pyproject.toml").read_text(encoding="utf-8")
-    result: dict[str, Any] = tomllib.loads(text)["project"]
+    data = tomllib.loads(text)
+    result: dict[str, Any] = data["project"]
+    if "version" in result.get("dynamic", []):
+        attr = data["tool"]["setuptools"]["dynamic"]["version"]["attr"]
+        module, _, name = attr.rpartition(".")
+        source = REPO / folder / "src" / (module.replace(".", "/") + ".py")
+        match = re.search(rf'^{name} = "([^"]*)"$', source.read_text(encoding="utf-8"), re.M)
+        assert match, f"{source} does not set {name}"
+        result = {**result, "version": match[1]}
     return result
 
 

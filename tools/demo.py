@@ -1,7 +1,7 @@
 """The main job: encrypt and decrypt data rows through sessions, with the multi-region AWS KMS
 plugin against LocalStack and an embedded SQLite metastore.
 
-Run it with ``nox -s demo``, which starts LocalStack (tools/localstack.py) and sets
+Run it with ``nox -s demo``, which starts LocalStack (tools/localstack/) and sets
 ASHERAH_LOCALSTACK_ENDPOINT. It creates a KMS key in three regions, writes a plugins.toml that
 selects the ``aws-v2`` KMS and the ``sql`` metastore on a SQLite file, builds a
 ``SessionFactory`` from it the way an application would, encrypts and decrypts rows of a few

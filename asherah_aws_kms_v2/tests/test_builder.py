@@ -252,18 +252,18 @@ def test_an_endpoint_for_a_region_without_an_arn_is_refused() -> None:
 
 @pytest.mark.parametrize("url", ["ftp://localhost:4566", "localhost:4566", "http://", "", "//h"])
 def test_an_endpoint_that_is_not_an_http_url_is_refused(url: str) -> None:
-    configured = builder().with_preferred_region("us-west-2").with_endpoint("us-east-1", url)
+    configured = builder().with_preferred_region("us-west-2")
 
     with pytest.raises(ConfigError, match=r"regions\.us-east-1\.endpoint: expected an http"):
-        configured.build()
+        configured.with_endpoint("us-east-1", url)
 
 
 def test_an_endpoint_with_credentials_is_refused_without_repeating_them() -> None:
     url = "https://AKIDEXAMPLE:wJalrXUtnFEMI@kms.example.com"
-    configured = builder().with_preferred_region("us-west-2").with_endpoint("us-west-2", url)
+    configured = builder().with_preferred_region("us-west-2")
 
     with pytest.raises(ConfigError, match="credentials do not belong") as caught:
-        configured.build()
+        configured.with_endpoint("us-west-2", url)
 
     assert "wJalrXUtnFEMI" not in str(caught.value)
     assert "AKIDEXAMPLE" not in str(caught.value)

@@ -44,7 +44,8 @@ def health(clock: FakeClock, changes: Changes) -> RegionHealth:
 
 
 def records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == level and r.name == LOGGER]
+    ours = [r for r in caplog.records if r.name.split(".")[0] == LOGGER]
+    return [r.getMessage() for r in ours if r.levelno == level]
 
 
 # RegionHealth ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from asherah_aws_kms_v2 import Envelope, RegionalKek, parse_envelope
-from asherah_aws_kms_v2.clients import RegionCallError
+from asherah_aws_kms_v2.errors import RegionCallError
 from asherah_core import KmsError
 
 from .conftest import MakeKms

@@ -8,7 +8,6 @@ a handful per run). `call_with_retries` clears those frames' locals, keeping fil
 from __future__ import annotations
 
 import gc
-import time
 import traceback
 import weakref
 from collections.abc import Iterator
@@ -16,7 +15,9 @@ from collections.abc import Iterator
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from asherah_aws_kms_v2.clients import RegionCallError, RetryPolicy, call_with_retries
+from asherah_aws_kms_v2.deadline import Deadline
+from asherah_aws_kms_v2.errors import RegionCallError
+from asherah_aws_kms_v2.retry import RetryPolicy, call_with_retries
 
 
 class Connection:
@@ -54,7 +55,7 @@ def test_the_connection_of_a_failed_call_is_released_without_gc(no_gc: None) -> 
             region="us-west-2",
             operation="Decrypt",
             policy=RetryPolicy(max_retries=0),
-            deadline=time.monotonic() + 5,
+            deadline=Deadline.after(5),
             retry_timeouts=False,
             on_attempt=lambda *_: None,
             on_retry=lambda _: None,

@@ -15,13 +15,9 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from asherah_aws_kms_v2.clients import (
-    HandOff,
-    RegionCallError,
-    RetryPolicy,
-    call_with_retries,
-    classify,
-)
+from asherah_aws_kms_v2.deadline import Deadline
+from asherah_aws_kms_v2.errors import RegionCallError, classify
+from asherah_aws_kms_v2.retry import RetryPolicy, RetryState, call_with_retries
 from asherah_core import KmsError
 
 from .conftest import MakeKms
@@ -331,21 +327,20 @@ def run(
     deadline: float = 60.0,
     retry_timeouts: bool = True,
     **options: Any,
-) -> tuple[Mapping[str, Any] | RegionCallError, list[Any], list[RegionCallError]]:
+) -> tuple[Mapping[str, Any] | RetryState | RegionCallError, list[Any], list[RegionCallError]]:
     attempts: list[Any] = []
     retries: list[RegionCallError] = []
     try:
-        result: Mapping[str, Any] | RegionCallError = call_with_retries(
+        result: Mapping[str, Any] | RetryState | RegionCallError = call_with_retries(
             call,
             region="us-west-2",
             operation="Decrypt",
             policy=policy or FixedPolicy(max_retries=3),
-            deadline=clock() + deadline,
+            deadline=Deadline(clock() + deadline, clock),
             retry_timeouts=retry_timeouts,
             on_attempt=lambda seconds, error: attempts.append((round(seconds, 6), error)),
             on_retry=retries.append,
             sleep=clock.sleep,
-            clock=clock,
             **options,
         )
     except RegionCallError as e:
@@ -461,19 +456,21 @@ def test_classify_marks_region_faults_retryable(error: Exception, fault: bool) -
 def test_a_retry_that_might_overrun_the_deadline_is_handed_off(clock: FakeClock) -> None:
     call = Flaky(clock, throttled(), throttled())
     deadline = clock() + 2.4
-    with pytest.raises(HandOff) as info:
-        run(call, clock, policy=FixedPolicy(max_retries=3), deadline=2.4, attempt_budget=2.0)
+    handed_off, _, _ = run(
+        call, clock, policy=FixedPolicy(max_retries=3), deadline=2.4, attempt_budget=2.0
+    )
     # Attempt 1 at 0 (budget 2.0 fits in 2.4); after it and a 0.25 s backoff, 0.26 + 2.0
     # still fits, so attempt 2 runs; after the next backoff 0.52 + 2.0 > 2.4: hand off.
+    assert isinstance(handed_off, RetryState)
     assert call.tries == 2
-    assert info.value.retry == 2
+    assert handed_off.retries == 2
 
     finished, _, _ = run(
         call,
         clock,
         policy=FixedPolicy(max_retries=3),
         deadline=deadline - clock(),
-        first_retry=info.value.retry,
+        state=handed_off,
     )
     assert finished == {"Plaintext": b"ok"}
     assert call.tries == 3  # the retry count went on where the hand-off left it

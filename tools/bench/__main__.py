@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if not endpoint:
         print(
             f"{ENDPOINT_ENV} is not set: run `nox -s bench`, or "
-            f"`python tools/localstack.py run -- python -m tools.bench`.",
+            f"`python -m tools.localstack run -- python -m tools.bench`.",
             file=sys.stderr,
         )
         return 2

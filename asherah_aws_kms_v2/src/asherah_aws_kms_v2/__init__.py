@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .arn import KeyArn, parse_arn, same_multi_region_key
 from .builder import AwsKmsBuilder, kms_from_config, new_aws_kms
 from .clients import KmsClient, KmsClientFactory

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from asherah_core import ConfigError
 
-__all__ = ["KeyArn", "parse_arn", "same_multi_region_key"]
+__all__ = [
+    "REGION_NAME",
+    "KeyArn",
+    "is_region_name",
+    "mrk_groups",
+    "parse_arn",
+    "same_multi_region_key",
+]
 
+# An AWS region name (us-west-2, us-gov-east-1, eu-central-2); the one pattern of the plugin.
+REGION_NAME = re.compile(r"[a-z]{2}(?:-[a-z0-9]+)+-[0-9]{1,2}")
 _ARN = re.compile(
-    r"arn:(?P<partition>aws(?:-[a-z]+)*):kms:(?P<region>[a-z]{2}(?:-[a-z0-9]+)+-\d+):"
+    rf"arn:(?P<partition>aws(?:-[a-z]+)*):kms:(?P<region>{REGION_NAME.pattern}):"
     r"(?P<account>\d{12}):(?P<kind>key|alias)/(?P<resource>[A-Za-z0-9/_+=.@:-]{1,256})"
 )
 _KEY_ID = re.compile(
@@ -64,6 +74,22 @@ def same_multi_region_key(a: KeyArn, b: KeyArn) -> bool:
         and a.account == b.account
         and a.resource == b.resource
     )
+
+
+def mrk_groups(arns: Mapping[str, KeyArn], order: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """For each region of `order`, the regions (in `order`) whose key is the same
+    Multi-Region key; a region with an ordinary key is alone in its group."""
+    return {
+        region: tuple(
+            r for r in order if r == region or same_multi_region_key(arns[region], arns[r])
+        )
+        for region in order
+    }
+
+
+def is_region_name(text: str) -> bool:
+    """Whether `text` has the shape of an AWS region name (safe to print)."""
+    return REGION_NAME.fullmatch(text) is not None
 
 
 def _shorten(text: object) -> str:

@@ -14,7 +14,14 @@ from asherah_core import Aead, ConfigError, PluginConfig
 
 from .clients import KmsClientFactory, client_config, default_client_factory, make_clients
 from .kms import AwsKms
-from .settings import AwsKmsSettings, seconds, settings_from_config
+from .settings import (
+    OPTION_NAMES,
+    AwsKmsSettings,
+    check_endpoint,
+    check_min_regions,
+    seconds,
+    settings_from_config,
+)
 
 __all__ = ["AwsKmsBuilder", "kms_from_config", "new_aws_kms"]
 
@@ -51,14 +58,7 @@ class AwsKmsBuilder:
         builder._preferred = settings.preferred_region
         builder._endpoints = {r.name: r.endpoint for r in settings.regions if r.endpoint}
         builder._min_regions = settings.min_regions
-        builder._options = {
-            name: getattr(settings, name)
-            for name in (
-                "timeout", "operation_timeout", "max_retries", "retry_base_delay_ms",
-                "mrk_awareness", "local_data_key", "region_cooldown", "hedge_after",
-                "max_concurrency", "profile",
-            )
-        }  # fmt: skip
+        builder._options = {name: getattr(settings, name) for name in OPTION_NAMES}
         return builder
 
     def with_preferred_region(self, region: str) -> Self:
@@ -87,7 +87,7 @@ class AwsKmsBuilder:
         """Send `region`'s calls to `endpoint_url` (LocalStack, a VPC endpoint, FIPS)."""
         if not isinstance(region, str) or not region:
             raise ConfigError("with_endpoint: expected a region name")
-        self._endpoints[region] = endpoint_url
+        self._endpoints[region] = check_endpoint(region, endpoint_url)
         return self
 
     def with_session(self, session: boto3.Session) -> Self:
@@ -108,6 +108,7 @@ class AwsKmsBuilder:
 
     def with_min_regions(self, count: int | Literal["all"]) -> Self:
         """Fail encrypt_key unless at least `count` regions hold a copy (default 1; "all")."""
+        check_min_regions(count, len(self._arns))
         self._min_regions = count
         return self
 

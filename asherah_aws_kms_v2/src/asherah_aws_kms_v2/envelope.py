@@ -10,10 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from asherah_core import KmsError
+from asherah_core import ConfigError, KmsError
+
+from .arn import KeyArn, is_region_name, parse_arn, same_multi_region_key
 
 __all__ = [
     "MAX_ENCRYPTED_KEK_BYTES",
@@ -24,10 +28,13 @@ __all__ = [
     "Envelope",
     "RegionalKek",
     "parse_envelope",
+    "printable_region_names",
 ]
 
 MAX_KEY_BYTES = 4096  # the largest key we wrap: KMS's own plaintext limit
-MAX_ENCRYPTED_KEY_BYTES = MAX_KEY_BYTES + 28  # plus AES-GCM tag and nonce
+# The sealed key never goes to KMS (only the 32-byte data key does), and other writers do not
+# bound it: read keys well beyond what we write, within the envelope's own limit.
+MAX_ENCRYPTED_KEY_BYTES = 1 << 18
 MAX_ENCRYPTED_KEK_BYTES = 6144  # KMS's CiphertextBlob limit
 MAX_ENTRIES = 64  # more than there are AWS regions
 MAX_ARN_CHARS = 2048
@@ -72,9 +79,42 @@ class Envelope:
         """Return the entry for `region`, if the envelope has one."""
         return next((k for k in self.keks if k.region == region), None)
 
+    def entry_for(self, region: str, arn: KeyArn, *, mrk_aware: bool) -> RegionalKek | None:
+        """The entry that `region`'s key (`arn`) can decrypt: the region's own, or, when
+        `mrk_aware`, one made under a replica of the same Multi-Region key.
+
+        The envelope's ARN only picks the candidate; Decrypt still names the locally
+        configured ARN, so KMS itself refuses a blob that is not from that key.
+        """
+        own = self.kek_for(region)
+        if own is not None or not (mrk_aware and arn.is_multi_region):
+            return own
+        for entry in self.keks:
+            try:
+                if same_multi_region_key(arn, parse_arn(entry.arn)):
+                    return entry
+            except ConfigError:
+                continue
+        return None
+
+    def printable_regions(self) -> str:
+        """The entries' region names for a message: AWS-shaped names shown, others counted.
+
+        They are input: an arbitrary string must not reach a message or a log line.
+        """
+        return printable_region_names(k.region for k in self.keks)
+
     def __repr__(self) -> str:
         regions = ", ".join(k.region for k in self.keks)
         return f"Envelope(encrypted_key=<{len(self.encrypted_key)} bytes>, regions=[{regions}])"
+
+
+def printable_region_names(names: Iterable[str]) -> str:
+    """`names` for a message: AWS-shaped region names shown, any other only counted."""
+    names = list(names)
+    shown = [name for name in names if is_region_name(name)]
+    hidden = len(names) - len(shown)
+    return ", ".join([*shown, *([f"{hidden} other name(s) not shown"] if hidden else [])]) or "none"
 
 
 def parse_envelope(data: bytes) -> Envelope:
@@ -104,20 +144,57 @@ def parse_envelope(data: bytes) -> Envelope:
 # exception's repr holds the input.
 
 
+class _NotJsonError(ValueError):
+    """A construct Python's json accepts and the reference readers refuse."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonError(f"{name} is not a JSON number")
+
+
+# One decoder, made once: json.loads with an option would make a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+# A \u escape of a surrogate; only then can a decoded string hold a lone one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _load_json(data: bytes | bytearray | memoryview) -> Any:
     try:
         # Decode first: json.loads(bytes) would also accept UTF-16, UTF-32 and a UTF-8 BOM,
         # which the reference readers refuse.
-        return json.loads(bytes(data).decode("utf-8"))
+        text = bytes(data).decode("utf-8")
+        document = _DECODER.decode(text)
+        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(document):
+            raise _NotJsonError("a string holds a lone UTF-16 surrogate")
+        return document
     except UnicodeDecodeError:
         problem = "envelope is not UTF-8 JSON"
     except json.JSONDecodeError as e:
         problem = f"envelope is not valid JSON: {e.msg} at byte {e.pos}"
     except RecursionError:
         problem = "envelope JSON is nested too deeply"
+    except _NotJsonError as e:
+        problem = f"envelope is not valid JSON: {e}"
     except ValueError:  # for example an integer with more digits than Python converts
         problem = "envelope is not valid JSON"
     raise KmsError(problem)
+
+
+def _has_lone_surrogate(document: Any) -> bool:
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def _parse_keks(raw_keks: list[Any]) -> tuple[RegionalKek, ...]:
@@ -202,7 +279,7 @@ def describe_envelope(data: bytes) -> dict[str, Any] | None:
     Used by ``asherah-kms inspect``: regions, ARNs and sizes, never key material.
     """
     try:
-        document = json.loads(bytes(data))
+        document = json.loads(bytes(data), parse_constant=_refuse_constant)
     except (ValueError, RecursionError, TypeError):
         return None
     if not isinstance(document, dict) or "encryptedKey" not in document:
@@ -216,8 +293,15 @@ def describe_envelope(data: bytes) -> dict[str, Any] | None:
                 "region": kek.region,
                 "arn": kek.arn,
                 "encrypted_kek_bytes": len(kek.encrypted_kek),
-                "multi_region_key": ":key/mrk-" in kek.arn,
+                "multi_region_key": _names_multi_region_key(kek.arn),
             }
             for kek in envelope.keks
         ],
     }
+
+
+def _names_multi_region_key(arn: str) -> bool:
+    try:
+        return parse_arn(arn).is_multi_region
+    except ConfigError:
+        return False

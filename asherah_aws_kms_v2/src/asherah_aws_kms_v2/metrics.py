@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from opentelemetry import metrics
 from opentelemetry.metrics import Counter, Histogram, Meter
 
+from ._version import __version__
+
 __all__ = ["LATENCY_BUCKETS", "METER_NAME", "KmsMetrics"]
 
 METER_NAME = "asherah_aws_kms_v2"
@@ -28,8 +30,6 @@ class KmsMetrics:
     """Records operation and per-call durations and the failover, health and loss counters."""
 
     def __init__(self, meter: Meter | None = None) -> None:
-        from . import __version__  # noqa: PLC0415 - avoid a cycle at import time
-
         self._meter = meter if meter is not None else metrics.get_meter(METER_NAME, __version__)
         self._lock = threading.Lock()
         self._histograms: dict[str, Histogram] = {}

@@ -13,10 +13,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["RegionHealth"]
+__all__ = ["Probe", "RegionHealth"]
 
-logger = logging.getLogger("asherah_aws_kms_v2")
+logger = logging.getLogger(__name__)
+
+
+class Probe(NamedTuple):
+    """A probe of a recovering region granted to one caller, valid until `until`."""
+
+    region: str
+    until: float
 
 
 @dataclass
@@ -50,15 +58,13 @@ class RegionHealth:
         self._lock = threading.Lock()
         self._states = {region: _State() for region in regions}
 
-    def order(
-        self, preferred: Sequence[str], *, probes: list[tuple[str, float]] | None = None
-    ) -> list[str]:
+    def order(self, preferred: Sequence[str], *, probes: list[Probe] | None = None) -> list[str]:
         """Return `preferred` with cooling regions moved to the back, in their relative order."""
         usable, cooling = self.split(preferred, probes=probes)
         return usable + cooling
 
     def split(
-        self, preferred: Sequence[str], *, probes: list[tuple[str, float]] | None = None
+        self, preferred: Sequence[str], *, probes: list[Probe] | None = None
     ) -> tuple[list[str], list[str]]:
         """Split `preferred` into the regions to use now and those cooling down, in order.
 
@@ -81,7 +87,7 @@ class RegionHealth:
                     state.probe_called = False
                     front.append(region)
                     if probes is not None:
-                        probes.append((region, state.probe_until))
+                        probes.append(Probe(region, state.probe_until))
                 else:
                     back.append(region)
         return front, back
@@ -89,11 +95,13 @@ class RegionHealth:
     def calling(self, region: str) -> None:
         """Note that a call to `region` starts: a probe granted for it is now in use."""
         state = self._states.get(region)
-        if state is not None and state.probe_until:
-            with self._lock:
+        if state is None or state.cool_until == 0.0:
+            return  # healthy: no probe to mark, and no lock on the common path
+        with self._lock:
+            if state.probe_until:
                 state.probe_called = True
 
-    def release(self, probes: Iterable[tuple[str, float]]) -> None:
+    def release(self, probes: Iterable[Probe]) -> None:
         """Give back probes from `split` whose region was never called, so that the next
         caller probes it instead of waiting for the probe timeout. A probe already used,
         or granted since to another caller, is left alone."""
@@ -117,9 +125,7 @@ class RegionHealth:
             if state.cool_until == 0.0:
                 return
             state.cool_until = state.probe_until = 0.0
-        logger.info("region %s is healthy again", region)
-        if self._on_change is not None:
-            self._on_change(region, True)
+            self._changed(region, healthy=True, reason="")
 
     def record_fault(self, region: str, reason: str) -> None:
         """Move `region` to the back for the cool-down after a region fault."""
@@ -130,12 +136,20 @@ class RegionHealth:
             was_healthy = state.cool_until == 0.0
             state.cool_until = self._clock() + self.cooldown
             state.probe_until = 0.0
-        if was_healthy:
+            if was_healthy:
+                self._changed(region, healthy=False, reason=reason)
+
+    def _changed(self, region: str, *, healthy: bool, reason: str) -> None:
+        """Log a change of state and report it; under the lock, so that the log lines and
+        the reports of one region come in the order of its changes."""
+        if healthy:
+            logger.info("region %s is healthy again", region)
+        else:
             logger.warning(
                 "region %s moved to the back of the order for %.3g s after %s",
                 region,
                 self.cooldown,
                 reason,
             )
-            if self._on_change is not None:
-                self._on_change(region, False)
+        if self._on_change is not None:
+            self._on_change(region, healthy)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
+
 from asherah_core import ConfigError, PluginConfig
 
 from .arn import KeyArn, parse_arn
+from .retry import MAX_RETRIES
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
@@ -24,8 +27,13 @@ __all__ = [
     "DEFAULT_REGION_COOLDOWN",
     "DEFAULT_RETRY_BASE_DELAY_MS",
     "DEFAULT_TIMEOUT",
+    "MAX_SECONDS",
+    "OPTIONS",
+    "OPTION_NAMES",
     "AwsKmsSettings",
     "RegionSettings",
+    "check_endpoint",
+    "check_min_regions",
     "seconds",
     "settings_from_config",
 ]
@@ -119,14 +127,23 @@ class AwsKmsSettings:
 
     def replace(self, **options: Any) -> AwsKmsSettings:
         """Return a copy with `options` changed, each validated."""
-        unknown = set(options) - set(_VALIDATORS)
+        unknown = set(options) - set(_BY_NAME)
         if unknown:
             raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
         values = {
-            name: _VALIDATORS[name](_TOML_NAMES.get(name, name), value)
+            name: _BY_NAME[name].validate(_BY_NAME[name].path, value)
             for name, value in options.items()
         }
-        return dataclasses.replace(self, **values)
+        settings = dataclasses.replace(self, **values)
+        if settings.max_retries and not settings.retry_base_delay_ms:
+            raise ConfigError(
+                "retry.base_delay_ms: must be more than zero when retries are on "
+                "(retries without a backoff add to the throttling they retry)"
+            )
+        return settings
+
+
+MAX_SECONDS = 10_000_000.0  # about 115 days; longer waits overflow the timeouts below us
 
 
 def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
@@ -139,15 +156,31 @@ def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     if math.isnan(number) or math.isinf(number) or number < 0 or (number == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "more than zero"
         raise ConfigError(f"{name}: must be a finite number of seconds, {bound}; got {value!r}")
+    if number > MAX_SECONDS:
+        raise ConfigError(f"{name}: must be at most {MAX_SECONDS:,.0f} seconds; got {value!r}")
     return number
 
 
-def _count(name: str, value: object, *, minimum: int) -> int:
+def _duration(name: str, value: object) -> float:
+    return seconds(name, value, allow_zero=True)
+
+
+def _count(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name}: expected an integer, got {type(value).__name__}")
     if value < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: must be at most {maximum}, got {value}")
     return value
+
+
+def _retries(name: str, value: object) -> int:
+    return _count(name, value, minimum=0, maximum=MAX_RETRIES)
+
+
+def _concurrency(name: str, value: object) -> int:
+    return _count(name, value, minimum=1)
 
 
 def _flag(name: str, value: object) -> bool:
@@ -164,19 +197,31 @@ def _profile(name: str, value: object) -> str | None:
     return value
 
 
-_TOML_NAMES = {"max_retries": "retry.max_retries", "retry_base_delay_ms": "retry.base_delay_ms"}
-_VALIDATORS: dict[str, Any] = {
-    "timeout": seconds,
-    "operation_timeout": lambda n, v: seconds(n, v, allow_zero=True),
-    "max_retries": lambda n, v: _count(n, v, minimum=0),
-    "retry_base_delay_ms": lambda n, v: seconds(n, v, allow_zero=True),
-    "mrk_awareness": _flag,
-    "local_data_key": _flag,
-    "region_cooldown": lambda n, v: seconds(n, v, allow_zero=True),
-    "hedge_after": lambda n, v: seconds(n, v, allow_zero=True),
-    "max_concurrency": lambda n, v: _count(n, v, minimum=1),
-    "profile": _profile,
-}
+@dataclass(frozen=True)
+class _Option:
+    """An optional setting: its field, its plugins.toml path, its check, its TOML reader."""
+
+    name: str
+    path: str
+    validate: Callable[[str, object], Any]
+    read: Callable[[PluginConfig, str], Any]
+
+
+# Every optional setting, declared once; the fields of AwsKmsSettings hold the defaults.
+OPTIONS: tuple[_Option, ...] = (
+    _Option("timeout", "timeout", seconds, PluginConfig.get_float),
+    _Option("operation_timeout", "operation_timeout", _duration, PluginConfig.get_float),
+    _Option("max_retries", "retry.max_retries", _retries, PluginConfig.get_int),
+    _Option("retry_base_delay_ms", "retry.base_delay_ms", _duration, PluginConfig.get_float),
+    _Option("mrk_awareness", "mrk_awareness", _flag, PluginConfig.get_bool),
+    _Option("local_data_key", "local_data_key", _flag, PluginConfig.get_bool),
+    _Option("region_cooldown", "region_cooldown", _duration, PluginConfig.get_float),
+    _Option("hedge_after", "hedge_after", _duration, PluginConfig.get_float),
+    _Option("max_concurrency", "max_concurrency", _concurrency, PluginConfig.get_int),
+    _Option("profile", "profile", _profile, PluginConfig.get_str),
+)
+OPTION_NAMES = tuple(option.name for option in OPTIONS)
+_BY_NAME = {option.name: option for option in OPTIONS}
 
 
 def _region(region: object, arn_text: object, endpoint: object) -> RegionSettings:
@@ -200,14 +245,40 @@ def _region(region: object, arn_text: object, endpoint: object) -> RegionSetting
 
 
 def _endpoint(name: str, value: object) -> str:
+    """An http(s) URL with a host botocore accepts and no credentials (which are never echoed)."""
     if not isinstance(value, str):
         raise ConfigError(f"{name}: expected a URL, got {type(value).__name__}")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {value!r}")
-    if parts.username or parts.password:
+    shown = "a URL with an @ (not shown)" if "@" in value else repr(_shorten(value))
+    try:
+        parts = urlsplit(value)
+        credentials = parts.username is not None or parts.password is not None
+        host, _ = parts.hostname, parts.port
+    except ValueError:  # an unclosed [ of an IPv6 host, a port out of range
+        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {shown}") from None
+    if credentials:
         raise ConfigError(f"{name}: credentials do not belong in the endpoint URL")
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {shown}")
+    if not (is_valid_endpoint_url(value) or is_valid_ipv6_endpoint_url(value)):
+        raise ConfigError(
+            f"{name}: botocore refuses the host of {shown}: a host name is letters, digits, "
+            "hyphens and dots (no underscores), or an IP address"
+        )
     return value
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def check_endpoint(region: str, url: object) -> str:
+    """Validate `region`'s endpoint URL; the error names ``regions.<region>.endpoint``."""
+    return _endpoint(f"regions.{region}.endpoint", url)
+
+
+def check_min_regions(value: object, count: int) -> int:
+    """Validate min_regions (a count up to `count`, or "all") against `count` regions."""
+    return _min_regions(value, count)
 
 
 def _min_regions(value: object, count: int) -> int:
@@ -224,51 +295,45 @@ def _min_regions(value: object, count: int) -> int:
 
 # plugins.toml ---------------------------------------------------------------------------
 
-_TOP_KEYS = {
-    "regions",
-    "preferred_region",
-    "timeout",
-    "operation_timeout",
-    "retry",
-    "min_regions",
-    "mrk_awareness",
-    "local_data_key",
-    "region_cooldown",
-    "hedge_after",
-    "max_concurrency",
-    "profile",
-}
+_REGION_KEYS = {"arn", "endpoint"}
+
+
+def _tables() -> dict[str, set[str]]:
+    """The plugin's table (``""``) and sub-tables, each with the keys it may hold."""
+    tables: dict[str, set[str]] = {"": {"regions", "preferred_region", "min_regions"}}
+    for option in OPTIONS:
+        table, _, key = option.path.rpartition(".")
+        tables.setdefault(table, set()).add(key)
+        if table:
+            tables[""].add(table)
+    return tables
+
+
+_TABLES = _tables()
 
 
 def settings_from_config(config: PluginConfig) -> AwsKmsSettings:
     """Read ``[plugins.aws-v2]`` into settings; every error names the exact key path."""
-    config.check_keys(_TOP_KEYS)
+    config.check_keys(_TABLES[""])
     regions = config.get_table("regions", required=True)
     arns: dict[str, str] = {}
     endpoints: dict[str, str] = {}
     for region in regions:
         table = regions.get_table(region)
-        table.check_keys({"arn", "endpoint"})
+        table.check_keys(_REGION_KEYS)
         arns[region] = table.get_str("arn")
         if "endpoint" in table:
             endpoints[region] = table.get_str("endpoint")
-    retry = config.get_table("retry")
-    retry.check_keys({"max_retries", "base_delay_ms"})
+    tables = {"": config}
+    for name in _TABLES:
+        if name:
+            tables[name] = config.get_table(name)
+            tables[name].check_keys(_TABLES[name])
     options: dict[str, Any] = {}
-    for key in ("timeout", "operation_timeout", "region_cooldown", "hedge_after"):
-        if key in config:
-            options[key] = config.get_float(key)
-    for key in ("mrk_awareness", "local_data_key"):
-        if key in config:
-            options[key] = config.get_bool(key)
-    if "max_concurrency" in config:
-        options["max_concurrency"] = config.get_int("max_concurrency")
-    if "profile" in config:
-        options["profile"] = config.get_str("profile")
-    if "max_retries" in retry:
-        options["max_retries"] = retry.get_int("max_retries")
-    if "base_delay_ms" in retry:
-        options["retry_base_delay_ms"] = retry.get_float("base_delay_ms")
+    for option in OPTIONS:
+        where, _, key = option.path.rpartition(".")
+        if key in tables[where]:
+            options[option.name] = option.read(tables[where], key)
     min_regions: int | str = 1
     if "min_regions" in config:
         raw = config["min_regions"]

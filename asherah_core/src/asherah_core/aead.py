@@ -69,6 +69,7 @@ class Aes256Gcm(Aead):
 def _cipher(key: bytes) -> AESGCM:
     if not isinstance(key, bytes | bytearray | memoryview):
         raise CryptoError(f"AES-256-GCM key must be bytes, not {type(key).__name__}")
-    if len(key) != KEY_SIZE:
-        raise CryptoError(f"AES-256-GCM key must be {KEY_SIZE} bytes, got {len(key)}")
+    size = memoryview(key).nbytes  # in bytes, not items of a non-byte memoryview
+    if size != KEY_SIZE:
+        raise CryptoError(f"AES-256-GCM key must be {KEY_SIZE} bytes, got {size}")
     return AESGCM(bytes(key))

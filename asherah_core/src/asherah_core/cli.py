@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from . import __version__
 from .config import DEFAULT_CONFIG_FILE, load_config_file
@@ -165,7 +165,7 @@ def _transform(
         )
     _, kms = _load_configured_kms(_config_path(args))
     with kms:
-        data = _read_input(sys.stdin.buffer, base64_text=args.base64, what="stdin")
+        data = _read_input(_stdin(), base64_text=args.base64, what="stdin")
         if not data:
             raise _UsageError(f"nothing to {verb}: stdin is empty")
         result = operation(kms, data)
@@ -183,7 +183,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.file is None or args.file == "-":
         if _isatty(sys.stdin):
             raise _UsageError("give a FILE, or pipe an encrypted key on stdin")
-        data = _read_input(sys.stdin.buffer, base64_text=args.base64, what="stdin")
+        data = _read_input(_stdin(), base64_text=args.base64, what="stdin")
     else:
         try:
             with open(args.file, "rb") as f:
@@ -274,6 +274,14 @@ def _read_input(stream: BinaryIO, *, base64_text: bool, what: str) -> bytes:
         raise _UsageError(f"{what} is not valid base64 (standard alphabet, padded)") from None
 
 
+def _stdin() -> BinaryIO:
+    """Standard input as bytes; a usage error when the process has none (closed)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        raise _UsageError("standard input is closed; give the input on stdin (or inspect FILE)")
+    return cast(BinaryIO, buffer)
+
+
 def _isatty(stream: object) -> bool:
     isatty = getattr(stream, "isatty", None)
     try:
@@ -302,7 +310,7 @@ def _print_mapping(mapping: Mapping[str, Any], indent: str) -> None:
                 if isinstance(item, Mapping):
                     items = list(item.items())
                     for i, (k, v) in enumerate(items):
-                        print(f"{indent}  {'- ' if i == 0 else '  '}{k}: {_scalar(v)}")
+                        print(f"{indent}  {'- ' if i == 0 else '  '}{_scalar(k)}: {_scalar(v)}")
                 else:
                     print(f"{indent}  - {_scalar(item)}")
         else:
@@ -310,7 +318,9 @@ def _print_mapping(mapping: Mapping[str, Any], indent: str) -> None:
 
 
 def _scalar(value: Any) -> str:
-    if isinstance(value, str):
+    # Strings come from untrusted input: anything not printable (terminal escapes, newlines,
+    # lone surrogates) is shown JSON-escaped instead of reaching the terminal.
+    if isinstance(value, str) and value.isprintable() and value.isascii():
         return value
     return json.dumps(value, default=str)
 

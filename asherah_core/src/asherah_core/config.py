@@ -205,6 +205,11 @@ class PluginConfig(Mapping[str, Any]):
             if match.group(0) == "$$":
                 return "$"
             name, default = match.group(1), match.group(2)
+            if default is not None and "${" in default:
+                raise ConfigError(
+                    f"{self.source}: {path}: a default may not hold another ${{…}} "
+                    f"(in ${{{name}:-…}}); write a literal default"
+                )
             names.append(name)
             value = self._environ.get(name)
             if value is None or value == "":
@@ -239,6 +244,8 @@ def load_config_file(
         raise ConfigError(f"{file}: the configuration file is not valid UTF-8") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{file}: invalid TOML: {e}") from e
+    except RecursionError:
+        raise ConfigError(f"{file}: invalid TOML: nested too deeply") from None
     # Environment references are resolved in [kms] and the selected plugin's table only, so
     # the settings of a plugin that is not selected may name variables that are not set.
     source = str(file)

@@ -1,0 +1,204 @@
+"""`RegionalKey`: one KMS key in one region: its client, its calls, their checks and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .arn import KeyArn
+from .clients import KmsClient
+from .deadline import Deadline
+from .dispatch import Gate
+from .errors import RegionCallError, deadline_error
+from .metrics import KmsMetrics, attributes
+from .regions import RegionHealth
+from .retry import NO_RETRIES, RetryPolicy, RetryState, call_with_retries
+
+__all__ = [
+    "DATA_KEY_BYTES",
+    "DECRYPT",
+    "ENCRYPT",
+    "GENERATE_DATA_KEY",
+    "Operation",
+    "RegionalKey",
+    "Request",
+]
+
+DATA_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A KMS operation: the client method, the API name in messages, the metric name."""
+
+    method: str
+    api: str
+    metric: str
+
+
+GENERATE_DATA_KEY = Operation("generate_data_key", "GenerateDataKey", "generatedatakey")
+ENCRYPT = Operation("encrypt", "Encrypt", "encrypt")
+DECRYPT = Operation("decrypt", "Decrypt", "decrypt")
+_OPERATIONS = (GENERATE_DATA_KEY, ENCRYPT, DECRYPT)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One KMS operation to make: what, with which parameters, until when, and whether
+    connection errors and timeouts are worth retrying (no other region can take over)."""
+
+    operation: Operation
+    params: Mapping[str, Any]
+    deadline: Deadline
+    retry_timeouts: bool
+
+
+class RegionalKey:
+    """The configured key of one region; every KMS call of the plugin goes through one.
+
+    Each call passes the locally configured ARN as KeyId, is retried per the policy, counts
+    toward the region's health and is timed per attempt; its response is checked here.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        arn: KeyArn,
+        client: KmsClient,
+        *,
+        health: RegionHealth,
+        metrics: KmsMetrics,
+        policy: RetryPolicy,
+        gate: Gate,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.arn = arn
+        self.client = client
+        self._key_id = str(arn)
+        self._health = health
+        self._metrics = metrics
+        self._policy = policy
+        self._gate = gate
+        self._sleep = sleep
+        self._histograms = {op: metrics.kms_call(op.metric, name) for op in _OPERATIONS}
+        self._ok = attributes(name)
+
+    def call(
+        self,
+        operation: Operation,
+        params: Mapping[str, Any],
+        deadline: Deadline,
+        *,
+        retry_timeouts: bool,
+        state: RetryState = NO_RETRIES,
+        attempt_budget: float = 0.0,
+    ) -> Mapping[str, Any] | RetryState:
+        """Make `operation` with retries; the `RetryState` due if the rest must move to a
+        thread the caller can leave (see `call_with_retries`)."""
+        if deadline.expired():
+            raise deadline_error(self.name, operation.api)
+        self._health.calling(self.name)
+        method = getattr(self.client, operation.method)
+        kwargs = {"KeyId": self._key_id, **params}
+        histogram = self._histograms[operation]
+        gate = self._gate
+
+        def attempt() -> Mapping[str, Any]:
+            gate.enter()
+            try:
+                response: Mapping[str, Any] = method(**kwargs)
+            finally:
+                gate.leave()
+            return response
+
+        def on_attempt(seconds: float, error: RegionCallError | None) -> None:
+            histogram.record(seconds, self._ok if error is None else self._failed(error))
+
+        def on_retry(error: RegionCallError) -> None:
+            self._metrics.retries.add(1, self._failed(error))
+
+        try:
+            result = call_with_retries(
+                attempt,
+                region=self.name,
+                operation=operation.api,
+                policy=self._policy,
+                deadline=deadline,
+                retry_timeouts=retry_timeouts,
+                on_attempt=on_attempt,
+                on_retry=on_retry,
+                sleep=self._sleep,
+                state=state,
+                attempt_budget=attempt_budget,
+            )
+        except RegionCallError as e:
+            if e.region_fault:
+                self._health.record_fault(self.name, e.summary)
+            else:
+                self._health.record_success(self.name)  # it answered; the key is the problem
+            raise
+        if not isinstance(result, RetryState):
+            self._health.record_success(self.name)
+        return result
+
+    def attempts(
+        self, request: Request, state: RetryState, attempt_budget: float
+    ) -> Mapping[str, Any] | RetryState:
+        """`call` in the shape `Dispatcher.run` takes (bind `request` with partial)."""
+        return self.call(
+            request.operation,
+            request.params,
+            request.deadline,
+            retry_timeouts=request.retry_timeouts,
+            state=state,
+            attempt_budget=attempt_budget,
+        )
+
+    def call_to_the_end(
+        self,
+        operation: Operation,
+        params: Mapping[str, Any],
+        deadline: Deadline,
+        *,
+        retry_timeouts: bool,
+    ) -> Mapping[str, Any]:
+        """Make `operation` with every retry the deadline allows, in this thread (a worker's)."""
+        result = self.call(operation, params, deadline, retry_timeouts=retry_timeouts)
+        assert not isinstance(result, RetryState)  # only an attempt budget stops early
+        return result
+
+    def data_key(self, operation: Operation, response: Mapping[str, Any]) -> bytes:
+        """The 32-byte data key in a GenerateDataKey or Decrypt response."""
+        data_key = response.get("Plaintext")
+        if not isinstance(data_key, bytes) or len(data_key) != DATA_KEY_BYTES:
+            size = len(data_key) if isinstance(data_key, bytes) else 0
+            raise self._invalid(
+                operation,
+                "InvalidDataKeyLength",
+                f"KMS returned a {size}-byte data key, expected {DATA_KEY_BYTES}",
+            )
+        return data_key
+
+    def ciphertext(self, operation: Operation, response: Mapping[str, Any]) -> bytes:
+        """The CiphertextBlob of a GenerateDataKey or Encrypt response."""
+        blob = response.get("CiphertextBlob")
+        if not isinstance(blob, bytes) or not blob:
+            raise self._invalid(operation, "InvalidResponse", "no CiphertextBlob")
+        return blob
+
+    def _invalid(self, operation: Operation, error_type: str, detail: str) -> RegionCallError:
+        return RegionCallError(
+            self.name, operation.api, error_type, detail, region_fault=False, retryable=False
+        )
+
+    def _failed(self, error: RegionCallError) -> Mapping[str, str]:
+        return attributes(self.name, error.error_type)
+
+    def close(self) -> None:
+        """Close the client (its connection pool)."""
+        close = getattr(self.client, "close", None)
+        if callable(close):
+            close()

@@ -165,6 +165,20 @@ class SqlMetastore(Metastore):
         self._table = sa.table(
             table, sa.column("id"), sa.column("created"), sa.column("key_record")
         )
+        # Built once: text statements skip SQLAlchemy's per-call statement construction and
+        # cache-key work, which cost more than SQLite's own read of a row. The table name is
+        # checked against _TABLE_NAME above; every value is a bound parameter.
+        record = "CAST(key_record AS TEXT)" if self._dialect.record_as_text else "key_record"
+        self._select_one = sa.text(
+            f"SELECT {record} FROM {table} WHERE id = :b_id AND created = :b_created"  # noqa: S608
+        )
+        self._select_latest = sa.text(
+            f"SELECT {record} FROM {table} WHERE id = :b_id ORDER BY created DESC LIMIT 1"  # noqa: S608
+        )
+        self._insert = sa.text(
+            f"INSERT INTO {table} (id, created, key_record) "  # noqa: S608
+            "VALUES (:b_id, :b_created, :b_record)"
+        )
         self._closed = False
         if create_table:
             self.create_table()
@@ -206,55 +220,34 @@ class SqlMetastore(Metastore):
 
     def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
         """Return the row ``(key_id, created)`` or ``None``."""
-        t = self._table
-        query = (
-            sa.select(self._record)
-            .where(t.c.id == sa.bindparam("b_id"))
-            .where(t.c.created == sa.bindparam("b_created"))
-        )
         params = {"b_id": key_id, "b_created": self._dialect.created(created)}
-        text = self._run("load", key_id, lambda c: c.execute(query, params).scalar())
+        with self._errors("load", key_id), self._engine.connect() as conn:
+            text = conn.execute(self._select_one, params).scalar()
         return None if text is None else self._parse(text, key_id)
 
     def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
         """Return the row of `key_id` with the largest ``created``, or ``None``."""
-        t = self._table
-        query = (
-            sa.select(self._record)
-            .where(t.c.id == sa.bindparam("b_id"))
-            .order_by(t.c.created.desc())
-            .limit(1)
-        )
-        text = self._run(
-            "load latest", key_id, lambda c: c.execute(query, {"b_id": key_id}).scalar()
-        )
+        with self._errors("load latest", key_id), self._engine.connect() as conn:
+            text = conn.execute(self._select_latest, {"b_id": key_id}).scalar()
         return None if text is None else self._parse(text, key_id)
 
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
-        """Insert the row; False when ``(key_id, created)`` exists already."""
+        """Insert the row; False when ``(key_id, created)`` exists already.
+
+        A plain insert whose failure on the primary key means "someone else stored it" (an
+        ``INSERT … WHERE NOT EXISTS`` deadlocked under concurrent creation in the anchors).
+        """
         params = {
             "b_id": key_id,
             "b_created": self._dialect.created(created),
             "b_record": record.to_json(),
         }
-        statement = sa.insert(self._table).values(
-            id=sa.bindparam("b_id"),
-            created=sa.bindparam("b_created"),
-            key_record=sa.bindparam("b_record"),
-        )
-
-        def insert(conn: sa.Connection) -> bool:
-            try:
-                # A savepoint, so that PostgreSQL's aborted statement leaves the transaction
-                # usable; the other databases need none.
-                nested = conn.begin_nested() if self._dialect.name == "postgresql" else None
-                with nested if nested is not None else contextlib.nullcontext():
-                    conn.execute(statement, params)
-            except sa_exc.IntegrityError:
-                return False
-            return True
-
-        return self._run("store", key_id, insert)
+        try:
+            with self._errors("store", key_id), self._engine.begin() as conn:
+                conn.execute(self._insert, params)
+        except _Duplicate:
+            return False
+        return True
 
     def keys(self, prefix: str = "") -> Iterator[StoredKey]:
         """Yield every row whose id starts with `prefix` (drift-guard rows left out)."""
@@ -308,13 +301,23 @@ class SqlMetastore(Metastore):
             self._engine.dispose()
 
     def _run(self, what: str, key_id: str | None, work: Callable[[sa.Connection], _T]) -> _T:
+        with self._errors(what, key_id), self._engine.begin() as conn:
+            return work(conn)
+
+    @contextlib.contextmanager
+    def _errors(self, what: str, key_id: str | None) -> Iterator[None]:
+        """Turn every failure inside into a `MetastoreError` naming `what` and `key_id`; a
+        duplicate primary key on store into `_Duplicate`."""
         if self._closed:
             raise MetastoreError(f"{self._where}: closed")
         try:
-            with self._engine.begin() as conn:
-                return work(conn)
+            yield
         except MetastoreError:
             raise
+        except sa_exc.IntegrityError as e:
+            if what == "store":
+                raise _Duplicate from None
+            raise MetastoreError(self._failure(what, key_id, e)) from None
         except sa_exc.SQLAlchemyError as e:
             raise MetastoreError(self._failure(what, key_id, e)) from None
         except (OSError, UnicodeError, ValueError, TypeError) as e:
@@ -355,6 +358,10 @@ class SqlMetastore(Metastore):
             raise MetastoreError(
                 f"{self._where}: the row of {key_id!r} does not parse: {e}"
             ) from None
+
+
+class _Duplicate(Exception):  # noqa: N818 - a signal inside this module, not an error
+    """The row exists already (the store lost a race)."""
 
 
 def _for(key_id: str | None) -> str:

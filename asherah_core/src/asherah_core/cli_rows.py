@@ -24,6 +24,7 @@ from .cli import (
     _print_table,
     _read_input,
     _UsageError,
+    _warn,
 )
 from .errors import MetastoreError
 from .records import b64encode
@@ -98,6 +99,11 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     _stdin_or_refuse("data to encrypt")
     data = _read_input(sys.stdin.buffer, base64_text=args.base64, what="stdin")
     with _factory(args) as factory, factory.get_session(args.partition) as session:
+        if factory.metastore.kind == "memory":
+            _warn(
+                "the memory metastore forgets its keys when this command ends: nothing can "
+                "decrypt this record later; configure [metastore] for real use"
+            )
         text = session.encrypt_bytes(data)
     sys.stdout.write(text + "\n")
     return EXIT_OK

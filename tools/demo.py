@@ -209,7 +209,7 @@ def print_metrics(reader: InMemoryMetricReader) -> None:
                     rows.append((metric.name, attrs, value))
     width = max((len(r[0]) for r in rows), default=10)
     for name, attrs, value in sorted(rows):
-        print(f"     {name:<{width}}  {value:<28} {attrs}")
+        print(f"     {name:<{width}}  {value:<28} {attrs}".rstrip())
 
 
 def step(number: int, text: str) -> None:

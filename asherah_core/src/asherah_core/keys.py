@@ -172,53 +172,24 @@ class KeyHierarchy:
         self, partition: Partition, latest: EnvelopeKeyRecord | None
     ) -> CachedKey:
         ik_id = partition.ik_id
-        after = None if latest is None else latest.created
-        for _ in range(MAX_CREATE_ATTEMPTS):
+
+        def make(created: int) -> tuple[CachedKey, EnvelopeKeyRecord, CachedKey]:
             system_key = self.system_key_for_encrypt(partition)
+            key = bytearray(os.urandom(32))
             try:
-                created = self._new_created(after)
-                key = bytearray(os.urandom(32))
-                try:
-                    entry = CachedKey(KeyMeta(ik_id, created), key)
-                    record = EnvelopeKeyRecord(
-                        created,
-                        system_key.seal(key),
-                        KeyMeta(system_key.meta.key_id, system_key.created),
-                    )
-                finally:
-                    _zero(key)
-                stored, failure = self._store(ik_id, created, record)
-                if stored:
-                    self.metrics.keys_created.add(1, {"kind": "intermediate"})
-                    logger.info(
-                        "created intermediate key %s@%d under system key %s",
-                        ik_id,
-                        created,
-                        system_key.meta,
-                    )
-                    self._arm(entry, self.clock(), system_key)
-                    return self.intermediate_keys.put(entry, latest=True)
-                entry.zero()
-                self.metrics.store_conflicts.add(1, {"kind": "intermediate"})
-                logger.info(
-                    "intermediate key %s@%d was not stored (%s); using the stored one",
-                    ik_id,
-                    created,
-                    "another process stored it first" if failure is None else "store failed",
-                )
-                winner = self._load_latest_after_conflict(ik_id, failure, created)
-                if self._may_encrypt(winner, self.clock()):
-                    found = self._use_intermediate(ik_id, winner, self.clock())
-                    if found is not None:
-                        return found
-                after = winner.created if after is None else max(after, winner.created)
+                entry = CachedKey(KeyMeta(ik_id, created), key)
+                parent = KeyMeta(system_key.meta.key_id, system_key.created)
+                return entry, EnvelopeKeyRecord(created, system_key.seal(key), parent), system_key
             finally:
-                if not system_key.cached:
-                    system_key.zero()
-        raise MetastoreError(
-            f"{self.metastore.kind} metastore: could not store a usable intermediate key "
-            f"{ik_id!r} after {MAX_CREATE_ATTEMPTS} attempts (each lost to a revoked or "
-            "expired key)"
+                _zero(key)
+
+        return self._create(
+            "intermediate",
+            ik_id,
+            latest=latest,
+            make=make,
+            use_winner=lambda winner: self._use_intermediate(ik_id, winner, self.clock()),
+            cache=self.intermediate_keys,
         )
 
     def system_key_for_encrypt(self, partition: Partition) -> CachedKey:
@@ -252,37 +223,77 @@ class KeyHierarchy:
             return self._create_system(sk_id, record)
 
     def _create_system(self, sk_id: str, latest: EnvelopeKeyRecord | None) -> CachedKey:
-        after = None if latest is None else latest.created
-        for _ in range(MAX_CREATE_ATTEMPTS):
-            created = self._new_created(after)
+        def make(created: int) -> tuple[CachedKey, EnvelopeKeyRecord, None]:
             key = bytearray(os.urandom(32))
             try:
                 entry = CachedKey(KeyMeta(sk_id, created), key)
-                wrapped = self._kms_encrypt(bytes(key), sk_id)
+                return entry, EnvelopeKeyRecord(created, self._kms_encrypt(bytes(key), sk_id)), None
             finally:
                 _zero(key)
-            stored, failure = self._store(sk_id, created, EnvelopeKeyRecord(created, wrapped))
-            if stored:
-                self.metrics.keys_created.add(1, {"kind": "system"})
-                logger.info("created system key %s@%d", sk_id, created)
-                self._arm(entry, self.clock())
-                return self.system_keys.put(entry, latest=True)
+
+        def use_winner(winner: EnvelopeKeyRecord) -> CachedKey:
+            entry = self._system_key_from(KeyMeta(sk_id, winner.created), winner)
+            self._arm(entry, self.clock())
+            return self.system_keys.put(entry, latest=True)
+
+        return self._create(
+            "system", sk_id, latest=latest, make=make, use_winner=use_winner, cache=self.system_keys
+        )
+
+    def _create(
+        self,
+        kind: str,
+        key_id: str,
+        *,
+        latest: EnvelopeKeyRecord | None,
+        make: Callable[[int], tuple[CachedKey, EnvelopeKeyRecord, CachedKey | None]],
+        use_winner: Callable[[EnvelopeKeyRecord], CachedKey | None],
+        cache: KeyCache,
+    ) -> CachedKey:
+        """Make a new key with `make`, store it insert-if-absent and cache it as the latest.
+
+        When the store loses (another process stored that ``Created`` first, or the store
+        failed after committing), the stored latest key is used if it may encrypt; if it may
+        not (revoked or expired, even in the same precision window), the next attempt gets a
+        ``Created`` later than it, so racing writers meet on one new row again.
+        """
+        after = None if latest is None else latest.created
+        for _ in range(MAX_CREATE_ATTEMPTS):
+            created = self._new_created(after)
+            entry, record, parent = make(created)
+            try:
+                stored, failure = self._store(key_id, created, record)
+                if stored:
+                    self.metrics.keys_created.add(1, {"kind": kind})
+                    logger.info(
+                        "created %s key %s@%d%s",
+                        kind,
+                        key_id,
+                        created,
+                        "" if parent is None else f" under {parent.meta}",
+                    )
+                    self._arm(entry, self.clock(), parent)
+                    return cache.put(entry, latest=True)
+            finally:
+                if parent is not None and not parent.cached:
+                    parent.zero()
             entry.zero()
-            self.metrics.store_conflicts.add(1, {"kind": "system"})
+            self.metrics.store_conflicts.add(1, {"kind": kind})
             logger.info(
-                "system key %s@%d was not stored (%s); using the stored one",
-                sk_id,
+                "%s key %s@%d was not stored (%s); using the stored one",
+                kind,
+                key_id,
                 created,
                 "another process stored it first" if failure is None else "store failed",
             )
-            winner = self._load_latest_after_conflict(sk_id, failure, created)
+            winner = self._load_latest_after_conflict(key_id, failure, created)
             if self._may_encrypt(winner, self.clock()):
-                entry = self._system_key_from(KeyMeta(sk_id, winner.created), winner)
-                self._arm(entry, self.clock())
-                return self.system_keys.put(entry, latest=True)
+                found = use_winner(winner)
+                if found is not None:
+                    return found
             after = winner.created if after is None else max(after, winner.created)
         raise MetastoreError(
-            f"{self.metastore.kind} metastore: could not store a usable system key {sk_id!r} "
+            f"{self.metastore.kind} metastore: could not store a usable {kind} key {key_id!r} "
             f"after {MAX_CREATE_ATTEMPTS} attempts (each lost to a revoked or expired key)"
         )
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from tools.signals import Terminated
+
 from . import mariadb_server as _mysql
 from . import moto_server as _moto
 from . import postgres_server as _postgres
 from ._base import DbServer, ExternalServer, provide
 from ._process import DbServerError
-from ._signals import Terminated
 
 __all__ = [
     "ENV_VARS",

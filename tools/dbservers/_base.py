@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from ._signals import sigterm_raises
+from tools.signals import sigterm_raises
 
 __all__ = ["DbServer", "ExternalServer", "provide"]
 

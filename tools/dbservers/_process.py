@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._signals import raise_received, signals_held
+from tools.signals import raise_received, signals_held
 
 __all__ = [
     "Daemon",

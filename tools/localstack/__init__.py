@@ -22,6 +22,8 @@ on SIGTERM to the harness. Only SIGKILL of the harness itself can leave it behin
 
 from __future__ import annotations
 
+from tools.signals import Terminated
+
 from .cli import main
 from .common import (
     ENDPOINT_ENV,
@@ -32,7 +34,6 @@ from .common import (
     ProvisionError,
     PythonNotFoundError,
     StartupError,
-    Terminated,
 )
 from .health import _kms_state as _kms_state
 from .interpreters import find_interpreter, find_python

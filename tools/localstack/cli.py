@@ -11,9 +11,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .common import _PREFIX, ENDPOINT_ENV, LocalStackError, Terminated, _say
+from tools.signals import Terminated, signals_held, sigterm_raises
+
+from .common import _PREFIX, ENDPOINT_ENV, LocalStackError, _say
 from .process import localstack
-from .signals import _signals_held, _sigterm_raises
 from .venv import provision
 
 
@@ -22,7 +23,7 @@ def _wait_child(child: subprocess.Popen[bytes]) -> int:
     try:
         return child.wait()
     except KeyboardInterrupt as interrupt:
-        with _signals_held():
+        with signals_held():
             steps: list[tuple[float, int]] = (
                 [(0.0, signal.SIGTERM), (5.0, signal.SIGKILL)]
                 if isinstance(interrupt, Terminated)
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "provision":
-            with _sigterm_raises():
+            with sigterm_raises():
                 python = provision(quiet=args.quiet)
             print(python)
             return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 
 ENDPOINT_ENV = "ASHERAH_LOCALSTACK_ENDPOINT"
@@ -54,18 +53,6 @@ class StartupError(LocalStackError):
 
 class EndpointUnavailableError(LocalStackError):
     """The endpoint given in ``ASHERAH_LOCALSTACK_ENDPOINT`` does not serve KMS."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (or SIGHUP) reached the harness; raised so that clean-up code runs.
-
-    It subclasses :class:`KeyboardInterrupt` so that code which already stops its children on
-    Ctrl-C (nox, subprocess.run) does the same on SIGTERM.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"terminated by {signal.Signals(signum).name}")
-        self.signum = signum
 
 
 def _say(message: str, *, quiet: bool) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.signals import raise_received, signals_held, sigterm_raises
+
 from .common import (
     _BIND_FAILED,
     _READY_MARKER,
@@ -28,7 +30,6 @@ from .common import (
     _say,
 )
 from .health import _check_given_endpoint, _kms_state
-from .signals import _raise_received, _signals_held, _sigterm_raises
 from .venv import _tail, provision
 
 
@@ -92,7 +93,7 @@ class _Server:
             (root / "tmp").mkdir(parents=True)
             self.log = self.workdir / f"localstack-{attempt}.log"
             started = time.monotonic()
-            with _signals_held() as received, open(self.log, "wb") as log:
+            with signals_held() as received, open(self.log, "wb") as log:
                 self.process = subprocess.Popen(
                     [str(self.venv_python), "-m", "localstack.runtime.main"],
                     env=_child_env(self.venv_python, self.port, root),
@@ -102,7 +103,7 @@ class _Server:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            _raise_received(received)
+            raise_received(received)
             pid = self.process.pid
             _say(f"started LocalStack (pid {pid}) on {self.endpoint}", quiet=self.quiet)
             outcome = self._wait_ready(timeout)
@@ -165,7 +166,7 @@ class _Server:
 
     def stop(self) -> list[int]:
         """Stop the process group and remove the working folder; return signals held meanwhile."""
-        with _signals_held() as received:
+        with signals_held() as received:
             process = self.process
             if self.ready and process is not None and process.poll() is not None:
                 _say(
@@ -193,7 +194,7 @@ def localstack(*, quiet: bool = False, start_timeout: float = START_TIMEOUT) -> 
     :raises LocalStackError: a subclass saying what went wrong and what to do.
     """
     given = os.environ.get(ENDPOINT_ENV, "").strip().rstrip("/")
-    with _sigterm_raises():
+    with sigterm_raises():
         if given:
             _check_given_endpoint(given, min(start_timeout, GIVEN_ENDPOINT_TIMEOUT))
             _say(f"using {given} from {ENDPOINT_ENV}", quiet=quiet)
@@ -209,4 +210,4 @@ def localstack(*, quiet: bool = False, start_timeout: float = START_TIMEOUT) -> 
         except BaseException:
             server.stop()
             raise
-        _raise_received(server.stop())
+        raise_received(server.stop())

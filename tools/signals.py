@@ -1,5 +1,6 @@
-"""Signal handling for the harness: SIGTERM becomes an exception, and starting or stopping a
-server cannot be cut in half by a signal."""
+"""Signal handling shared by the throwaway-server harnesses (tools/localstack, tools/dbservers):
+SIGTERM becomes an exception, and starting or stopping a server cannot be cut in half by a
+signal."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from asherah_core import MetastoreError, SessionFactory
+from asherah_core import MetastoreError, SessionFactory, StaticKms
 from asherah_core.metastore import InMemoryMetastore
 
 if TYPE_CHECKING:
@@ -110,3 +110,24 @@ def test_metastore_errors_are_recorded_with_their_type(kms: CountingKms, clock: 
         factory.get_session("p1").encrypt(b"x")
     points = collect(reader)["ael.metastore.memory.loadlatest"]
     assert count(points, **{"error.type": "ConnectionError"}) == 1
+
+
+def test_row_metrics_off_keeps_every_instrument_but_the_row_histograms() -> None:
+    reader = InMemoryMetricReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    with SessionFactory(
+        "svc",
+        "prod",
+        kms=StaticKms(b"k" * 32),
+        metastore=InMemoryMetastore(),
+        meter=meter,
+        row_metrics=False,
+    ) as factory:
+        session = factory.get_session("p")
+        assert session.decrypt_bytes(session.encrypt_bytes(b"x")) == b"x"
+    data = reader.get_metrics_data()
+    assert data is not None
+    names = {m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
+    assert "ael.drr.encrypt" not in names
+    assert "ael.drr.decrypt" not in names
+    assert {"ael.keys.created", "ael.metastore.memory.store", "ael.kms.encryptkey"} <= names

@@ -65,6 +65,10 @@ class SessionFactory:
     :param meter: the OpenTelemetry meter; the global provider's ``asherah_core`` by default.
     :param region_suffix: appended to key ids (DynamoDB global tables); by default what the
         metastore says (`Metastore.region_suffix`).
+    :param row_metrics: record ``ael.drr.encrypt`` / ``ael.drr.decrypt`` for every row. With an
+        OpenTelemetry SDK installed one record costs about as much as a warm 1 KB encrypt, so a
+        service that needs every microsecond may turn the per-row histograms off; the metastore,
+        KMS, key and cache instruments stay.
 
     The factory takes ownership of `kms` and `metastore`: `close` closes them and zeroes every
     cached key. It is thread-safe and may be shared by every thread and task of the process.
@@ -81,6 +85,7 @@ class SessionFactory:
         clock: Callable[[], float] | None = None,
         meter: Meter | None = None,
         region_suffix: str | None = None,
+        row_metrics: bool = True,
     ) -> None:
         if not isinstance(kms, KeyManagementService):
             raise SessionError(f"kms must be a KeyManagementService, not {type(kms).__name__}")
@@ -96,6 +101,9 @@ class SessionFactory:
         Partition("check", service, product, self.region_suffix)  # validates the names
         self._clock = clock if clock is not None else time.time
         self._metrics = metrics_for(meter) if meter is not None else default_metrics()
+        if not isinstance(row_metrics, bool):
+            raise SessionError("row_metrics must be True or False")
+        self.row_metrics = row_metrics
         self._keys = KeyHierarchy(
             kms=kms, metastore=metastore, policy=policy, clock=self._clock, metrics=self._metrics
         )
@@ -203,6 +211,18 @@ class SessionFactory:
         )
 
 
+class _NoHistogram:
+    """Stands in for the row histograms when `SessionFactory` has ``row_metrics=False``."""
+
+    __slots__ = ()
+
+    def record(self, amount: float, attributes: object = None) -> None:
+        """Record nothing."""
+
+
+_NO_HISTOGRAM = _NoHistogram()
+
+
 class Session:
     """Encrypts and decrypts the data rows of one partition. Thread-safe; cheap to make.
 
@@ -237,8 +257,9 @@ class Session:
         self._ik_keys = self._intermediate._keys
         self._ik_id = partition.ik_id
         self._clock = factory.keys.clock
-        self._encrypt_hist = factory.keys.metrics.encrypt
-        self._decrypt_hist = factory.keys.metrics.decrypt
+        rows = factory.row_metrics
+        self._encrypt_hist = factory.keys.metrics.encrypt if rows else _NO_HISTOGRAM
+        self._decrypt_hist = factory.keys.metrics.decrypt if rows else _NO_HISTOGRAM
 
     @property
     def partition_id(self) -> str:

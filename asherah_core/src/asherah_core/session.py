@@ -9,8 +9,6 @@ run that part in a worker thread.
 from __future__ import annotations
 
 import asyncio
-import binascii
-import json
 import os
 import threading
 import time
@@ -43,13 +41,6 @@ _b64encode = pybase64.b64encode_as_string
 _b64decode = pybase64.b64decode
 _urandom = os.urandom
 _perf = time.perf_counter
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"JSON constant {name} is not allowed")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 class SessionFactory:
@@ -277,45 +268,21 @@ class Session:
         """Encrypt `data` and return the `DataRowRecord` as compact JSON text."""
         start = _perf()
         now = self._clock()
-        entry = self._ik_latest.get(self._ik_id)
-        cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
-        if cipher is not None and entry is not None and type(data) is bytes and not self._closed:
-            # The hot path, inline: a cached key, bytes in, no lock, no I/O.
-            self._intermediate.hits += 1
-            random = _urandom(56)  # one call: the row key and both nonces
-            row_key = random[:32]
-            nonce = random[32:44]
-            key_nonce = random[44:]
-            if len(data) <= MAX_DATA_SIZE:
-                sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
-                sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
-                text = (
-                    f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}",'
-                    f'"ParentKeyMeta":{entry.meta_json}}},"Data":"{_b64encode(sealed_data)}"}}'
-                )
-                self._encrypt_hist.record(_perf() - start)
-                return text
-        if cipher is None or entry is None or self._closed:
+        entry = self._cached_encrypting_key(now)
+        if entry is None:
             self._check_open()
             entry = self._keys.intermediate_key_for_encrypt(self.partition)
-            cipher = entry.cipher()
-        else:
-            self._intermediate.hits += 1
-        return self._seal(data, entry, cipher, now, start)
+        return self._seal(data, entry, now, start)
 
     async def encrypt_bytes_async(self, data: bytes | bytearray | memoryview) -> str:
         """Coroutine version of `encrypt_bytes`; a cache hit runs inline, a miss in a worker."""
         start = _perf()
         now = self._clock()
-        entry = self._ik_latest.get(self._ik_id)
-        cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
-        if cipher is None or entry is None or self._closed:
+        entry = self._cached_encrypting_key(now)
+        if entry is None:
             self._check_open()
             entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
-            cipher = entry.cipher()
-        else:
-            self._intermediate.hits += 1
-        return self._seal(data, entry, cipher, now, start)
+        return self._seal(data, entry, now, start)
 
     async def encrypt_async(self, data: bytes | bytearray | memoryview) -> DataRowRecord:
         """Coroutine version of `encrypt`."""
@@ -329,15 +296,19 @@ class Session:
         """Coroutine version of `encrypt_text`."""
         return await self.encrypt_bytes_async(_utf8(text))
 
+    def _cached_encrypting_key(self, now: float) -> CachedKey | None:
+        """The partition's latest IK from the cache while it may encrypt: no lock, no I/O."""
+        entry = self._ik_latest.get(self._ik_id)
+        if entry is None or now >= entry.encrypt_until or entry.aead is None or self._closed:
+            return None
+        self._intermediate.hits += 1
+        return entry
+
     def _seal(
-        self,
-        data: bytes | bytearray | memoryview,
-        entry: CachedKey,
-        cipher: AESGCM,
-        now: float,
-        start: float,
+        self, data: bytes | bytearray | memoryview, entry: CachedKey, now: float, start: float
     ) -> str:
         try:
+            cipher = entry.cipher()
             if type(data) is not bytes:
                 data = _as_buffer(data)
             random = _urandom(56)  # one call: the row key and both nonces
@@ -366,58 +337,40 @@ class Session:
 
     def decrypt(self, record: DataRowRecord) -> bytes:
         """Decrypt a typed record made for this partition."""
-        if not isinstance(record, DataRowRecord):
-            raise SessionError(
-                f"decrypt takes a DataRowRecord, not {type(record).__name__}; "
-                "use decrypt_bytes for JSON text"
-            )
         start = _perf()
-        meta = record.parent_key_meta
-        entry = self._decrypting_key(meta.key_id, meta.created)
-        return self._open(entry, record.key.encrypted_key, record.data, start)
+        ik_id, ik_created, sealed_key, sealed_data = _record_parts(record)
+        entry = self._cached_decrypting_key(ik_id, ik_created)
+        if entry is None:
+            entry = self._keys.intermediate_key(KeyMeta(ik_id, ik_created))
+        return self._open(entry, sealed_key, sealed_data, start)
 
     async def decrypt_async(self, record: DataRowRecord) -> bytes:
         """Coroutine version of `decrypt`."""
-        if not isinstance(record, DataRowRecord):
-            raise SessionError(
-                f"decrypt takes a DataRowRecord, not {type(record).__name__}; "
-                "use decrypt_bytes for JSON text"
-            )
         start = _perf()
-        meta = record.parent_key_meta
-        entry = await self._decrypting_key_async(meta.key_id, meta.created)
-        return self._open(entry, record.key.encrypted_key, record.data, start)
+        ik_id, ik_created, sealed_key, sealed_data = _record_parts(record)
+        entry = self._cached_decrypting_key(ik_id, ik_created)
+        if entry is None:
+            meta = KeyMeta(ik_id, ik_created)
+            entry = await asyncio.to_thread(self._keys.intermediate_key, meta)
+        return self._open(entry, sealed_key, sealed_data, start)
 
     def decrypt_bytes(self, text: str | bytes | bytearray) -> bytes:
         """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah)."""
         start = _perf()
-        if type(text) is str and text.startswith(_HEAD) and text.endswith(_TAIL):
-            found = _parse_canonical(text)
-            if found is not None and found[0] == self._ik_id and not self._closed:
-                # The hot path, inline: the canonical form, this partition, a cached key.
-                entry = self._ik_keys.get((found[0], found[1]))
-                cipher = None if entry is None else entry.aead
-                sealed_key = found[2]
-                sealed_data = found[3]
-                if cipher is not None and len(sealed_key) == 60 and len(sealed_data) >= 28:
-                    self._intermediate.hits += 1
-                    try:
-                        row_key = cipher.decrypt(sealed_key[-12:], sealed_key[:-12], None)
-                        data = AESGCM(row_key).decrypt(sealed_data[-12:], sealed_data[:-12], None)
-                    except InvalidTag:
-                        pass  # the general path below names what failed
-                    else:
-                        self._decrypt_hist.record(_perf() - start)
-                        return data
         ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
-        entry = self._decrypting_key(ik_id, ik_created)
+        entry = self._cached_decrypting_key(ik_id, ik_created)
+        if entry is None:
+            entry = self._keys.intermediate_key(KeyMeta(ik_id, ik_created))
         return self._open(entry, sealed_key, sealed_data, start)
 
     async def decrypt_bytes_async(self, text: str | bytes | bytearray) -> bytes:
         """Coroutine version of `decrypt_bytes`; a cache hit runs inline, a miss in a worker."""
         start = _perf()
         ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
-        entry = await self._decrypting_key_async(ik_id, ik_created)
+        entry = self._cached_decrypting_key(ik_id, ik_created)
+        if entry is None:
+            meta = KeyMeta(ik_id, ik_created)
+            entry = await asyncio.to_thread(self._keys.intermediate_key, meta)
         return self._open(entry, sealed_key, sealed_data, start)
 
     def decrypt_text(self, text: str | bytes | bytearray) -> str:
@@ -428,17 +381,12 @@ class Session:
         """Coroutine version of `decrypt_text`."""
         return _from_utf8(await self.decrypt_bytes_async(text))
 
-    def _decrypting_key(self, ik_id: str, created: int) -> CachedKey:
-        if ik_id != self._ik_id and not self.partition.owns(ik_id):
-            raise self._foreign(ik_id)
-        entry = self._ik_keys.get((ik_id, created))
-        if entry is not None and entry.aead is not None and not self._closed:
-            self._intermediate.hits += 1
-            return entry
-        self._check_open()
-        return self._keys.intermediate_key(KeyMeta(ik_id, created))
+    def _cached_decrypting_key(self, ik_id: str, created: int) -> CachedKey | None:
+        """The row's IK from the cache, or ``None`` after checking that a load may follow.
 
-    async def _decrypting_key_async(self, ik_id: str, created: int) -> CachedKey:
+        A row of another partition, service or product is refused here, before any key is
+        loaded; so is every call on a closed session or factory that needs a load.
+        """
         if ik_id != self._ik_id and not self.partition.owns(ik_id):
             raise self._foreign(ik_id)
         entry = self._ik_keys.get((ik_id, created))
@@ -446,7 +394,7 @@ class Session:
             self._intermediate.hits += 1
             return entry
         self._check_open()
-        return await asyncio.to_thread(self._keys.intermediate_key, KeyMeta(ik_id, created))
+        return None
 
     def _open(self, entry: CachedKey, sealed_key: bytes, sealed_data: bytes, start: float) -> bytes:
         try:
@@ -620,40 +568,19 @@ def _parse_canonical(text: str) -> tuple[str, int, bytes, bytes] | None:
 
 
 def _parse_json_row(text: object) -> tuple[str, int, bytes, bytes]:
-    try:
-        if isinstance(text, bytes | bytearray):
-            text = bytes(text).decode("utf-8")
-        row = _DECODER.decode(text)  # type: ignore[arg-type]
-        key = row["Key"]
-        meta = key["ParentKeyMeta"]
-        ik_id = meta["KeyId"]
-        ik_created = meta["Created"]
-        if (
-            type(ik_id) is str
-            and ik_id
-            and type(ik_created) is int
-            and type(key["Created"]) is int
-            and 0 <= ik_created < 2**63
-            and 0 <= key["Created"] < 2**63
-        ):
-            ik_id.encode("utf-8")
-            return (
-                ik_id,
-                ik_created,
-                _b64decode(key["Key"], None, True),
-                _b64decode(row["Data"], None, True),
-            )
-    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error, RecursionError):
-        pass
-    record = DataRowRecord.from_json(
-        text if isinstance(text, str | bytes | bytearray) else _bad(text)
-    )
-    meta = record.parent_key_meta  # the strict reader accepted what the fast one did not
+    if not isinstance(text, str | bytes | bytearray):
+        raise RecordError(f"data row record: expected JSON text, got {type(text).__name__}")
+    return _record_parts(DataRowRecord.from_json(text))
+
+
+def _record_parts(record: DataRowRecord) -> tuple[str, int, bytes, bytes]:
+    if not isinstance(record, DataRowRecord):
+        raise SessionError(
+            f"decrypt takes a DataRowRecord, not {type(record).__name__}; "
+            "use decrypt_bytes for JSON text"
+        )
+    meta = record.parent_key_meta
     return meta.key_id, meta.created, record.key.encrypted_key, record.data
-
-
-def _bad(value: object) -> str:
-    raise RecordError(f"data row record: expected JSON text, got {type(value).__name__}")
 
 
 def _as_buffer(data: object) -> bytes | bytearray | memoryview:

@@ -7,9 +7,10 @@ import importlib.metadata
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any, ClassVar, TypeVar
 
 import pluggy
 
@@ -40,6 +41,7 @@ ENTRY_POINT_GROUP = "asherah"
 DISABLE_AUTOLOAD_ENV = "ASHERAH_DISABLE_PLUGIN_AUTOLOAD"
 BLOCKED_PLUGINS_ENV = "ASHERAH_BLOCKED_PLUGINS"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -156,33 +158,15 @@ class PluginHost:
         try:
             return self._metastores[name]
         except KeyError:
-            known = ", ".join(sorted(self._metastores)) or "none"
-            raise ConfigError(
-                f"unknown metastore {name!r}; registered metastores: {known}. Install the plugin "
-                "that provides it, or check ASHERAH_BLOCKED_PLUGINS / "
-                "ASHERAH_DISABLE_PLUGIN_AUTOLOAD"
-            ) from None
+            raise _unknown("metastore", "metastores", name, self._metastores) from None
 
     def load_metastore(self, name: str, config: Mapping[str, Any] | None = None) -> Metastore:
         """Build metastore `name` from its settings (a ``[metastores.<name>]`` table)."""
         registration = self.metastore_registration(name)
         if not isinstance(config, PluginConfig):
             config = PluginConfig(config, path=f"metastores.{name}")
-        try:
-            metastore = registration.factory(config)
-        except AsherahError:
-            raise
-        except Exception as e:
-            raise PluginError(
-                f"{registration.plugin.label()} failed to build metastore {name!r}: "
-                f"{type(e).__name__}: {e}"
-            ) from e
-        if not isinstance(metastore, Metastore):
-            raise PluginError(
-                f"{registration.plugin.label()}: the factory of metastore {name!r} returned "
-                f"{type(metastore).__name__}, not a Metastore"
-            )
-        return metastore
+        build = partial(registration.factory, config)
+        return _built(registration.plugin, "metastore", name, Metastore, build)  # type: ignore[type-abstract]
 
     def plugins(self) -> list[PluginInfo]:
         """Return the loaded plugins, sorted by name."""
@@ -195,11 +179,7 @@ class PluginHost:
         try:
             return self._registrations[name]
         except KeyError:
-            known = ", ".join(sorted(self._registrations)) or "none"
-            raise ConfigError(
-                f"unknown KMS {name!r}; registered KMS: {known}. Install the plugin that "
-                "provides it, or check ASHERAH_BLOCKED_PLUGINS / ASHERAH_DISABLE_PLUGIN_AUTOLOAD"
-            ) from None
+            raise _unknown("KMS", "KMS", name, self._registrations) from None
 
     def load_kms(
         self,
@@ -212,22 +192,8 @@ class PluginHost:
         registration = self.registration(name)
         if not isinstance(config, PluginConfig):
             config = PluginConfig(config, path=f"plugins.{name}")
-        crypto = crypto if crypto is not None else Aes256Gcm()
-        try:
-            kms = registration.factory(config, crypto)
-        except AsherahError:
-            raise
-        except Exception as e:
-            raise PluginError(
-                f"{registration.plugin.label()} failed to build KMS {name!r}: "
-                f"{type(e).__name__}: {e}"
-            ) from e
-        if not isinstance(kms, KeyManagementService):
-            raise PluginError(
-                f"{registration.plugin.label()}: the factory of KMS {name!r} returned "
-                f"{type(kms).__name__}, not a KeyManagementService"
-            )
-        return kms
+        build = partial(registration.factory, config, crypto if crypto is not None else Aes256Gcm())
+        return _built(registration.plugin, "KMS", name, KeyManagementService, build)  # type: ignore[type-abstract]
 
     # Loading ----------------------------------------------------------------------------
 
@@ -324,66 +290,93 @@ def _call_register(
     def register(
         name: str, factory: KmsFactory, *, describe: EnvelopeDescriber | None = None
     ) -> None:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise PluginError(
-                f"{info.label()} registered an invalid KMS name {name!r}: use lowercase "
-                "letters, digits, '.', '_' or '-'"
-            )
-        if not callable(factory):
-            raise PluginError(f"{info.label()} registered KMS {name!r} with no callable factory")
+        _check_named_factory(info, "KMS", name, factory)
         if describe is not None and not callable(describe):
             raise PluginError(
                 f"{info.label()} registered KMS {name!r} with a describe= that is not callable"
             )
-        if name in registrations:
-            other = registrations[name].plugin
-            raise PluginError(
-                f"KMS name {name!r} is registered twice: by {other.label()} and by "
-                f"{info.label()}; uninstall one or block it with {BLOCKED_PLUGINS_ENV}"
-            )
+        _check_free(info, "KMS", name, registrations)
         registrations[name] = KmsRegistration(name, factory, info, describe)
 
-    kwargs = {"register": register}
-    try:
-        impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-    except AsherahError:
-        raise
-    except Exception as e:
-        raise PluginError(
-            f"{info.label()} failed in asherah_register_kms: {type(e).__name__}: {e}"
-        ) from e
+    _call_hook(impl, info, "asherah_register_kms", register)
 
 
 def _call_register_metastore(
     impl: pluggy.HookImpl, info: PluginInfo, registrations: dict[str, MetastoreRegistration]
 ) -> None:
     def register(name: str, factory: MetastoreFactory) -> None:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise PluginError(
-                f"{info.label()} registered an invalid metastore name {name!r}: use lowercase "
-                "letters, digits, '.', '_' or '-'"
-            )
-        if not callable(factory):
-            raise PluginError(
-                f"{info.label()} registered metastore {name!r} with no callable factory"
-            )
-        if name in registrations:
-            other = registrations[name].plugin
-            raise PluginError(
-                f"metastore name {name!r} is registered twice: by {other.label()} and by "
-                f"{info.label()}; uninstall one or block it with {BLOCKED_PLUGINS_ENV}"
-            )
+        _check_named_factory(info, "metastore", name, factory)
+        _check_free(info, "metastore", name, registrations)
         registrations[name] = MetastoreRegistration(name, factory, info)
 
+    _call_hook(impl, info, "asherah_register_metastore", register)
+
+
+def _check_named_factory(info: PluginInfo, noun: str, name: object, factory: object) -> None:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise PluginError(
+            f"{info.label()} registered an invalid {noun} name {name!r}: use lowercase "
+            "letters, digits, '.', '_' or '-'"
+        )
+    if not callable(factory):
+        raise PluginError(f"{info.label()} registered {noun} {name!r} with no callable factory")
+
+
+def _check_free(
+    info: PluginInfo,
+    noun: str,
+    name: str,
+    taken: Mapping[str, KmsRegistration] | Mapping[str, MetastoreRegistration],
+) -> None:
+    if name in taken:
+        other = taken[name].plugin
+        raise PluginError(
+            f"{noun} name {name!r} is registered twice: by {other.label()} and by "
+            f"{info.label()}; uninstall one or block it with {BLOCKED_PLUGINS_ENV}"
+        )
+
+
+def _call_hook(
+    impl: pluggy.HookImpl, info: PluginInfo, hook: str, register: Callable[..., None]
+) -> None:
     kwargs = {"register": register}
     try:
         impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
     except AsherahError:
         raise
     except Exception as e:
+        raise PluginError(f"{info.label()} failed in {hook}: {type(e).__name__}: {e}") from e
+
+
+def _unknown(noun: str, plural: str, name: str, known: Iterable[str]) -> ConfigError:
+    listed = ", ".join(sorted(known)) or "none"
+    return ConfigError(
+        f"unknown {noun} {name!r}; registered {plural}: {listed}. Install the plugin that "
+        "provides it, or check ASHERAH_BLOCKED_PLUGINS / ASHERAH_DISABLE_PLUGIN_AUTOLOAD"
+    )
+
+
+def _built(
+    plugin: PluginInfo, noun: str, name: str, expected: type[_T], build: Callable[[], object]
+) -> _T:
+    """Run a registered factory; its failures and wrong results become a `PluginError`.
+
+    (mypy refuses an abstract class for ``type[_T]``, hence the ignores at the two callers.)
+    """
+    try:
+        built = build()
+    except AsherahError:
+        raise
+    except Exception as e:
         raise PluginError(
-            f"{info.label()} failed in asherah_register_metastore: {type(e).__name__}: {e}"
+            f"{plugin.label()} failed to build {noun} {name!r}: {type(e).__name__}: {e}"
         ) from e
+    if not isinstance(built, expected):
+        raise PluginError(
+            f"{plugin.label()}: the factory of {noun} {name!r} returned "
+            f"{type(built).__name__}, not a {expected.__name__}"
+        )
+    return built
 
 
 def _installed(dist: str) -> bool:

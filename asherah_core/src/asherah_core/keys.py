@@ -10,11 +10,12 @@ invalid, the new one gets a ``Created`` later than it, even inside one precision
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -122,38 +123,22 @@ class KeyHierarchy:
     def intermediate_key_for_encrypt(self, partition: Partition) -> CachedKey:
         """The partition's latest usable IK: cached, loaded, or made and stored now."""
         ik_id = partition.ik_id
-        with self._ik_locks[hash(ik_id) % _STRIPES]:
-            now = self.clock()
-            entry = self.intermediate_keys.latest(ik_id)
-            if entry is not None and now < entry.encrypt_until:
-                return entry  # another thread refreshed it while we waited
-            if entry is not None and self._only_check_due(entry, now):
-                self.intermediate_keys.stale += 1
-            else:
-                self.intermediate_keys.misses += 1
-            record = self._load_latest(ik_id)
-            if record is not None and self._may_encrypt(record, now):
-                found = self._use_intermediate(ik_id, record, now)
-                if found is not None:
-                    return found
-            if entry is not None:
-                self.intermediate_keys.forget_latest(ik_id, entry)
-            if record is not None:
-                logger.info(
-                    "intermediate key %s@%d is %s; making a new one",
-                    ik_id,
-                    record.created,
-                    _why_not(record, self.policy, now),
-                )
-            return self._create_intermediate(partition, record)
+        return self._latest_for_encrypt(
+            "intermediate",
+            ik_id,
+            self.intermediate_keys,
+            self._ik_locks,
+            use=lambda record, now: self._use_intermediate(ik_id, record, now),
+            create=lambda record: self._create_intermediate(partition, record),
+            count_hit=False,  # the session counted the look-up that brought it here
+        )
 
     def _use_intermediate(
         self, ik_id: str, record: EnvelopeKeyRecord, now: float
     ) -> CachedKey | None:
         """Arm and cache the IK of `record` if its SK may encrypt too; else ``None``."""
         parent = self._parent_of(ik_id, record)
-        system_key = self._system_key(parent)
-        try:
+        with _lent(self._system_key(parent)) as system_key:
             if not self._system_key_may_encrypt(system_key, now):
                 return None
             cached = self.intermediate_keys.get(ik_id, record.created)
@@ -164,9 +149,6 @@ class KeyHierarchy:
                 entry = self._unseal_intermediate(ik_id, record, system_key)
             self._arm(entry, now, system_key)
             return self.intermediate_keys.put(entry, latest=True)
-        finally:
-            if not system_key.cached:
-                system_key.zero()
 
     def _create_intermediate(
         self, partition: Partition, latest: EnvelopeKeyRecord | None
@@ -195,32 +177,63 @@ class KeyHierarchy:
     def system_key_for_encrypt(self, partition: Partition) -> CachedKey:
         """The latest usable SK of the partition's service and product; made when needed."""
         sk_id = partition.sk_id
-        with self._sk_locks[hash(sk_id) % _STRIPES]:
+
+        def use(record: EnvelopeKeyRecord, now: float) -> CachedKey:
+            entry = self._system_key_from(KeyMeta(sk_id, record.created), record)
+            entry.revoked = record.revoked
+            self._arm(entry, now)
+            return self.system_keys.put(entry, latest=True)
+
+        return self._latest_for_encrypt(
+            "system",
+            sk_id,
+            self.system_keys,
+            self._sk_locks,
+            use=use,
+            create=lambda record: self._create_system(sk_id, record),
+            count_hit=True,
+        )
+
+    def _latest_for_encrypt(
+        self,
+        kind: str,
+        key_id: str,
+        cache: KeyCache,
+        locks: list[threading.Lock],
+        *,
+        use: Callable[[EnvelopeKeyRecord, float], CachedKey | None],
+        create: Callable[[EnvelopeKeyRecord | None], CachedKey],
+        count_hit: bool,
+    ) -> CachedKey:
+        """The cached latest key while it may encrypt; else the stored latest one if `use`
+        accepts it (not revoked, not expired, and so its parent); else a new one."""
+        with locks[hash(key_id) % _STRIPES]:
             now = self.clock()
-            entry = self.system_keys.latest(sk_id)
+            entry = cache.latest(key_id)
             if entry is not None and now < entry.encrypt_until:
-                self.system_keys.hits += 1
-                return entry
+                if count_hit:
+                    cache.hits += 1
+                return entry  # (for an IK: another thread refreshed it while we waited)
             if entry is not None and self._only_check_due(entry, now):
-                self.system_keys.stale += 1
+                cache.stale += 1
             else:
-                self.system_keys.misses += 1
-            record = self._load_latest(sk_id)
+                cache.misses += 1
+            record = self._load_latest(key_id)
             if record is not None and self._may_encrypt(record, now):
-                entry = self._system_key_from(KeyMeta(sk_id, record.created), record)
-                entry.revoked = record.revoked
-                self._arm(entry, now)
-                return self.system_keys.put(entry, latest=True)
+                found = use(record, now)
+                if found is not None:
+                    return found
             if entry is not None:
-                self.system_keys.forget_latest(sk_id, entry)
+                cache.forget_latest(key_id, entry)
             if record is not None:
                 logger.info(
-                    "system key %s@%d is %s; making a new one",
-                    sk_id,
+                    "%s key %s@%d is %s; making a new one",
+                    kind,
+                    key_id,
                     record.created,
                     _why_not(record, self.policy, now),
                 )
-            return self._create_system(sk_id, record)
+            return create(record)
 
     def _create_system(self, sk_id: str, latest: EnvelopeKeyRecord | None) -> CachedKey:
         def make(created: int) -> tuple[CachedKey, EnvelopeKeyRecord, None]:
@@ -312,12 +325,8 @@ class KeyHierarchy:
                     f"{self.metastore.kind} metastore: intermediate key {meta} is not in the "
                     "metastore (deleted, or the row comes from another metastore)"
                 )
-            system_key = self._system_key(self._parent_of(meta.key_id, record))
-            try:
+            with _lent(self._system_key(self._parent_of(meta.key_id, record))) as system_key:
                 entry = self._unseal_intermediate(meta.key_id, record, system_key)
-            finally:
-                if not system_key.cached:
-                    system_key.zero()
             return self.intermediate_keys.put(entry)
 
     # Shared steps ------------------------------------------------------------------------
@@ -516,6 +525,16 @@ def _why_not(record: EnvelopeKeyRecord, policy: CryptoPolicy, now: float) -> str
     if policy.is_expired(record.created, now):
         return "expired"
     return "unusable (its system key is revoked or expired)"
+
+
+@contextlib.contextmanager
+def _lent(key: CachedKey) -> Iterator[CachedKey]:
+    """Use `key` for the block; zero it afterwards unless a cache keeps it (caching off)."""
+    try:
+        yield key
+    finally:
+        if not key.cached:
+            key.zero()
 
 
 def _zero(buffer: bytearray) -> None:

@@ -237,7 +237,7 @@ def parse_json(text: object, where: str) -> Any:
     if not isinstance(text, str):
         raise RecordError(f"{where}: expected JSON text, got {_kind(text)}")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except RecordError:
         raise
     except (ValueError, RecursionError) as e:
@@ -248,6 +248,10 @@ def parse_json(text: object, where: str) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise RecordError(f"JSON constant {name} is not allowed in a record")
+
+
+# One decoder, made once: json.loads with an option would make a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _created(value: object, where: str) -> int:

@@ -6,11 +6,12 @@ seconds with ``cloud.region`` and, on failure, ``error.type``.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 
 from opentelemetry import metrics
 from opentelemetry.metrics import Counter, Histogram, Meter
+
+from asherah_core.metrics import DurationHistograms
 
 from ._version import __version__
 
@@ -31,8 +32,7 @@ class KmsMetrics:
 
     def __init__(self, meter: Meter | None = None) -> None:
         self._meter = meter if meter is not None else metrics.get_meter(METER_NAME, __version__)
-        self._lock = threading.Lock()
-        self._histograms: dict[str, Histogram] = {}
+        self._histogram = DurationHistograms(self._meter, LATENCY_BUCKETS).get
         self.encrypt_key = self._histogram("ael.kms.aws.encryptkey", "encrypt_key, whole")
         self.decrypt_key = self._histogram("ael.kms.aws.decryptkey", "decrypt_key, whole")
         self.failovers: Counter = self._meter.create_counter(
@@ -67,21 +67,6 @@ class KmsMetrics:
         return self._histogram(
             f"ael.kms.aws.{operation}.{region}", f"KMS {operation} calls in {region}"
         )
-
-    def _histogram(self, name: str, what: str) -> Histogram:
-        histogram = self._histograms.get(name)
-        if histogram is None:
-            with self._lock:
-                histogram = self._histograms.get(name)
-                if histogram is None:
-                    histogram = self._meter.create_histogram(
-                        name,
-                        unit="s",
-                        description=f"Duration of {what}.",
-                        explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS),
-                    )
-                    self._histograms[name] = histogram
-        return histogram
 
 
 def attributes(region: str | None = None, error_type: str | None = None) -> _Attributes:

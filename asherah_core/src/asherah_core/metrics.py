@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from opentelemetry import metrics
@@ -34,13 +34,42 @@ class CacheStats(Protocol):
     stale: int
 
 
+class DurationHistograms:
+    """Duration histograms (unit ``s``) by name, each made once on first use; thread-safe.
+
+    Shared by the framework's and the plugins' instruments, each with its own bucket advice.
+    """
+
+    def __init__(self, meter: Meter, buckets: Sequence[float]) -> None:
+        self._meter = meter
+        self._buckets = list(buckets)
+        self._lock = threading.Lock()
+        self._histograms: dict[str, Histogram] = {}
+
+    def get(self, name: str, what: str) -> Histogram:
+        """The histogram `name` ("Duration of `what`."), made if it does not exist yet."""
+        histogram = self._histograms.get(name)
+        if histogram is None:
+            with self._lock:
+                histogram = self._histograms.get(name)
+                if histogram is None:
+                    histogram = self._meter.create_histogram(
+                        name,
+                        unit="s",
+                        description=f"Duration of {what}.",
+                        explicit_bucket_boundaries_advisory=self._buckets,
+                    )
+                    self._histograms[name] = histogram
+        return histogram
+
+
 class FrameworkMetrics:
     """Histograms of rows, metastore and KMS calls; counters of keys created and cache events."""
 
     def __init__(self, meter: Meter | None = None) -> None:
         self._meter = meter if meter is not None else metrics.get_meter(METER_NAME)
         self._lock = threading.Lock()
-        self._histograms: dict[str, Histogram] = {}
+        self._histogram = DurationHistograms(self._meter, LATENCY_BUCKETS).get
         self._caches: weakref.WeakSet[CacheStats] = weakref.WeakSet()
         self._retired: dict[tuple[str, str], int] = {}
         self.encrypt = self._histogram("ael.drr.encrypt", "one encrypt of a data row")
@@ -95,21 +124,6 @@ class FrameworkMetrics:
                 yield Observation(value, {"cache": name})
 
         return callback
-
-    def _histogram(self, name: str, what: str) -> Histogram:
-        histogram = self._histograms.get(name)
-        if histogram is None:
-            with self._lock:
-                histogram = self._histograms.get(name)
-                if histogram is None:
-                    histogram = self._meter.create_histogram(
-                        name,
-                        unit="s",
-                        description=f"Duration of {what}.",
-                        explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS),
-                    )
-                    self._histograms[name] = histogram
-        return histogram
 
 
 _default: FrameworkMetrics | None = None

@@ -11,23 +11,11 @@ MariaDB instead; then nothing is started.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from pathlib import Path
 
-from ._process import (
-    Daemon,
-    DbServerError,
-    RunAs,
-    free_port,
-    make_workdir,
-    port_open,
-    remove_workdir,
-    run,
-    say,
-    tail,
-    wait_until,
-)
+from ._local import LocalServer
+from ._process import DbServerError, RunAs, port_open, run
 
 __all__ = ["SERVER_TIME_ZONE", "URL_ENV", "MariaDbServer"]
 
@@ -35,8 +23,6 @@ URL_ENV = "ASHERAH_MYSQL_URL"
 SERVER_TIME_ZONE = "+05:00"
 DATABASE = "asherah"
 USER = "asherah"
-START_TIMEOUT = 60.0
-PORT_ATTEMPTS = 3
 INSTALL_HINT = "apt-get install -y mariadb-server"
 
 
@@ -54,22 +40,16 @@ def _program(*names: str) -> str:
     )
 
 
-class MariaDbServer:
+class MariaDbServer(LocalServer):
     """One MariaDB server owned by the harness; `stop` and `start` keep its data."""
 
     name = "mariadb"
-    restartable = True
 
     def __init__(self, *, quiet: bool = True) -> None:
-        self._quiet = quiet
         self._server = _program("mariadbd", "mysqld")
         self._install_db = _program("mariadb-install-db", "mysql_install_db")
         self._client = _program("mariadb", "mysql")
-        self._owner = RunAs.for_user("mysql")
-        self._workdir = make_workdir("asherah-mariadb-", self._owner)
-        self._password = secrets.token_hex(16)
-        self._port = 0
-        self._daemon: Daemon | None = None
+        super().__init__(RunAs.for_user("mysql"), quiet=quiet)
         try:
             run(
                 [
@@ -102,66 +82,26 @@ class MariaDbServer:
         )
 
     @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._daemon is None else self._daemon.pid
-
-    def __repr__(self) -> str:
-        return f"MariaDbServer(port={self._port}, workdir={str(self._workdir)!r})"
-
-    @property
     def _socket(self) -> Path:
         return self._workdir / "mariadb.sock"
 
-    def _first_start(self) -> None:
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            self._port = free_port()
-            try:
-                self.start()
-                return
-            except DbServerError:
-                self.stop()
-                if attempt == PORT_ATTEMPTS:
-                    raise
-                say(f"mariadb: no start on port {self._port}; trying another", quiet=self._quiet)
-
-    def start(self) -> None:
-        """Start (or restart) the server on its port and wait until it accepts connections."""
-        if self._daemon is not None and self._daemon.alive():
-            return
-        log = self._workdir / "mariadb.log"
-        self._daemon = Daemon(
-            "mariadb",
-            [
-                self._server,
-                "--no-defaults",
-                f"--datadir={self._workdir / 'data'}",
-                f"--socket={self._socket}",
-                f"--pid-file={self._workdir / 'mariadb.pid'}",
-                f"--tmpdir={self._workdir}",
-                "--bind-address=127.0.0.1",
-                f"--port={self._port}",
-                "--skip-name-resolve",
-                "--skip-log-bin",
-                f"--default-time-zone={SERVER_TIME_ZONE}",
-                "--innodb-buffer-pool-size=32M",
-                "--innodb-flush-log-at-trx-commit=2",
-                "--max-connections=200",
-            ],
-            self._owner,
-            log,
-            self._workdir,
-        )
-        self._daemon.spawn()
-        daemon = self._daemon
-        if not wait_until(lambda: not daemon.alive() or self._ready(), START_TIMEOUT, every=0.2):
-            raise DbServerError(f"mariadb did not start in {START_TIMEOUT:.0f} s:\n{tail(log)}")
-        if not daemon.alive():
-            raise DbServerError(f"mariadb exited at start:\n{tail(log)}")
-        say(f"mariadb ready on 127.0.0.1:{self._port} (pid {daemon.pid})", quiet=self._quiet)
+    def _command(self) -> list[str]:
+        return [
+            self._server,
+            "--no-defaults",
+            f"--datadir={self._workdir / 'data'}",
+            f"--socket={self._socket}",
+            f"--pid-file={self._workdir / 'mariadb.pid'}",
+            f"--tmpdir={self._workdir}",
+            "--bind-address=127.0.0.1",
+            f"--port={self._port}",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            f"--default-time-zone={SERVER_TIME_ZONE}",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--max-connections=200",
+        ]
 
     def _ready(self) -> bool:
         if not port_open(self._port) or not self._socket.exists():
@@ -181,16 +121,3 @@ class MariaDbServer:
             timeout=30.0,
             secrets=(self._password,),
         )
-
-    def stop(self) -> None:
-        """Shut the server down, keeping its data folder."""
-        if self._daemon is not None:
-            self._daemon.stop()
-            say("mariadb stopped", quiet=self._quiet)
-
-    def close(self) -> None:
-        """Stop the server and remove its folder."""
-        try:
-            self.stop()
-        finally:
-            remove_workdir(self._workdir)

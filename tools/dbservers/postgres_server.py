@@ -9,24 +9,12 @@ an existing server to use instead; then nothing is started.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 from pathlib import Path
 
-from ._process import (
-    Daemon,
-    DbServerError,
-    RunAs,
-    free_port,
-    make_workdir,
-    port_open,
-    remove_workdir,
-    run,
-    say,
-    tail,
-    wait_until,
-)
+from ._local import LocalServer
+from ._process import DbServerError, RunAs, port_open, run
 
 __all__ = ["BINDIR_ENV", "URL_ENV", "PostgresServer", "find_bindir"]
 
@@ -36,8 +24,6 @@ BINDIR_ENV = "ASHERAH_POSTGRES_BINDIR"
 
 DATABASE = "asherah"
 USER = "asherah"
-START_TIMEOUT = 60.0
-PORT_ATTEMPTS = 3
 INSTALL_HINT = "apt-get install -y postgresql"
 
 
@@ -67,20 +53,15 @@ def find_bindir() -> Path:
     )
 
 
-class PostgresServer:
+class PostgresServer(LocalServer):
     """One PostgreSQL cluster owned by the harness; `stop` and `start` keep its data."""
 
     name = "postgres"
-    restartable = True
+    stop_signal = signal.SIGINT  # "fast" shutdown: roll back, disconnect, stop
 
     def __init__(self, *, quiet: bool = True) -> None:
-        self._quiet = quiet
         self._bindir = find_bindir()
-        self._owner = RunAs.for_user("postgres")
-        self._workdir = make_workdir("asherah-postgres-", self._owner)
-        self._password = secrets.token_hex(16)
-        self._port = 0
-        self._daemon: Daemon | None = None
+        super().__init__(RunAs.for_user("postgres"), quiet=quiet)
         try:
             self._init_cluster()
             self._first_start()
@@ -92,17 +73,6 @@ class PostgresServer:
     @property
     def url(self) -> str:
         return f"postgresql+psycopg://{USER}:{self._password}@127.0.0.1:{self._port}/{DATABASE}"
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._daemon is None else self._daemon.pid
-
-    def __repr__(self) -> str:
-        return f"PostgresServer(port={self._port}, workdir={str(self._workdir)!r})"
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -129,59 +99,29 @@ class PostgresServer:
         if self._owner.switches:
             os.chown(self._workdir / "socket", self._owner.uid, self._owner.gid)
 
-    def _first_start(self) -> None:
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            self._port = free_port()
-            try:
-                self.start()
-                return
-            except DbServerError:
-                self.stop()
-                if attempt == PORT_ATTEMPTS:
-                    raise
-                say(f"postgres: no start on port {self._port}; trying another", quiet=self._quiet)
-
-    def start(self) -> None:
-        """Start (or restart) the server on its port and wait until it accepts connections."""
-        if self._daemon is not None and self._daemon.alive():
-            return
-        log = self._workdir / "postgres.log"
-        self._daemon = Daemon(
-            "postgres",
-            [
-                str(self._bindir / "postgres"),
-                "-D",
-                str(self._workdir / "data"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self._port),
-                "-k",
-                str(self._workdir / "socket"),
-                # A throwaway cluster: durability is not what the tests are about.
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "shared_buffers=16MB",
-                "-c",
-                "max_connections=100",
-            ],
-            self._owner,
-            log,
-            self._workdir,
-            stop_signal=signal.SIGINT,  # "fast" shutdown: roll back, disconnect, stop
-        )
-        self._daemon.spawn()
-        daemon = self._daemon
-        if not wait_until(lambda: not daemon.alive() or self._ready(), START_TIMEOUT, every=0.2):
-            raise DbServerError(f"postgres did not start in {START_TIMEOUT:.0f} s:\n{tail(log)}")
-        if not daemon.alive():
-            raise DbServerError(f"postgres exited at start:\n{tail(log)}")
-        say(f"postgres ready on 127.0.0.1:{self._port} (pid {daemon.pid})", quiet=self._quiet)
+    def _command(self) -> list[str]:
+        return [
+            str(self._bindir / "postgres"),
+            "-D",
+            str(self._workdir / "data"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self._port),
+            "-k",
+            str(self._workdir / "socket"),
+            # A throwaway cluster: durability is not what the tests are about.
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "shared_buffers=16MB",
+            "-c",
+            "max_connections=100",
+        ]
 
     def _ready(self) -> bool:
         if not port_open(self._port):
@@ -220,16 +160,3 @@ class PostgresServer:
     def _create_database(self) -> None:
         self._psql(f"CREATE ROLE {USER} LOGIN PASSWORD '{self._password}'", database="postgres")
         self._psql(f"CREATE DATABASE {DATABASE} OWNER {USER}", database="postgres")
-
-    def stop(self) -> None:
-        """Shut the server down (fast shutdown), keeping its data folder."""
-        if self._daemon is not None:
-            self._daemon.stop()
-            say("postgres stopped", quiet=self._quiet)
-
-    def close(self) -> None:
-        """Stop the server and remove its folder."""
-        try:
-            self.stop()
-        finally:
-            remove_workdir(self._workdir)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .config import PluginConfig, load_config_file
+from .config import PluginConfig, kms_selection, read_config_file, selected_table
 from .errors import ConfigError
+from .kms import KeyManagementService
 from .metastore.base import Metastore
 from .plugins import PluginHost
 from .policy import CryptoPolicy
@@ -60,18 +60,31 @@ def factory_arguments(source: str | os.PathLike[str] | Mapping[str, Any]) -> dic
 
 
 def _from_file(path: Path) -> dict[str, Any]:
-    name, kms_config = load_config_file(path)  # validates the file and the [kms] table
-    raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    source = str(path)
+    source, raw = read_config_file(path)
+    name, kms_config = kms_selection(raw, source)
     asherah = PluginConfig(raw.get("asherah", {}), path="asherah", source=source)
     asherah.check_keys(("service", "product", "policy"))
-    service = asherah.get_str("service")
-    product = asherah.get_str("product")
-    policy = policy_from_config(asherah.get_table("policy"))
     host = PluginHost.default()
-    metastore = _metastore(raw, source, host)
+    return assemble(
+        service=asherah.get_str("service"),
+        product=asherah.get_str("product"),
+        policy=policy_from_config(asherah.get_table("policy")),
+        metastore=_metastore(raw, source, host)[1],
+        build_kms=lambda: host.load_kms(name, kms_config),
+    )
+
+
+def assemble(
+    *,
+    service: str,
+    product: str,
+    policy: CryptoPolicy,
+    metastore: Metastore,
+    build_kms: Callable[[], KeyManagementService],
+) -> dict[str, Any]:
+    """`SessionFactory`'s arguments; the metastore is closed if the KMS cannot be built."""
     try:
-        kms = host.load_kms(name, kms_config)
+        kms = build_kms()
     except BaseException:
         metastore.close()
         raise
@@ -86,32 +99,16 @@ def _from_file(path: Path) -> dict[str, Any]:
 
 def metastore_from_file(path: str | os.PathLike[str]) -> tuple[str, Metastore]:
     """Build only the metastore that ``[metastore]`` selects (``memory`` when absent)."""
-    load_config_file(path)  # the same validation of the file as the factory gets
-    file = Path(path)
-    raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    host = PluginHost.default()
-    name = _metastore_name(raw, str(file))
-    return name, _metastore(raw, str(file), host)
+    source, raw = read_config_file(path)
+    kms_selection(raw, source)  # the same validation of the file as the factory gets
+    return _metastore(raw, source, PluginHost.default())
 
 
-def _metastore_name(raw: Mapping[str, Any], source: str) -> str:
+def _metastore(raw: Mapping[str, Any], source: str, host: PluginHost) -> tuple[str, Metastore]:
     store = PluginConfig(raw.get("metastore", {}), path="metastore", source=source)
     store.check_keys(("plugin",))
     name: str = store.get_str("plugin", "memory")
-    return name
-
-
-def _metastore(raw: Mapping[str, Any], source: str, host: PluginHost) -> Metastore:
-    name = _metastore_name(raw, source)
-    # As for [plugins]: environment references are resolved in the selected table only.
-    stores_raw = raw.get("metastores", {})
-    stores = PluginConfig({}, path="metastores", source=source)
-    if not isinstance(stores_raw, Mapping):
-        raise ConfigError(f"{source}: metastores: expected a table")
-    table = stores_raw.get(name, {})
-    if not isinstance(table, Mapping):
-        raise stores.error(name, "expected a table")
-    return host.load_metastore(name, PluginConfig(table, path=stores.key_path(name), source=source))
+    return name, host.load_metastore(name, selected_table(raw, "metastores", name, source))
 
 
 def policy_from_config(config: PluginConfig) -> CryptoPolicy:

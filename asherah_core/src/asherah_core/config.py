@@ -11,7 +11,14 @@ from typing import Any, TypeVar, overload
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_CONFIG_FILE", "PluginConfig", "load_config_file"]
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "PluginConfig",
+    "kms_selection",
+    "load_config_file",
+    "read_config_file",
+    "selected_table",
+]
 
 DEFAULT_CONFIG_FILE = "plugins.toml"
 # [asherah] and the metastore tables are the session factory's (appconfig.py); the KMS loader
@@ -233,6 +240,16 @@ def load_config_file(
     The file selects a plugin with ``[kms] plugin = "<name>"`` and holds its settings in the
     table ``[plugins.<name>]``.
     """
+    source, raw = read_config_file(path)
+    return kms_selection(raw, source)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
+    """Read and parse a configuration file; return its name (for messages) and its tables.
+
+    Every failure is a `ConfigError` naming the file; so is a top-level table this project does
+    not know.
+    """
     file = Path(path)
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -246,13 +263,17 @@ def load_config_file(
         raise ConfigError(f"{file}: invalid TOML: {e}") from e
     except RecursionError:
         raise ConfigError(f"{file}: invalid TOML: nested too deeply") from None
-    # Environment references are resolved in [kms] and the selected plugin's table only, so
-    # the settings of a plugin that is not selected may name variables that are not set.
     source = str(file)
     root = PluginConfig({}, source=source)
     for key in raw:
         if key not in _TOP_LEVEL:
             raise root.error(key, f"unknown setting; expected one of {', '.join(_TOP_LEVEL)}")
+    return source, raw
+
+
+def kms_selection(raw: Mapping[str, Any], source: str) -> tuple[str, PluginConfig]:
+    """The KMS that ``[kms] plugin`` names and its ``[plugins.<name>]`` table."""
+    root = PluginConfig({}, source=source)
     if "kms" not in raw:
         raise root.error("kms", "missing required table")
     if not isinstance(raw["kms"], Mapping):
@@ -260,14 +281,25 @@ def load_config_file(
     kms = PluginConfig(raw["kms"], path="kms", source=source)
     kms.check_keys({"plugin"})
     name: str = kms.get_str("plugin")
-    plugins_raw = raw.get("plugins", {})
-    if not isinstance(plugins_raw, Mapping):
-        raise root.error("plugins", f"expected a table, got {_kind(plugins_raw)}")
-    plugins = PluginConfig({}, path="plugins", source=source)
-    table = plugins_raw.get(name, {})
+    return name, selected_table(raw, "plugins", name, source)
+
+
+def selected_table(raw: Mapping[str, Any], group: str, name: str, source: str) -> PluginConfig:
+    """The table ``[<group>.<name>]`` (empty when absent), environment references resolved.
+
+    Only the selected table is resolved, so the settings of a plugin that is not selected may
+    name variables that are not set.
+    """
+    group_raw = raw.get(group, {})
+    if not isinstance(group_raw, Mapping):
+        raise PluginConfig({}, source=source).error(
+            group, f"expected a table, got {_kind(group_raw)}"
+        )
+    holder = PluginConfig({}, path=group, source=source)
+    table = group_raw.get(name, {})
     if not isinstance(table, Mapping):
-        raise plugins.error(name, f"expected a table, got {_kind(table)}")
-    return name, PluginConfig(table, path=plugins.key_path(name), source=source)
+        raise holder.error(name, f"expected a table, got {_kind(table)}")
+    return PluginConfig(table, path=holder.key_path(name), source=source)
 
 
 def _kind(value: object) -> str:

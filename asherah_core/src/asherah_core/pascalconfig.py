@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
+from .appconfig import assemble
 from .config import PluginConfig
 from .errors import ConfigError
 from .kms import KeyManagementService
@@ -94,19 +95,13 @@ def factory_arguments_from_asherah_config(config: Mapping[str, Any]) -> dict[str
     product = reader.text("ProductID", required=True)
     policy = _policy(reader)
     suffix_enabled = reader.flag("EnableRegionSuffix", False)
-    metastore = _metastore(reader, suffix_enabled)
-    try:
-        kms = _kms(reader)
-    except BaseException:
-        metastore.close()
-        raise
-    return {
-        "service": service,
-        "product": product,
-        "kms": kms,
-        "metastore": metastore,
-        "policy": policy,
-    }
+    return assemble(
+        service=service,
+        product=product,
+        policy=policy,
+        metastore=_metastore(reader, suffix_enabled),
+        build_kms=lambda: _kms(reader),
+    )
 
 
 class _Reader:

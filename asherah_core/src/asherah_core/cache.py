@@ -18,7 +18,7 @@ from .aead import NONCE_SIZE, TAG_SIZE
 from .errors import CryptoError, SessionError
 from .records import KeyMeta
 
-__all__ = ["CachedKey", "KeyCache"]
+__all__ = ["CachedKey", "KeyCache", "wipe"]
 
 
 class CachedKey:
@@ -82,8 +82,7 @@ class CachedKey:
         """Overwrite the key bytes and drop the cipher object."""
         self.aead = None
         self.encrypt_until = 0.0
-        for i in range(len(self.key)):
-            self.key[i] = 0
+        wipe(self.key)
 
     def __repr__(self) -> str:
         return f"CachedKey({self.meta}, revoked={self.revoked})"
@@ -171,6 +170,12 @@ class KeyCache:
 
     def __repr__(self) -> str:
         return f"KeyCache({self.name!r}, size={len(self._keys)}, max_size={self.max_size})"
+
+
+def wipe(buffer: bytearray) -> None:
+    """Overwrite `buffer` with zeros in place (the only copy of key bytes Python lets us reach)."""
+    for i in range(len(buffer)):
+        buffer[i] = 0
 
 
 def _json_str(text: str) -> str:

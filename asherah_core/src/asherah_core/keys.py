@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .cache import CachedKey, KeyCache
+from .cache import CachedKey, KeyCache, wipe
 from .errors import AsherahError, CryptoError, KmsError, MetastoreError, SessionError
 from .kms import KeyManagementService
 from .metastore.base import Metastore
@@ -163,7 +163,7 @@ class KeyHierarchy:
                 parent = KeyMeta(system_key.meta.key_id, system_key.created)
                 return entry, EnvelopeKeyRecord(created, system_key.seal(key), parent), system_key
             finally:
-                _zero(key)
+                wipe(key)
 
         return self._create(
             "intermediate",
@@ -242,7 +242,7 @@ class KeyHierarchy:
                 entry = CachedKey(KeyMeta(sk_id, created), key)
                 return entry, EnvelopeKeyRecord(created, self._kms_encrypt(bytes(key), sk_id)), None
             finally:
-                _zero(key)
+                wipe(key)
 
         def use_winner(winner: EnvelopeKeyRecord) -> CachedKey:
             entry = self._system_key_from(KeyMeta(sk_id, winner.created), winner)
@@ -357,7 +357,7 @@ class KeyHierarchy:
                 raise KmsError(f"the KMS unwrapped system key {meta} to {len(key)} bytes, not 32")
             return CachedKey(meta, key, revoked=record.revoked)
         finally:
-            _zero(key)
+            wipe(key)
 
     def _system_key_may_encrypt(self, entry: CachedKey, now: float) -> bool:
         if now < entry.encrypt_until:
@@ -378,7 +378,7 @@ class KeyHierarchy:
                 raise CryptoError(f"intermediate key {ik_id!r} is {len(key)} bytes, not 32")
             return CachedKey(KeyMeta(ik_id, record.created), key, revoked=record.revoked)
         finally:
-            _zero(key)
+            wipe(key)
 
     def _arm(self, entry: CachedKey, now: float, parent: CachedKey | None = None) -> None:
         """Set until when `entry` may encrypt without another look at the metastore."""
@@ -535,11 +535,6 @@ def _lent(key: CachedKey) -> Iterator[CachedKey]:
     finally:
         if not key.cached:
             key.zero()
-
-
-def _zero(buffer: bytearray) -> None:
-    for i in range(len(buffer)):
-        buffer[i] = 0
 
 
 def _check_name(value: object, what: str) -> None:

@@ -7,9 +7,8 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
+from ._closing import ClosesOnExit
 from .errors import AsherahError
 
 __all__ = ["KeyManagementService", "ProbeResult"]
@@ -31,7 +30,7 @@ class ProbeResult:
     detail: str = ""
 
 
-class KeyManagementService(abc.ABC):
+class KeyManagementService(ClosesOnExit, abc.ABC):
     """Wraps and unwraps keys with a master key the service holds.
 
     Implementations are thread-safe. The coroutine variants run the blocking call in a worker
@@ -71,16 +70,5 @@ class KeyManagementService(abc.ABC):
             ok, detail = False, f"{type(e).__name__}: {e}"
         return [ProbeResult("round-trip", ok, time.perf_counter() - start, detail)]
 
-    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def close(self) -> None:
         """Release clients, threads and other resources. Safe to call more than once."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -14,14 +14,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pybase64
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from opentelemetry.metrics import Meter
 
+from ._closing import ClosesOnExit
 from .aead import NONCE_SIZE, TAG_SIZE
 from .cache import CachedKey
 from .errors import CryptoError, RecordError, SessionError
@@ -43,7 +43,7 @@ _urandom = os.urandom
 _perf = time.perf_counter
 
 
-class SessionFactory:
+class SessionFactory(ClosesOnExit):
     """Makes sessions for the partitions of one service and product; owns the key caches.
 
     :param service: the service name (part of every key id).
@@ -184,17 +184,6 @@ class SessionFactory:
         """Whether `close` was called."""
         return self._closed
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return (
             f"SessionFactory(service={self.service!r}, product={self.product!r}, "
@@ -214,7 +203,7 @@ class _NoHistogram:
 _NO_HISTOGRAM = _NoHistogram()
 
 
-class Session:
+class Session(ClosesOnExit):
     """Encrypts and decrypts the data rows of one partition. Thread-safe; cheap to make.
 
     ``encrypt*`` return a `DataRowRecord` (or its JSON text); ``decrypt*`` take one made by any
@@ -450,17 +439,6 @@ class Session:
         """End the session (a cached, shared session stays usable until evicted)."""
         if not self._shared:
             self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Session(partition={self.partition_id!r}, ik={self._ik_id!r})"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Iterator
-from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar
 
+from asherah_core._closing import ClosesOnExit
 from asherah_core.errors import MetastoreError
 from asherah_core.records import EnvelopeKeyRecord
 
@@ -17,7 +17,7 @@ StoredKey = tuple[str, int, EnvelopeKeyRecord]
 """One row of a metastore: key id, ``Created`` (Unix seconds) and the record."""
 
 
-class Metastore(abc.ABC):
+class Metastore(ClosesOnExit, abc.ABC):
     """Loads and stores `EnvelopeKeyRecord` rows by ``(key id, created)``.
 
     Implementations are thread-safe. Every failure (server down, timeout, missing table, a row
@@ -82,16 +82,5 @@ class Metastore(abc.ABC):
         """Coroutine version of `store`."""
         return await asyncio.to_thread(self.store, key_id, created, record)
 
-    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    def close(self) -> None:
         """Release connections this metastore opened itself. Safe to call more than once."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

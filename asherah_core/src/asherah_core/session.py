@@ -257,21 +257,22 @@ class Session(ClosesOnExit):
         """Encrypt `data` and return the `DataRowRecord` as compact JSON text."""
         start = _perf()
         now = self._clock()
-        entry = self._cached_encrypting_key(now)
-        if entry is None:
+        found = self._cached_encrypting_key(now)
+        if found is None:
             self._check_open()
-            entry = self._keys.intermediate_key_for_encrypt(self.partition)
-        return self._seal(data, entry, now, start)
+            found = _with_cipher(self._keys.intermediate_key_for_encrypt(self.partition))
+        return self._seal(data, *found, now, start)
 
     async def encrypt_bytes_async(self, data: bytes | bytearray | memoryview) -> str:
         """Coroutine version of `encrypt_bytes`; a cache hit runs inline, a miss in a worker."""
         start = _perf()
         now = self._clock()
-        entry = self._cached_encrypting_key(now)
-        if entry is None:
+        found = self._cached_encrypting_key(now)
+        if found is None:
             self._check_open()
-            entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
-        return self._seal(data, entry, now, start)
+            key = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
+            found = _with_cipher(key)
+        return self._seal(data, *found, now, start)
 
     async def encrypt_async(self, data: bytes | bytearray | memoryview) -> DataRowRecord:
         """Coroutine version of `encrypt`."""
@@ -285,19 +286,27 @@ class Session(ClosesOnExit):
         """Coroutine version of `encrypt_text`."""
         return await self.encrypt_bytes_async(_utf8(text))
 
-    def _cached_encrypting_key(self, now: float) -> CachedKey | None:
-        """The partition's latest IK from the cache while it may encrypt: no lock, no I/O."""
+    def _cached_encrypting_key(self, now: float) -> tuple[CachedKey, AESGCM] | None:
+        """The partition's latest IK from the cache while it may encrypt, with its cipher
+        taken at once (an eviction afterwards cannot pull it away): no lock, no I/O."""
         entry = self._ik_latest.get(self._ik_id)
-        if entry is None or now >= entry.encrypt_until or entry.aead is None or self._closed:
+        if entry is None or now >= entry.encrypt_until or self._closed:
+            return None
+        cipher = entry.aead
+        if cipher is None:
             return None
         self._intermediate.hits += 1
-        return entry
+        return entry, cipher
 
     def _seal(
-        self, data: bytes | bytearray | memoryview, entry: CachedKey, now: float, start: float
+        self,
+        data: bytes | bytearray | memoryview,
+        entry: CachedKey,
+        cipher: AESGCM,
+        now: float,
+        start: float,
     ) -> str:
         try:
-            cipher = entry.cipher()
             if type(data) is not bytes:
                 data = _as_buffer(data)
             random = _urandom(56)  # one call: the row key and both nonces
@@ -328,39 +337,39 @@ class Session(ClosesOnExit):
         """Decrypt a typed record made for this partition."""
         start = _perf()
         ik_id, ik_created, sealed_key, sealed_data = _record_parts(record)
-        entry = self._cached_decrypting_key(ik_id, ik_created)
-        if entry is None:
-            entry = self._keys.intermediate_key(KeyMeta(ik_id, ik_created))
-        return self._open(entry, sealed_key, sealed_data, start)
+        found = self._cached_decrypting_key(ik_id, ik_created)
+        if found is None:
+            found = _with_cipher(self._keys.intermediate_key(KeyMeta(ik_id, ik_created)))
+        return self._open(*found, sealed_key, sealed_data, start)
 
     async def decrypt_async(self, record: DataRowRecord) -> bytes:
         """Coroutine version of `decrypt`."""
         start = _perf()
         ik_id, ik_created, sealed_key, sealed_data = _record_parts(record)
-        entry = self._cached_decrypting_key(ik_id, ik_created)
-        if entry is None:
+        found = self._cached_decrypting_key(ik_id, ik_created)
+        if found is None:
             meta = KeyMeta(ik_id, ik_created)
-            entry = await asyncio.to_thread(self._keys.intermediate_key, meta)
-        return self._open(entry, sealed_key, sealed_data, start)
+            found = _with_cipher(await asyncio.to_thread(self._keys.intermediate_key, meta))
+        return self._open(*found, sealed_key, sealed_data, start)
 
     def decrypt_bytes(self, text: str | bytes | bytearray) -> bytes:
         """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah)."""
         start = _perf()
         ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
-        entry = self._cached_decrypting_key(ik_id, ik_created)
-        if entry is None:
-            entry = self._keys.intermediate_key(KeyMeta(ik_id, ik_created))
-        return self._open(entry, sealed_key, sealed_data, start)
+        found = self._cached_decrypting_key(ik_id, ik_created)
+        if found is None:
+            found = _with_cipher(self._keys.intermediate_key(KeyMeta(ik_id, ik_created)))
+        return self._open(*found, sealed_key, sealed_data, start)
 
     async def decrypt_bytes_async(self, text: str | bytes | bytearray) -> bytes:
         """Coroutine version of `decrypt_bytes`; a cache hit runs inline, a miss in a worker."""
         start = _perf()
         ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
-        entry = self._cached_decrypting_key(ik_id, ik_created)
-        if entry is None:
+        found = self._cached_decrypting_key(ik_id, ik_created)
+        if found is None:
             meta = KeyMeta(ik_id, ik_created)
-            entry = await asyncio.to_thread(self._keys.intermediate_key, meta)
-        return self._open(entry, sealed_key, sealed_data, start)
+            found = _with_cipher(await asyncio.to_thread(self._keys.intermediate_key, meta))
+        return self._open(*found, sealed_key, sealed_data, start)
 
     def decrypt_text(self, text: str | bytes | bytearray) -> str:
         """Decrypt a record's JSON text and decode the data as UTF-8."""
@@ -370,7 +379,7 @@ class Session(ClosesOnExit):
         """Coroutine version of `decrypt_text`."""
         return _from_utf8(await self.decrypt_bytes_async(text))
 
-    def _cached_decrypting_key(self, ik_id: str, created: int) -> CachedKey | None:
+    def _cached_decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM] | None:
         """The row's IK from the cache, or ``None`` after checking that a load may follow.
 
         A row of another partition, service or product is refused here, before any key is
@@ -379,15 +388,17 @@ class Session(ClosesOnExit):
         if ik_id != self._ik_id and not self.partition.owns(ik_id):
             raise self._foreign(ik_id)
         entry = self._ik_keys.get((ik_id, created))
-        if entry is not None and entry.aead is not None and not self._closed:
+        cipher = None if entry is None else entry.aead
+        if entry is not None and cipher is not None and not self._closed:
             self._intermediate.hits += 1
-            return entry
+            return entry, cipher
         self._check_open()
         return None
 
-    def _open(self, entry: CachedKey, sealed_key: bytes, sealed_data: bytes, start: float) -> bytes:
+    def _open(
+        self, entry: CachedKey, cipher: AESGCM, sealed_key: bytes, sealed_data: bytes, start: float
+    ) -> bytes:
         try:
-            cipher = entry.cipher()
             if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
                 raise RecordError(
                     f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "
@@ -559,6 +570,11 @@ def _record_parts(record: DataRowRecord) -> tuple[str, int, bytes, bytes]:
         )
     meta = record.parent_key_meta
     return meta.key_id, meta.created, record.key.encrypted_key, record.data
+
+
+def _with_cipher(entry: CachedKey) -> tuple[CachedKey, AESGCM]:
+    """A key just loaded or made, with its cipher taken at once."""
+    return entry, entry.cipher()
 
 
 def _as_buffer(data: object) -> bytes | bytearray | memoryview:

@@ -9,6 +9,7 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -129,12 +130,27 @@ class RunAs:
 
 
 def make_workdir(prefix: str, owner: RunAs) -> Path:
-    """A new temporary folder owned by `owner`, readable by nobody else."""
-    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    """A new temporary folder owned by `owner`, readable by nobody else.
+
+    When the server runs as another user, the folder goes where that user can reach it: the
+    temporary directory if every folder above it lets others through (nox points TMPDIR into
+    the checkout, which may sit in a private folder such as one from ``mktemp -d``), else /tmp.
+    """
+    parent = tempfile.gettempdir()
+    if owner.switches and not _others_can_traverse(Path(parent)):
+        parent = "/tmp"
+    workdir = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     if owner.switches:
         os.chown(workdir, owner.uid, owner.gid)
     workdir.chmod(0o700)
     return workdir
+
+
+def _others_can_traverse(folder: Path) -> bool:
+    for part in (folder.resolve(), *folder.resolve().parents):
+        if not part.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
 
 
 def run(

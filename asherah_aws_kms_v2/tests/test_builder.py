@@ -355,6 +355,7 @@ def test_the_factory_gets_the_session_and_a_client_config_from_the_settings() ->
         assert (config.connect_timeout, config.read_timeout) == (1.5, 1.5)
         assert config.retries["total_max_attempts"] == 1  # the plugin retries, not botocore
         assert config.max_pool_connections == 12
+        assert config.parameter_validation is False  # the plugin's own parameters, checked
     kms.close()
 
 

@@ -55,13 +55,20 @@ def default_client_factory(
 
 
 def client_config(timeout: float, max_connections: int) -> Config:
-    """Client settings: our timeouts, botocore's own retries off (we retry), a connection pool."""
+    """Client settings: our timeouts, botocore's own retries off (we retry), a connection pool,
+    and botocore's parameter validation off.
+
+    Every parameter the plugin sends is its own and already checked: the ARN at build time,
+    the 32-byte data key, a CiphertextBlob of 1 to 6144 bytes from a parsed envelope. Checking
+    them again against the service model cost about 3 % of the CPU time of each call.
+    """
     return Config(
         connect_timeout=timeout,
         read_timeout=timeout,
         retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=max_connections,
         user_agent_extra=USER_AGENT_EXTRA,
+        parameter_validation=False,
     )
 
 

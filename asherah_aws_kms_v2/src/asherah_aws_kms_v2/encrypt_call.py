@@ -109,6 +109,9 @@ class EncryptCall:
         # Regions each group's copy would cover (all its replicas, configured or not asked).
         covers = {g: len(ctx.group(g[0])) for g in groups}
         reachable = len(self._entries) + sum(covers.values())
+        # This thread makes the last call itself when it is one region's (no replicas to fall
+        # back on): the same concurrency as handing it to the pool, without the hand-off.
+        here = groups.pop() if groups and len(groups[-1]) == 1 else None
         futures: dict[Future[tuple[str, bytes]], tuple[str, ...]] = {}
         group_errors: dict[tuple[str, ...], dict[str, RegionCallError]] = {}
         for group in groups:
@@ -119,6 +122,9 @@ class EncryptCall:
                 self._encrypt_in_group, group, data_key, group_errors[group], needed
             )
             futures[future] = group
+        if here is not None:
+            needed = reachable - covers[here] < ctx.settings.min_regions
+            self._encrypt_here(here[0], data_key, needed)
         done, not_done = ctx.dispatcher.gather(futures, self._deadline)
         for future in done:
             group = futures[future]
@@ -133,6 +139,25 @@ class EncryptCall:
         for future in not_done:
             for region in futures[future]:
                 self._errors[region] = deadline_error(region, ENCRYPT.api)
+
+    def _encrypt_here(self, region: str, data_key: bytes, needed: bool) -> None:
+        """Encrypt the data key in `region` from this thread while an attempt fits before the
+        deadline (the rest on the pool, as `Dispatcher.run` does)."""
+        ctx, deadline = self._ctx, self._deadline
+        key = ctx.keys[region]
+        try:
+            response = ctx.dispatcher.run(
+                partial(key.attempts, Request(ENCRYPT, {"Plaintext": data_key}, deadline, needed)),
+                deadline,
+                partial(deadline_error, region, ENCRYPT.api),
+            )
+            blob = key.ciphertext(ENCRYPT, response)
+        except RegionCallError as e:
+            self._errors[region] = e
+            return
+        for member in ctx.group(region):
+            self._entries[member] = blob
+            self._errors.pop(member, None)
 
     def _encrypt_in_group(
         self,

@@ -40,6 +40,7 @@ MAX_ENTRIES = 64  # more than there are AWS regions
 MAX_ARN_CHARS = 2048
 MAX_REGION_CHARS = 64
 MAX_ENVELOPE_BYTES = 1 << 20  # every field at its limit, with room to spare
+_MAX_KEK_CHARS = (MAX_ENCRYPTED_KEK_BYTES + 2) // 3 * 4  # its base64 text
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,14 @@ class Envelope:
                 for k in self.keks
             ],
         }
-        return json.dumps(document, separators=(",", ":")).encode("utf-8")
+        return _ENCODER.encode(document).encode("utf-8")
 
     def kek_for(self, region: str) -> RegionalKek | None:
         """Return the entry for `region`, if the envelope has one."""
-        return next((k for k in self.keks if k.region == region), None)
+        for kek in self.keks:
+            if kek.region == region:
+                return kek
+        return None
 
     def entry_for(self, region: str, arn: KeyArn, *, mrk_aware: bool) -> RegionalKek | None:
         """The entry that `region`'s key (`arn`) can decrypt: the region's own, or, when
@@ -152,8 +156,10 @@ def _refuse_constant(name: str) -> Any:
     raise _NotJsonError(f"{name} is not a JSON number")
 
 
-# One decoder, made once: json.loads with an option would make a new one per call.
+# One decoder and one encoder, made once: json.loads or json.dumps with an option would make
+# a new one per call.
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 # A \u escape of a surrogate; only then can a decoded string hold a lone one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -205,17 +211,46 @@ def _parse_keks(raw_keks: list[Any]) -> tuple[RegionalKek, ...]:
     keks: list[RegionalKek] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_keks):
-        where = f"kmsKeks[{i}]"
-        if not isinstance(raw, dict):
-            raise KmsError(f"envelope field {where} must be an object, got {_json_kind(raw)}")
-        region = _str_field(raw, "region", where, MAX_REGION_CHARS)
-        arn = _str_field(raw, "arn", where, MAX_ARN_CHARS)
-        kek = _b64_field(raw, "encryptedKek", f"{where}.encryptedKek", MAX_ENCRYPTED_KEK_BYTES)
-        if region in seen:
-            raise KmsError(f"envelope field {where}.region repeats a region listed before")
-        seen.add(region)
-        keks.append(RegionalKek(region, arn, kek))
+        kek = _well_formed_kek(raw)
+        if kek is None:  # something is wrong: find what, and say so
+            kek = _checked_kek(raw, f"kmsKeks[{i}]")
+        if kek.region in seen:
+            raise KmsError(f"envelope field kmsKeks[{i}].region repeats a region listed before")
+        seen.add(kek.region)
+        keks.append(kek)
     return tuple(keks)
+
+
+def _well_formed_kek(raw: Any) -> RegionalKek | None:
+    """The entry, when every field is as `_checked_kek` requires; `None` at the first doubt.
+
+    The common case in a few comparisons, without naming the fields for messages.
+    """
+    if type(raw) is not dict:
+        return None
+    region, arn, text = raw.get("region"), raw.get("arn"), raw.get("encryptedKek")
+    if not (
+        type(region) is str
+        and type(arn) is str
+        and type(text) is str
+        and 0 < len(region) <= MAX_REGION_CHARS
+        and 0 < len(arn) <= MAX_ARN_CHARS
+    ):
+        return None
+    kek = _b64decode(text) if 0 < len(text) <= _MAX_KEK_CHARS else None
+    if not kek or len(kek) > MAX_ENCRYPTED_KEK_BYTES:
+        return None
+    return RegionalKek(region, arn, kek)
+
+
+def _checked_kek(raw: Any, where: str) -> RegionalKek:
+    """The entry at `where`, or `KmsError` naming the field that is wrong."""
+    if not isinstance(raw, dict):
+        raise KmsError(f"envelope field {where} must be an object, got {_json_kind(raw)}")
+    region = _str_field(raw, "region", where, MAX_REGION_CHARS)
+    arn = _str_field(raw, "arn", where, MAX_ARN_CHARS)
+    kek = _b64_field(raw, "encryptedKek", f"{where}.encryptedKek", MAX_ENCRYPTED_KEK_BYTES)
+    return RegionalKek(region, arn, kek)
 
 
 _ABSENT: Any = object()
@@ -238,7 +273,7 @@ def _b64_field(obj: dict[str, Any], name: str, where: str, limit: int) -> bytes:
         raise KmsError(f"envelope has no {where} field")
     if not isinstance(value, str):
         raise KmsError(f"envelope field {where} must be a base64 string, got {_json_kind(value)}")
-    if len(value) > (limit + 2) // 3 * 4:
+    if len(value) > (limit + 2) // 3 * 4:  # checked before decoding it
         raise KmsError(f"envelope field {where} is over the limit of {limit} bytes")
     decoded = _b64decode(value)
     if decoded is None:

@@ -153,6 +153,27 @@ def test_a_failed_probe_starts_a_new_cooldown_without_logging_again(
     assert health.order(["a", "b", "c"]) == ["a", "b", "c"]  # the next probe
 
 
+def test_the_order_follows_every_fault_and_recovery_of_several_regions(
+    health: RegionHealth, clock: FakeClock
+) -> None:
+    # While every region is healthy the order is read without the lock; each fault and each
+    # recovery must still show at once, however they interleave.
+    health.record_fault("a", "x")
+    health.record_fault("b", "x")
+    health.record_fault("b", "again")  # already cooling: counted once
+    assert health.order(["a", "b", "c"]) == ["c", "a", "b"]
+    health.record_success("a")
+    assert health.order(["a", "b", "c"]) == ["a", "c", "b"]
+    health.record_success("b")
+    health.record_success("b")  # already healthy: counted once
+    assert health.order(["a", "b", "c"]) == ["a", "b", "c"]
+    health.record_fault("c", "x")
+    assert health.order(["a", "b", "c"]) == ["a", "b", "c"]  # c is last already
+    assert health.order(["c", "a", "b"]) == ["a", "b", "c"]
+    clock.advance(30.0)
+    assert health.order(["c", "a", "b"]) == ["c", "a", "b"]  # c's probe
+
+
 def test_a_probe_that_does_not_report_lets_another_caller_probe_after_the_probe_timeout(
     health: RegionHealth, clock: FakeClock
 ) -> None:

@@ -29,6 +29,7 @@ from .settings import AwsKmsSettings
 __all__ = ["AwsKms"]
 
 _AES_256 = {"KeySpec": "AES_256"}
+_SUCCEEDED = attributes()  # a measurement's attributes when the operation succeeded
 
 
 class AwsKms(KeyManagementService):
@@ -156,8 +157,12 @@ class AwsKms(KeyManagementService):
             failure = error_type(e)
             raise
         finally:
-            self._ctx.health.release(probes)
-            histogram.record(time.perf_counter() - start, attributes(error_type=failure))
+            if probes:
+                self._ctx.health.release(probes)
+            histogram.record(
+                time.perf_counter() - start,
+                _SUCCEEDED if failure is None else attributes(error_type=failure),
+            )
 
     def diagnose(self) -> list[ProbeResult]:
         """Probe each region (GenerateDataKey, then Decrypt of its blob) and the whole envelope.

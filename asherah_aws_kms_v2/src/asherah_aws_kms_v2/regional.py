@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+from opentelemetry.metrics import Histogram
 
 from .arn import KeyArn
 from .clients import KmsClient
@@ -44,8 +46,7 @@ DECRYPT = Operation("decrypt", "Decrypt", "decrypt")
 _OPERATIONS = (GENERATE_DATA_KEY, ENCRYPT, DECRYPT)
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One KMS operation to make: what, with which parameters, until when, and whether
     connection errors and timeouts are worth retrying (no other region can take over)."""
 
@@ -83,8 +84,10 @@ class RegionalKey:
         self._policy = policy
         self._gate = gate
         self._sleep = sleep
-        self._histograms = {op: metrics.kms_call(op.metric, name) for op in _OPERATIONS}
         self._ok = attributes(name)
+        self._recorders = {
+            op: _attempt_recorder(metrics.kms_call(op.metric, name), name) for op in _OPERATIONS
+        }
 
     def call(
         self,
@@ -103,7 +106,6 @@ class RegionalKey:
         self._health.calling(self.name)
         method = getattr(self.client, operation.method)
         kwargs = {"KeyId": self._key_id, **params}
-        histogram = self._histograms[operation]
         gate = self._gate
 
         def attempt() -> Mapping[str, Any]:
@@ -114,12 +116,6 @@ class RegionalKey:
                 gate.leave()
             return response
 
-        def on_attempt(seconds: float, error: RegionCallError | None) -> None:
-            histogram.record(seconds, self._ok if error is None else self._failed(error))
-
-        def on_retry(error: RegionCallError) -> None:
-            self._metrics.retries.add(1, self._failed(error))
-
         try:
             result = call_with_retries(
                 attempt,
@@ -128,8 +124,8 @@ class RegionalKey:
                 policy=self._policy,
                 deadline=deadline,
                 retry_timeouts=retry_timeouts,
-                on_attempt=on_attempt,
-                on_retry=on_retry,
+                on_attempt=self._recorders[operation],
+                on_retry=self._count_retry,
                 sleep=self._sleep,
                 state=state,
                 attempt_budget=attempt_budget,
@@ -194,6 +190,9 @@ class RegionalKey:
             self.name, operation.api, error_type, detail, region_fault=False, retryable=False
         )
 
+    def _count_retry(self, error: RegionCallError) -> None:
+        self._metrics.retries.add(1, self._failed(error))
+
     def _failed(self, error: RegionCallError) -> Mapping[str, str]:
         return attributes(self.name, error.error_type)
 
@@ -202,3 +201,15 @@ class RegionalKey:
         close = getattr(self.client, "close", None)
         if callable(close):
             close()
+
+
+def _attempt_recorder(
+    histogram: Histogram, region: str
+) -> Callable[[float, RegionCallError | None], None]:
+    """Record one attempt's duration in `histogram`, with its error type when it failed."""
+    ok = attributes(region)
+
+    def record(seconds: float, error: RegionCallError | None) -> None:
+        histogram.record(seconds, ok if error is None else attributes(region, error.error_type))
+
+    return record

@@ -57,6 +57,9 @@ class RegionHealth:
         self._clock = clock
         self._lock = threading.Lock()
         self._states = {region: _State() for region in regions}
+        # How many regions are cooling down (or probing): changed under the lock, read without
+        # it by `split`, whose common case (every region healthy) then takes no lock.
+        self._cooling = 0
 
     def order(self, preferred: Sequence[str], *, probes: list[Probe] | None = None) -> list[str]:
         """Return `preferred` with cooling regions moved to the back, in their relative order."""
@@ -72,7 +75,7 @@ class RegionHealth:
         (the probe) until that caller reports the outcome, gives the probe back with
         `release`, or the probe times out. The probes granted are appended to `probes`.
         """
-        if self.cooldown <= 0:
+        if self.cooldown <= 0 or not self._cooling:
             return list(preferred), []
         now = self._clock()
         front: list[str] = []
@@ -125,6 +128,7 @@ class RegionHealth:
             if state.cool_until == 0.0:
                 return
             state.cool_until = state.probe_until = 0.0
+            self._cooling -= 1
             self._changed(region, healthy=True, reason="")
 
     def record_fault(self, region: str, reason: str) -> None:
@@ -137,6 +141,7 @@ class RegionHealth:
             state.cool_until = self._clock() + self.cooldown
             state.probe_until = 0.0
             if was_healthy:
+                self._cooling += 1
                 self._changed(region, healthy=False, reason=reason)
 
     def _changed(self, region: str, *, healthy: bool, reason: str) -> None:

@@ -47,7 +47,7 @@ ESDK = EncryptionSdk.name
 UNIT_CALL = "raw boto3 Encrypt"
 SLOW = MODE_LABELS["slow"]
 POOLED_MODES: tuple[Mode, ...] = ("default", "local")
-"""Whose KMS calls are also measured raw through a thread pool (encrypt only): the floor of
+"""Whose KMS calls are also measured raw, concurrent ones at once (encrypt only): the floor of
 sending the calls the way ours does, on this machine."""
 POOLED = {m: RawCalls.label(m, pooled=True) for m in POOLED_MODES}
 SLOW_ENCRYPT_EVERY = 2
@@ -135,7 +135,7 @@ class CpuRun:
     """Process CPU time per operation at L = 0: ``side -> operation -> seconds per repeat``.
 
     Sides: ``ours``; ``raw``, the KMS calls ours issues, in the caller's thread; ``pooled``,
-    the same calls through a thread pool the way ours runs them.
+    the same calls sent the way ours sends them (concurrent ones at once, on a pool).
     """
 
     sides: dict[str, dict[str, list[float]]] = field(default_factory=dict)

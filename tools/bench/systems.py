@@ -376,9 +376,10 @@ class RawCalls:
     passed to decrypt is ours' envelope, from which the preferred region's entry is taken.
 
     By default the calls run one after another in the caller's thread. With ``pooled=True``
-    they run the way ours runs them: each on a worker thread of a pool while the caller waits,
-    the regional Encrypt calls concurrently. That separates the cost of the thread hand-off
-    from the cost of our own code.
+    they run the way ours runs them: a single call (GenerateDataKey, Decrypt) in the caller's
+    thread; calls made at once (the regional Encrypt calls) each on a worker thread of a pool
+    but the last, which the caller makes itself meanwhile. That separates the cost of running
+    calls concurrently from the cost of our own code.
     """
 
     def __init__(
@@ -398,14 +399,16 @@ class RawCalls:
     @staticmethod
     def label(mode: Mode, *, pooled: bool) -> str:
         """The name of the raw calls of `mode`, sent one after another or through a pool."""
-        how = "through a thread pool" if pooled else "one after another"
+        how = "concurrent ones through a thread pool" if pooled else "one after another"
         return f"raw boto3, the calls of {MODE_LABELS[mode]}, {how}"
 
     def _each(self, calls: Sequence[Callable[[], Any]]) -> list[Any]:
-        if self._pool is None:
+        if self._pool is None or not calls:
             return [call() for call in calls]
-        futures = [self._pool.submit(call) for call in calls]
-        return [future.result() for future in futures]
+        *others, last = calls
+        futures = [self._pool.submit(call) for call in others]
+        mine = last()
+        return [*(future.result() for future in futures), mine]
 
     def encrypt(self, key: bytes) -> bytes:
         first, *others = self._regions

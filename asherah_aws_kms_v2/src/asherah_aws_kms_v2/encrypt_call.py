@@ -109,33 +109,28 @@ class EncryptCall:
         # Regions each group's copy would cover (all its replicas, configured or not asked).
         covers = {g: len(ctx.group(g[0])) for g in groups}
         reachable = len(self._entries) + sum(covers.values())
+        # Pay a timeout again only for a copy min_regions cannot do without.
+        needed = {g: reachable - covers[g] < ctx.settings.min_regions for g in groups}
         # This thread makes the last call itself when it is one region's (no replicas to fall
         # back on): the same concurrency as handing it to the pool, without the hand-off.
         here = groups.pop() if groups and len(groups[-1]) == 1 else None
         futures: dict[Future[tuple[str, bytes]], tuple[str, ...]] = {}
         group_errors: dict[tuple[str, ...], dict[str, RegionCallError]] = {}
         for group in groups:
-            # Pay a timeout again only for a copy min_regions cannot do without.
-            needed = reachable - covers[group] < ctx.settings.min_regions
             group_errors[group] = {}
             future = ctx.dispatcher.submit(
-                self._encrypt_in_group, group, data_key, group_errors[group], needed
+                self._encrypt_in_group, group, data_key, group_errors[group], needed[group]
             )
             futures[future] = group
         if here is not None:
-            needed = reachable - covers[here] < ctx.settings.min_regions
-            self._encrypt_here(here[0], data_key, needed)
+            self._encrypt_here(here[0], data_key, needed[here])
         done, not_done = ctx.dispatcher.gather(futures, self._deadline)
         for future in done:
             group = futures[future]
             try:
-                region, blob = ctx.dispatcher.result(future)
+                self._keep(*ctx.dispatcher.result(future))
             except RegionCallError:
                 self._errors.update(group_errors[group])
-                continue
-            for member in ctx.group(region):
-                self._entries[member] = blob
-                self._errors.pop(member, None)
         for future in not_done:
             for region in futures[future]:
                 self._errors[region] = deadline_error(region, ENCRYPT.api)
@@ -155,7 +150,11 @@ class EncryptCall:
         except RegionCallError as e:
             self._errors[region] = e
             return
-        for member in ctx.group(region):
+        self._keep(region, blob)
+
+    def _keep(self, region: str, blob: bytes) -> None:
+        """Keep `region`'s copy for every configured replica of its key."""
+        for member in self._ctx.group(region):
             self._entries[member] = blob
             self._errors.pop(member, None)
 

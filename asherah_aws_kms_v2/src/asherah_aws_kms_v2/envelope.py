@@ -40,7 +40,6 @@ MAX_ENTRIES = 64  # more than there are AWS regions
 MAX_ARN_CHARS = 2048
 MAX_REGION_CHARS = 64
 MAX_ENVELOPE_BYTES = 1 << 20  # every field at its limit, with room to spare
-_MAX_KEK_CHARS = (MAX_ENCRYPTED_KEK_BYTES + 2) // 3 * 4  # its base64 text
 
 
 @dataclass(frozen=True)
@@ -273,7 +272,7 @@ def _b64_field(obj: dict[str, Any], name: str, where: str, limit: int) -> bytes:
         raise KmsError(f"envelope has no {where} field")
     if not isinstance(value, str):
         raise KmsError(f"envelope field {where} must be a base64 string, got {_json_kind(value)}")
-    if len(value) > (limit + 2) // 3 * 4:  # checked before decoding it
+    if len(value) > _b64_chars(limit):  # checked before decoding it
         raise KmsError(f"envelope field {where} is over the limit of {limit} bytes")
     decoded = _b64decode(value)
     if decoded is None:
@@ -283,6 +282,14 @@ def _b64_field(obj: dict[str, Any], name: str, where: str, limit: int) -> bytes:
     if len(decoded) > limit:
         raise KmsError(f"envelope field {where} is over the limit of {limit} bytes")
     return decoded
+
+
+def _b64_chars(limit: int) -> int:
+    """The length of the padded base64 text of `limit` bytes."""
+    return (limit + 2) // 3 * 4
+
+
+_MAX_KEK_CHARS = _b64_chars(MAX_ENCRYPTED_KEK_BYTES)
 
 
 def _b64decode(value: str) -> bytes | None:

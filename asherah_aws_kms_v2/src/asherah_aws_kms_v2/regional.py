@@ -84,7 +84,6 @@ class RegionalKey:
         self._policy = policy
         self._gate = gate
         self._sleep = sleep
-        self._ok = attributes(name)
         self._recorders = {
             op: _attempt_recorder(metrics.kms_call(op.metric, name), name) for op in _OPERATIONS
         }

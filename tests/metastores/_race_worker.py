@@ -1,6 +1,8 @@
-"""One process of the race test: build a factory, say ``ready``, wait for ``go`` on stdin, then
-encrypt rows over shared partitions and print them, with the number of stores that lost a
-race (found the row already there), as one JSON object.
+"""One process of the race test: build a factory, connect to the metastore, say ``ready``,
+wait for ``go <instant>`` on stdin, sleep until that CLOCK_MONOTONIC instant (shared by every
+process on the machine, so all workers wake together however the pipes were scheduled), then
+encrypt rows over shared partitions and print them, with the number of stores that lost a race
+(found the row already there), as one JSON object.
 
 Run as a script: ``python _race_worker.py '<json settings>'``.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from asherah_core import SessionFactory, StaticKms
@@ -51,9 +54,14 @@ def main(settings: dict[str, Any]) -> None:
         settings["service"], settings["product"], kms=StaticKms(MASTER_KEY), metastore=metastore
     )
     sessions = {}
+    # Connect now (a first connection can take long, as with MySQL's full authentication), so
+    # that every worker is ready to race when the start instant comes.
+    metastore.load_latest(f"_SK_{settings['service']}_warm-up")
     print("ready", flush=True)
-    if sys.stdin.readline().strip() != "go":
+    command, _, instant = sys.stdin.readline().partition(" ")
+    if command != "go":
         sys.exit("no go")
+    time.sleep(max(0.0, float(instant) - time.monotonic()))
     rows = []
     for i in range(settings["rows"]):
         partition = partitions[i % len(partitions)]  # all workers in step: the most collisions

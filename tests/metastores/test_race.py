@@ -58,6 +58,8 @@ def start_workers(settings: dict[str, Any]) -> list[subprocess.Popen[str]]:
 
 ATTEMPTS = 3
 """Runs until the processes overlapped (some store lost a race); each run is checked whole."""
+START_DELAY = 0.5
+"""Seconds from sending the start instant to it: enough for eight pipe writes and wake-ups."""
 
 
 def test_concurrent_processes_never_lose_a_key(
@@ -95,10 +97,12 @@ def race_once(backend: Backend, tmp_path: Path) -> tuple[int, str]:
         for worker in workers:
             assert worker.stdout is not None
             assert worker.stdout.readline().strip() == "ready"
-        started = time.monotonic()
-        for worker in workers:  # as close to "at once" as eight pipes allow
+        # Every worker sleeps until the same instant (time.monotonic is CLOCK_MONOTONIC, one
+        # clock for all processes), so they start together however the writes are scheduled.
+        started = time.monotonic() + START_DELAY
+        for worker in workers:
             assert worker.stdin is not None
-            worker.stdin.write("go\n")
+            worker.stdin.write(f"go {started!r}\n")
             worker.stdin.flush()
         outputs = [worker.communicate(timeout=300)[0] for worker in workers]
         elapsed = time.monotonic() - started

@@ -29,14 +29,10 @@ class KmsContext:
     crypto: Aead
     keys: Mapping[str, RegionalKey]
     order: tuple[str, ...]
-    groups: Mapping[str, tuple[str, ...]]
+    groups: Mapping[str, tuple[str, ...]]  # every region's, alone without MRK awareness
     health: RegionHealth
     dispatcher: Dispatcher
     metrics: KmsMetrics
-
-    def group(self, region: str) -> tuple[str, ...]:
-        """The configured regions holding the same Multi-Region key as `region` (with it)."""
-        return self.groups.get(region, (region,))
 
     def failover(self, operation: str, error: RegionCallError) -> None:
         """Log and count a move from a failed region to the next."""

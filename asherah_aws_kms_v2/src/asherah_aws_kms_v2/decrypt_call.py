@@ -11,10 +11,10 @@ from asherah_core import CryptoError, KmsError
 
 from .context import KmsContext
 from .deadline import Deadline
-from .envelope import Envelope
+from .envelope import parse_envelope
 from .errors import RegionCallError, all_failed, deadline_error
 from .metrics import attributes
-from .regional import DECRYPT, RegionalKey, Request
+from .regional import DECRYPT, RegionalKey
 from .regions import Probe
 
 __all__ = ["DecryptCall"]
@@ -30,18 +30,36 @@ class DecryptCall:
     until one unwraps the key."""
 
     def __init__(
-        self, context: KmsContext, envelope: Envelope, deadline: Deadline, probes: list[Probe]
+        self, context: KmsContext, envelope: bytes, deadline: Deadline, probes: list[Probe]
     ) -> None:
         self._ctx = context
-        self._envelope = envelope
+        self._envelope = parse_envelope(envelope)
         self._deadline = deadline
         self._attempts = self._plan(probes)
 
     def run(self) -> bytes:
-        """Unwrap the key; `KmsError` naming each region's failure if none could."""
-        if self._ctx.settings.hedge_after <= 0:
-            return self._in_order()
-        return self._hedged()
+        """Unwrap the key; `KmsError` naming each region's failure if none could.
+
+        Without hedging, one region after another, each in this thread while it fits.
+        """
+        ctx, deadline = self._ctx, self._deadline
+        if ctx.settings.hedge_after > 0:
+            return self._hedged()
+        errors: dict[str, RegionCallError] = {}
+        for i, (key, blob) in enumerate(self._attempts):
+            last = i == len(self._attempts) - 1
+            try:
+                response = ctx.dispatcher.run(
+                    partial(key.call, DECRYPT, {"CiphertextBlob": blob}, deadline, last),
+                    deadline,
+                    partial(deadline_error, key.name, DECRYPT.api),
+                )
+                return self._open(key, response)
+            except RegionCallError as e:
+                errors[key.name] = e
+                if not last:
+                    ctx.failover("decrypt_key", e)
+        raise all_failed("decrypt_key failed in every region tried", errors)
 
     def _plan(self, probes: list[Probe]) -> list[_Attempt]:
         ctx, envelope = self._ctx, self._envelope
@@ -59,26 +77,6 @@ class DecryptCall:
                 f"configured: {', '.join(ctx.order)})"
             )
         return attempts
-
-    def _in_order(self) -> bytes:
-        """Without hedging: one region after another, each in this thread while it fits."""
-        ctx, deadline = self._ctx, self._deadline
-        errors: dict[str, RegionCallError] = {}
-        for i, (key, blob) in enumerate(self._attempts):
-            last = i == len(self._attempts) - 1
-            request = Request(DECRYPT, {"CiphertextBlob": blob}, deadline, last)
-            try:
-                response = ctx.dispatcher.run(
-                    partial(key.attempts, request),
-                    deadline,
-                    partial(deadline_error, key.name, DECRYPT.api),
-                )
-                return self._open(key, response)
-            except RegionCallError as e:
-                errors[key.name] = e
-                if not last:
-                    ctx.failover("decrypt_key", e)
-        raise all_failed("decrypt_key failed in every region tried", errors)
 
     def _hedged(self) -> bytes:
         """When a region is slow to answer, the next is asked too; the first answer wins."""

@@ -34,18 +34,14 @@ class Gate:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active = 0
-        self._closed = False
+        self.closed = False
+        """Whether `close` was called (set under the lock, read without it)."""
         self._on_idle: Callable[[], None] | None = None
-
-    @property
-    def closed(self) -> bool:
-        """Whether `close` was called."""
-        return self._closed
 
     def enter(self) -> None:
         """Admit one attempt; raise `ClosedError` after `close`."""
         with self._lock:
-            if self._closed:
+            if self.closed:
                 raise ClosedError(_CLOSED)
             self._active += 1
 
@@ -53,7 +49,7 @@ class Gate:
         """End one attempt admitted by `enter`."""
         with self._lock:
             self._active -= 1
-            on_idle = self._take_on_idle()
+            on_idle = self._take_on_idle() if self.closed else None
         if on_idle is not None:
             on_idle()
 
@@ -61,9 +57,9 @@ class Gate:
         """Admit nothing more; `on_idle` runs when no attempt is under way. False if already
         closed."""
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return False
-            self._closed = True
+            self.closed = True
             self._on_idle = on_idle
             ready = self._take_on_idle()
         if ready is not None:
@@ -71,7 +67,7 @@ class Gate:
         return True
 
     def _take_on_idle(self) -> Callable[[], None] | None:
-        if not self._closed or self._active:
+        if not self.closed or self._active:
             return None
         on_idle, self._on_idle = self._on_idle, None
         return on_idle
@@ -118,8 +114,8 @@ class Dispatcher:
         self, futures: Collection[Future[_R]], deadline: Deadline
     ) -> tuple[set[Future[_R]], set[Future[_R]]]:
         """Wait for `futures` until the deadline; cancel those not done and return both sets."""
-        if not futures:
-            return set(), set()
+        if all(future.done() for future in futures):  # often so: no waiter to set up
+            return set(futures), set()
         done, not_done = wait(futures, timeout=deadline.wait_timeout())
         for future in not_done:
             future.cancel()

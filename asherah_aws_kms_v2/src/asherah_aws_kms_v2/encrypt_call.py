@@ -12,10 +12,10 @@ from asherah_core import CryptoError, KmsError
 
 from .context import KmsContext
 from .deadline import Deadline
-from .envelope import Envelope, RegionalKek
+from .envelope import envelope_bytes
 from .errors import RegionCallError, all_failed, deadline_error
 from .metrics import attributes
-from .regional import DATA_KEY_BYTES, ENCRYPT, GENERATE_DATA_KEY, Request
+from .regional import DATA_KEY_BYTES, ENCRYPT, GENERATE_DATA_KEY
 from .regions import Probe
 
 __all__ = ["EncryptCall"]
@@ -42,23 +42,24 @@ class EncryptCall:
         """Make the envelope; `KmsError` if fewer than min_regions hold a copy."""
         ctx = self._ctx
         usable, cooling = ctx.health.split(ctx.order, probes=self._probes)
+        entries, errors = self._entries, self._errors
         first: str | None = None
         if ctx.settings.local_data_key:
             data_key = os.urandom(DATA_KEY_BYTES)
         else:
             first, data_key, blob = self._generate_data_key(usable + cooling)
-            for region in ctx.group(first):
-                self._entries[region] = blob
+            for region in ctx.groups[first]:
+                entries[region] = blob
         try:
             encrypted_key = ctx.crypto.encrypt(self._key, data_key)
         except CryptoError as e:
             raise KmsError(f"encrypt_key: sealing the key failed: {e}") from e
         # A region that just faulted, or is cooling down, would likely cost a timeout again:
         # leave it out unless it is needed to reach min_regions.
-        errors = self._errors
-        faulted = [r for r in usable if r in errors and errors[r].region_fault]
-        usable = [r for r in usable if r not in faulted]
-        cooling = faulted + cooling
+        if errors:
+            faulted = [r for r in usable if r in errors and errors[r].region_fault]
+            usable = [r for r in usable if r not in faulted]
+            cooling = faulted + cooling
         skipped: list[str] = []
         order = usable + cooling
         if len(usable) >= ctx.settings.min_regions:
@@ -66,17 +67,18 @@ class EncryptCall:
             for region in skipped:
                 errors.setdefault(region, _cooling_error(region))
         self._encrypt_remaining(order, data_key)
-        if len(self._entries) < ctx.settings.min_regions and skipped:
+        if len(entries) < ctx.settings.min_regions and skipped:
             # The healthy regions fell short after all (a key error, say): ask the others too.
             self._encrypt_remaining(skipped, data_key)
-        self._check_coverage()
-        head = [first] if first is not None else []
-        keks = tuple(
-            RegionalKek(region, str(ctx.keys[region].arn), self._entries[region])
-            for region in head + [r for r in ctx.order if r != first]
-            if region in self._entries
+        if len(entries) < len(ctx.order):
+            self._check_coverage()
+        # The region that made the data key first, then the others in canonical order.
+        regions = ctx.order if first in (None, ctx.order[0]) else (first, *ctx.order)
+        keys = ctx.keys
+        return envelope_bytes(
+            encrypted_key,
+            [(r, keys[r].key_id, entries[r]) for r in dict.fromkeys(regions) if r in entries],
         )
-        return Envelope(encrypted_key, keks).to_bytes()
 
     def _generate_data_key(self, order: Sequence[str]) -> tuple[str, bytes, bytes]:
         ctx, deadline = self._ctx, self._deadline
@@ -85,7 +87,7 @@ class EncryptCall:
             last = i == len(order) - 1
             try:
                 response = ctx.dispatcher.run(
-                    partial(key.attempts, Request(GENERATE_DATA_KEY, _AES_256, deadline, last)),
+                    partial(key.call, GENERATE_DATA_KEY, _AES_256, deadline, last),
                     deadline,
                     partial(deadline_error, region, GENERATE_DATA_KEY.api),
                 )
@@ -102,15 +104,23 @@ class EncryptCall:
     def _encrypt_remaining(self, order: Sequence[str], data_key: bytes) -> None:
         """Encrypt the data key concurrently in each group of `order` that has no copy yet."""
         ctx = self._ctx
+        # The groups of replicas without a copy, each its regions of `order` in that order,
+        # and how many regions its copy would cover (all its replicas, asked or not).
         groups: list[tuple[str, ...]] = []
+        covers: list[int] = []
+        taken = set(self._entries)
         for region in order:
-            if region not in self._entries and not any(region in g for g in groups):
-                groups.append(tuple(r for r in order if r in ctx.group(region)))
-        # Regions each group's copy would cover (all its replicas, configured or not asked).
-        covers = {g: len(ctx.group(g[0])) for g in groups}
-        reachable = len(self._entries) + sum(covers.values())
+            if region not in taken:
+                replicas = ctx.groups[region]
+                taken.update(replicas)
+                single = len(replicas) == 1
+                groups.append(replicas if single else tuple(r for r in order if r in replicas))
+                covers.append(len(replicas))
+        reachable = len(self._entries) + sum(covers)
         # Pay a timeout again only for a copy min_regions cannot do without.
-        needed = {g: reachable - covers[g] < ctx.settings.min_regions for g in groups}
+        needed = {
+            g: reachable - c < ctx.settings.min_regions for g, c in zip(groups, covers, strict=True)
+        }
         # This thread makes the last call itself when it is one region's (no replicas to fall
         # back on): the same concurrency as handing it to the pool, without the hand-off.
         here = groups.pop() if groups and len(groups[-1]) == 1 else None
@@ -142,7 +152,7 @@ class EncryptCall:
         key = ctx.keys[region]
         try:
             response = ctx.dispatcher.run(
-                partial(key.attempts, Request(ENCRYPT, {"Plaintext": data_key}, deadline, needed)),
+                partial(key.call, ENCRYPT, {"Plaintext": data_key}, deadline, needed),
                 deadline,
                 partial(deadline_error, region, ENCRYPT.api),
             )
@@ -154,7 +164,7 @@ class EncryptCall:
 
     def _keep(self, region: str, blob: bytes) -> None:
         """Keep `region`'s copy for every configured replica of its key."""
-        for member in self._ctx.group(region):
+        for member in self._ctx.groups[region]:
             self._entries[member] = blob
             self._errors.pop(member, None)
 

@@ -7,7 +7,6 @@ field that is wrong and never contains the input's bytes.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -27,6 +26,7 @@ __all__ = [
     "MAX_KEY_BYTES",
     "Envelope",
     "RegionalKek",
+    "envelope_bytes",
     "parse_envelope",
     "printable_region_names",
 ]
@@ -66,14 +66,9 @@ class Envelope:
 
     def to_bytes(self) -> bytes:
         """Serialise as compact JSON in the field order the reference writers use."""
-        document = {
-            "encryptedKey": _b64(self.encrypted_key),
-            "kmsKeks": [
-                {"region": k.region, "arn": k.arn, "encryptedKek": _b64(k.encrypted_kek)}
-                for k in self.keks
-            ],
-        }
-        return _ENCODER.encode(document).encode("utf-8")
+        return envelope_bytes(
+            self.encrypted_key, [(k.region, k.arn, k.encrypted_kek) for k in self.keks]
+        )
 
     def kek_for(self, region: str) -> RegionalKek | None:
         """Return the entry for `region`, if the envelope has one."""
@@ -89,9 +84,11 @@ class Envelope:
         The envelope's ARN only picks the candidate; Decrypt still names the locally
         configured ARN, so KMS itself refuses a blob that is not from that key.
         """
-        own = self.kek_for(region)
-        if own is not None or not (mrk_aware and arn.is_multi_region):
-            return own
+        for kek in self.keks:  # kek_for, without a call on every decrypt
+            if kek.region == region:
+                return kek
+        if not (mrk_aware and arn.is_multi_region):
+            return None
         for entry in self.keks:
             try:
                 if same_multi_region_key(arn, parse_arn(entry.arn)):
@@ -110,6 +107,23 @@ class Envelope:
     def __repr__(self) -> str:
         regions = ", ".join(k.region for k in self.keks)
         return f"Envelope(encrypted_key=<{len(self.encrypted_key)} bytes>, regions=[{regions}])"
+
+
+def envelope_bytes(encrypted_key: bytes, keks: Iterable[tuple[str, str, bytes]]) -> bytes:
+    """The envelope of `encrypted_key` and its ``(region, arn, encrypted_kek)`` entries, as
+    compact JSON in the field order the reference writers use."""
+    document = {
+        "encryptedKey": binascii.b2a_base64(encrypted_key, newline=False).decode("ascii"),
+        "kmsKeks": [
+            {
+                "region": region,
+                "arn": arn,
+                "encryptedKek": binascii.b2a_base64(kek, newline=False).decode("ascii"),
+            }
+            for region, arn, kek in keks
+        ],
+    }
+    return _ENCODER.encode(document).encode("utf-8")
 
 
 def printable_region_names(names: Iterable[str]) -> str:
@@ -131,7 +145,12 @@ def parse_envelope(data: bytes) -> Envelope:
     document = _load_json(data)
     if not isinstance(document, dict):
         raise KmsError(f"envelope must be a JSON object, got {_json_kind(document)}")
-    encrypted_key = _b64_field(document, "encryptedKey", "encryptedKey", MAX_ENCRYPTED_KEY_BYTES)
+    text = document.get("encryptedKey")
+    encrypted_key = _strict_b64(text) if type(text) is str and text else None
+    if not encrypted_key or len(encrypted_key) > MAX_ENCRYPTED_KEY_BYTES:  # say what is wrong
+        encrypted_key = _b64_field(
+            document, "encryptedKey", "encryptedKey", MAX_ENCRYPTED_KEY_BYTES
+        )
     raw_keks = document.get("kmsKeks", _ABSENT)
     if raw_keks is _ABSENT:
         raise KmsError("envelope has no kmsKeks field")
@@ -209,37 +228,37 @@ def _parse_keks(raw_keks: list[Any]) -> tuple[RegionalKek, ...]:
         )
     keks: list[RegionalKek] = []
     seen: set[str] = set()
+    region: Any  # JSON values, strings once checked
+    arn: Any
     for i, raw in enumerate(raw_keks):
-        kek = _well_formed_kek(raw)
-        if kek is None:  # something is wrong: find what, and say so
-            kek = _checked_kek(raw, f"kmsKeks[{i}]")
-        if kek.region in seen:
+        # The common case in a few comparisons, in line; at the first doubt, `_checked_kek`
+        # finds what is wrong and names it.
+        kek = None
+        if type(raw) is dict:
+            region, arn, text = raw.get("region"), raw.get("arn"), raw.get("encryptedKek")
+            if (
+                type(region) is str
+                and type(arn) is str
+                and type(text) is str
+                and 0 < len(region) <= MAX_REGION_CHARS
+                and 0 < len(arn) <= MAX_ARN_CHARS
+                and 0 < len(text) <= _MAX_KEK_CHARS
+                and not len(text) % 4
+            ):
+                try:
+                    kek = binascii.a2b_base64(text, strict_mode=True)
+                except (binascii.Error, ValueError):
+                    kek = None
+        entry = (
+            RegionalKek(region, arn, kek)
+            if kek and len(kek) <= MAX_ENCRYPTED_KEK_BYTES
+            else _checked_kek(raw, f"kmsKeks[{i}]")
+        )
+        if entry.region in seen:
             raise KmsError(f"envelope field kmsKeks[{i}].region repeats a region listed before")
-        seen.add(kek.region)
-        keks.append(kek)
+        seen.add(entry.region)
+        keks.append(entry)
     return tuple(keks)
-
-
-def _well_formed_kek(raw: Any) -> RegionalKek | None:
-    """The entry, when every field is as `_checked_kek` requires; `None` at the first doubt.
-
-    The common case in a few comparisons, without naming the fields for messages.
-    """
-    if type(raw) is not dict:
-        return None
-    region, arn, text = raw.get("region"), raw.get("arn"), raw.get("encryptedKek")
-    if not (
-        type(region) is str
-        and type(arn) is str
-        and type(text) is str
-        and 0 < len(region) <= MAX_REGION_CHARS
-        and 0 < len(arn) <= MAX_ARN_CHARS
-    ):
-        return None
-    kek = _b64decode(text) if 0 < len(text) <= _MAX_KEK_CHARS else None
-    if not kek or len(kek) > MAX_ENCRYPTED_KEK_BYTES:
-        return None
-    return RegionalKek(region, arn, kek)
 
 
 def _checked_kek(raw: Any, where: str) -> RegionalKek:
@@ -274,7 +293,7 @@ def _b64_field(obj: dict[str, Any], name: str, where: str, limit: int) -> bytes:
         raise KmsError(f"envelope field {where} must be a base64 string, got {_json_kind(value)}")
     if len(value) > _b64_chars(limit):  # checked before decoding it
         raise KmsError(f"envelope field {where} is over the limit of {limit} bytes")
-    decoded = _b64decode(value)
+    decoded = _strict_b64(value)
     if decoded is None:
         raise KmsError(f"envelope field {where} is not valid standard base64")
     if not decoded:
@@ -292,7 +311,8 @@ def _b64_chars(limit: int) -> int:
 _MAX_KEK_CHARS = _b64_chars(MAX_ENCRYPTED_KEK_BYTES)
 
 
-def _b64decode(value: str) -> bytes | None:
+def _strict_b64(value: str) -> bytes | None:
+    """Standard, padded base64 as Go and Rust read it; `None` if `value` is not that."""
     # b64decode ignores padding beyond a full quantum ("AAAA=="); Go refuses it.
     if len(value) % 4:
         return None
@@ -300,10 +320,6 @@ def _b64decode(value: str) -> bytes | None:
         return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         return None
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _json_kind(value: object) -> str:

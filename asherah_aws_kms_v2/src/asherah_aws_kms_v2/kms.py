@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
+from typing import Protocol
 
 from opentelemetry.metrics import Histogram, Meter
 
@@ -17,11 +18,11 @@ from .deadline import Deadline
 from .decrypt_call import DecryptCall
 from .dispatch import Dispatcher
 from .encrypt_call import EncryptCall
-from .envelope import MAX_KEY_BYTES, parse_envelope
+from .envelope import MAX_KEY_BYTES
 from .errors import ClosedError, RegionCallError, deadline_error, error_type
 from .metrics import KmsMetrics, attributes
 from .redact import install_log_redaction
-from .regional import DECRYPT, GENERATE_DATA_KEY, RegionalKey, Request
+from .regional import DECRYPT, GENERATE_DATA_KEY, RegionalKey
 from .regions import Probe, RegionHealth
 from .retry import RetryPolicy
 from .settings import AwsKmsSettings
@@ -30,6 +31,15 @@ __all__ = ["AwsKms"]
 
 _AES_256 = {"KeySpec": "AES_256"}
 _SUCCEEDED = attributes()  # a measurement's attributes when the operation succeeded
+_CLOSED = "this AwsKms is closed"
+
+
+class _Call(Protocol):
+    """`EncryptCall` or `DecryptCall`: made per operation, then run once."""
+
+    def __call__(
+        self, context: KmsContext, argument: bytes, deadline: Deadline, probes: list[Probe], /
+    ) -> EncryptCall | DecryptCall: ...
 
 
 class AwsKms(KeyManagementService):
@@ -57,6 +67,7 @@ class AwsKms(KeyManagementService):
             raise KmsError(f"no KMS client for region(s) {', '.join(missing)}")
         install_log_redaction()  # botocore's DEBUG logs would show data keys otherwise
         self._settings = settings
+        self._deadline_seconds = settings.deadline
         self._clock = clock
         order = tuple(r.name for r in settings.regions)
         metrics = KmsMetrics(meter)
@@ -87,12 +98,13 @@ class AwsKms(KeyManagementService):
         }
         arns = {r.name: r.arn for r in settings.regions}
         self._metrics = metrics
+        self._gate = dispatcher.gate
         self._ctx = KmsContext(
             settings=settings,
             crypto=crypto,
             keys=keys,
             order=order,
-            groups=mrk_groups(arns, order) if settings.mrk_awareness else {},
+            groups=mrk_groups(arns, order) if settings.mrk_awareness else {r: (r,) for r in order},
             health=health,
             dispatcher=dispatcher,
             metrics=metrics,
@@ -110,7 +122,6 @@ class AwsKms(KeyManagementService):
 
     def encrypt_key(self, key: bytes) -> bytes:
         """Wrap `key`; return the JSON envelope with a copy of the data key per region."""
-        self._check_open()
         if not isinstance(key, bytes | bytearray | memoryview):
             raise KmsError(f"encrypt_key: the key must be bytes, not {type(key).__name__}")
         view = memoryview(key)  # its size in bytes, whatever the item size
@@ -120,36 +131,23 @@ class AwsKms(KeyManagementService):
                 f"it must be 1 to {MAX_KEY_BYTES} bytes"
             )
         plaintext = key if type(key) is bytes else view.tobytes()
-        return self._operate(
-            "encrypt_key",
-            self._metrics.encrypt_key,
-            lambda deadline, probes: EncryptCall(self._ctx, plaintext, deadline, probes).run(),
-        )
+        return self._operate("encrypt_key", self._metrics.encrypt_key, EncryptCall, plaintext)
 
     def decrypt_key(self, encrypted: bytes) -> bytes:
         """Unwrap an envelope written by `encrypt_key` (or by another Asherah implementation)."""
-        self._check_open()
-        return self._operate(
-            "decrypt_key",
-            self._metrics.decrypt_key,
-            lambda deadline, probes: DecryptCall(
-                self._ctx, parse_envelope(encrypted), deadline, probes
-            ).run(),
-        )
+        return self._operate("decrypt_key", self._metrics.decrypt_key, DecryptCall, encrypted)
 
-    def _operate(
-        self,
-        name: str,
-        histogram: Histogram,
-        body: Callable[[Deadline, list[Probe]], bytes],
-    ) -> bytes:
-        """Run one encrypt_key or decrypt_key: its deadline, its duration metric, and the
-        probes of recovering regions it was granted but did not use."""
+    def _operate(self, name: str, histogram: Histogram, call: _Call, argument: bytes) -> bytes:
+        """Run one encrypt_key or decrypt_key (`call` made with `argument`): its deadline, its
+        duration metric, and the probes of recovering regions it was granted but did not use."""
+        if self._gate.closed:
+            raise KmsError(_CLOSED)
         start = time.perf_counter()
         failure = None
         probes: list[Probe] = []
         try:
-            return body(Deadline(self._clock() + self._settings.deadline, self._clock), probes)
+            deadline = Deadline(self._clock() + self._deadline_seconds, self._clock)
+            return call(self._ctx, argument, deadline, probes).run()
         except ClosedError as e:
             failure = "KmsError"
             raise KmsError(f"{name}: this AwsKms was closed during the call") from e
@@ -170,7 +168,8 @@ class AwsKms(KeyManagementService):
         Each region gets at most two attempt timeouts, and all of them together no more than
         one operation's deadline: regions not reached by then are reported as not probed.
         """
-        self._check_open()
+        if self._gate.closed:
+            raise KmsError(_CLOSED)
         ctx = self._ctx
         overall = Deadline(self._clock() + self._settings.deadline, self._clock)
         results: list[ProbeResult] = []
@@ -182,15 +181,14 @@ class AwsKms(KeyManagementService):
             )
             try:
                 generated = ctx.dispatcher.run(
-                    partial(key.attempts, Request(GENERATE_DATA_KEY, _AES_256, deadline, True)),
+                    partial(key.call, GENERATE_DATA_KEY, _AES_256, deadline, True),
                     deadline,
                     partial(deadline_error, region, GENERATE_DATA_KEY.api),
                 )
                 data_key = key.data_key(GENERATE_DATA_KEY, generated)
                 blob = key.ciphertext(GENERATE_DATA_KEY, generated)
-                request = Request(DECRYPT, {"CiphertextBlob": blob}, deadline, True)
                 decrypted = ctx.dispatcher.run(
-                    partial(key.attempts, request),
+                    partial(key.call, DECRYPT, {"CiphertextBlob": blob}, deadline, True),
                     deadline,
                     partial(deadline_error, region, DECRYPT.api),
                 )
@@ -223,10 +221,6 @@ class AwsKms(KeyManagementService):
             f"AwsKms(regions={list(self._ctx.order)!r}, preferred_region={self._ctx.order[0]!r}, "
             f"mode={mode!r}, min_regions={settings.min_regions})"
         )
-
-    def _check_open(self) -> None:
-        if self._ctx.dispatcher.gate.closed:
-            raise KmsError("this AwsKms is closed")
 
     def _health_changed(self, region: str, healthy: bool) -> None:
         state = "healthy" if healthy else "unhealthy"

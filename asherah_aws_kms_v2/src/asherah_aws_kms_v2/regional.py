@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from opentelemetry.metrics import Histogram
 
@@ -25,13 +25,12 @@ __all__ = [
     "GENERATE_DATA_KEY",
     "Operation",
     "RegionalKey",
-    "Request",
 ]
 
 DATA_KEY_BYTES = 32
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # the three below, compared and hashed by identity
 class Operation:
     """A KMS operation: the client method, the API name in messages, the metric name."""
 
@@ -44,16 +43,6 @@ GENERATE_DATA_KEY = Operation("generate_data_key", "GenerateDataKey", "generated
 ENCRYPT = Operation("encrypt", "Encrypt", "encrypt")
 DECRYPT = Operation("decrypt", "Decrypt", "decrypt")
 _OPERATIONS = (GENERATE_DATA_KEY, ENCRYPT, DECRYPT)
-
-
-class Request(NamedTuple):
-    """One KMS operation to make: what, with which parameters, until when, and whether
-    connection errors and timeouts are worth retrying (no other region can take over)."""
-
-    operation: Operation
-    params: Mapping[str, Any]
-    deadline: Deadline
-    retry_timeouts: bool
 
 
 class RegionalKey:
@@ -78,7 +67,7 @@ class RegionalKey:
         self.name = name
         self.arn = arn
         self.client = client
-        self._key_id = str(arn)
+        self.key_id = str(arn)  # the ARN as KMS takes it and envelopes hold it
         self._health = health
         self._metrics = metrics
         self._policy = policy
@@ -88,23 +77,29 @@ class RegionalKey:
             op: _attempt_recorder(metrics.kms_call(op.metric, name), name) for op in _OPERATIONS
         }
 
-    def call(
+    def call(  # noqa: PLR0917 - bound by partial, then called as work(state, attempt_budget)
         self,
         operation: Operation,
         params: Mapping[str, Any],
         deadline: Deadline,
-        *,
         retry_timeouts: bool,
         state: RetryState = NO_RETRIES,
         attempt_budget: float = 0.0,
     ) -> Mapping[str, Any] | RetryState:
-        """Make `operation` with retries; the `RetryState` due if the rest must move to a
-        thread the caller can leave (see `call_with_retries`)."""
+        """Make `operation` with retries until `deadline`, retrying connection errors and
+        timeouts only if `retry_timeouts` (no other region can take over); the `RetryState`
+        due if the rest must move to a thread the caller can leave (see `call_with_retries`).
+
+        With its first four arguments bound (``partial(key.call, ...)``), it is the work
+        `Dispatcher.run` takes.
+        """
         if deadline.expired():
             raise deadline_error(self.name, operation.api)
-        self._health.calling(self.name)
+        health = self._health
+        if health.cooling:  # otherwise there is no probe to mark: no call on the common path
+            health.calling(self.name)
         method = getattr(self.client, operation.method)
-        kwargs = {"KeyId": self._key_id, **params}
+        kwargs = {"KeyId": self.key_id, **params}
         gate = self._gate
 
         def attempt() -> Mapping[str, Any]:
@@ -131,26 +126,13 @@ class RegionalKey:
             )
         except RegionCallError as e:
             if e.region_fault:
-                self._health.record_fault(self.name, e.summary)
+                health.record_fault(self.name, e.summary)
             else:
-                self._health.record_success(self.name)  # it answered; the key is the problem
+                health.record_success(self.name)  # it answered; the key is the problem
             raise
-        if not isinstance(result, RetryState):
-            self._health.record_success(self.name)
+        if health.cooling and not isinstance(result, RetryState):
+            health.record_success(self.name)
         return result
-
-    def attempts(
-        self, request: Request, state: RetryState, attempt_budget: float
-    ) -> Mapping[str, Any] | RetryState:
-        """`call` in the shape `Dispatcher.run` takes (bind `request` with partial)."""
-        return self.call(
-            request.operation,
-            request.params,
-            request.deadline,
-            retry_timeouts=request.retry_timeouts,
-            state=state,
-            attempt_budget=attempt_budget,
-        )
 
     def call_to_the_end(
         self,
@@ -161,7 +143,7 @@ class RegionalKey:
         retry_timeouts: bool,
     ) -> Mapping[str, Any]:
         """Make `operation` with every retry the deadline allows, in this thread (a worker's)."""
-        result = self.call(operation, params, deadline, retry_timeouts=retry_timeouts)
+        result = self.call(operation, params, deadline, retry_timeouts)
         assert not isinstance(result, RetryState)  # only an attempt budget stops early
         return result
 

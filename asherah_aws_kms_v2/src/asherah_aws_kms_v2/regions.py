@@ -57,12 +57,15 @@ class RegionHealth:
         self._clock = clock
         self._lock = threading.Lock()
         self._states = {region: _State() for region in regions}
-        # How many regions are cooling down (or probing): changed under the lock, read without
-        # it by `split`, whose common case (every region healthy) then takes no lock.
-        self._cooling = 0
+        self.cooling = 0
+        """How many regions are cooling down (or probing): changed under the lock, read
+        without it, so that the common case (every region healthy) takes no lock and calls
+        nothing (`split` here, the calls' `calling` and `record_success` in `RegionalKey`)."""
 
     def order(self, preferred: Sequence[str], *, probes: list[Probe] | None = None) -> list[str]:
         """Return `preferred` with cooling regions moved to the back, in their relative order."""
+        if not self.cooling:
+            return list(preferred)
         usable, cooling = self.split(preferred, probes=probes)
         return usable + cooling
 
@@ -75,7 +78,7 @@ class RegionHealth:
         (the probe) until that caller reports the outcome, gives the probe back with
         `release`, or the probe times out. The probes granted are appended to `probes`.
         """
-        if self.cooldown <= 0 or not self._cooling:
+        if self.cooldown <= 0 or not self.cooling:
             return list(preferred), []
         now = self._clock()
         front: list[str] = []
@@ -128,7 +131,7 @@ class RegionHealth:
             if state.cool_until == 0.0:
                 return
             state.cool_until = state.probe_until = 0.0
-            self._cooling -= 1
+            self.cooling -= 1
             self._changed(region, healthy=True, reason="")
 
     def record_fault(self, region: str, reason: str) -> None:
@@ -141,7 +144,7 @@ class RegionHealth:
             state.cool_until = self._clock() + self.cooldown
             state.probe_until = 0.0
             if was_healthy:
-                self._cooling += 1
+                self.cooling += 1
                 self._changed(region, healthy=False, reason=reason)
 
     def _changed(self, region: str, *, healthy: bool, reason: str) -> None:

@@ -38,18 +38,17 @@ class Aes256Gcm(Aead):
 
     def encrypt(self, data: bytes, key: bytes) -> bytes:
         """Seal `data` under the 32-byte `key`."""
-        cipher = _cipher(key)
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise CryptoError(f"AES-256-GCM input must be bytes, not {type(data).__name__}")
+        cipher = AESGCM(key) if type(key) is bytes and len(key) == KEY_SIZE else _cipher(key)
+        if type(data) is not bytes:
+            data = _input(data)
         nonce = os.urandom(NONCE_SIZE)
-        return cipher.encrypt(nonce, bytes(data), None) + nonce
+        return cipher.encrypt(nonce, data, None) + nonce
 
     def decrypt(self, data: bytes, key: bytes) -> bytes:
         """Open `data` (``ciphertext || tag || nonce``) under the 32-byte `key`."""
-        cipher = _cipher(key)
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise CryptoError(f"AES-256-GCM input must be bytes, not {type(data).__name__}")
-        data = bytes(data)
+        cipher = AESGCM(key) if type(key) is bytes and len(key) == KEY_SIZE else _cipher(key)
+        if type(data) is not bytes:
+            data = _input(data)
         if len(data) < NONCE_SIZE + TAG_SIZE:
             raise CryptoError(
                 f"AES-256-GCM input is {len(data)} bytes; a sealed value is at least "
@@ -67,9 +66,18 @@ class Aes256Gcm(Aead):
 
 
 def _cipher(key: bytes) -> AESGCM:
+    """The cipher of a key that is not simply 32 bytes of `bytes`, or `CryptoError` naming
+    what is wrong with it (the common case is made in line, without this call)."""
     if not isinstance(key, bytes | bytearray | memoryview):
         raise CryptoError(f"AES-256-GCM key must be bytes, not {type(key).__name__}")
     size = memoryview(key).nbytes  # in bytes, not items of a non-byte memoryview
     if size != KEY_SIZE:
         raise CryptoError(f"AES-256-GCM key must be {KEY_SIZE} bytes, got {size}")
     return AESGCM(bytes(key))
+
+
+def _input(data: object) -> bytes:
+    """`data` (not simply `bytes`) as bytes, or `CryptoError` naming its type."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise CryptoError(f"AES-256-GCM input must be bytes, not {type(data).__name__}")
+    return bytes(data)

@@ -131,6 +131,28 @@ def test_accepts_bytearray_and_memoryview() -> None:
     assert parse_envelope(memoryview(data)) == parse_envelope(data)
 
 
+def test_json_whitespace_around_the_document_is_accepted() -> None:
+    data = envelope_json()
+
+    assert parse_envelope(b" \t\r\n" + data + b"\n\n ") == parse_envelope(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "Expecting value at byte 0"),
+        (b" \n ", "Expecting value at byte 3"),
+        (b'{"encryptedKey": ', "Expecting value at byte 17"),
+        (envelope_json() + b" {}", f"Extra data at byte {len(envelope_json()) + 1}"),
+        (envelope_json() + b"\f", f"Extra data at byte {len(envelope_json())}"),  # not JSON space
+    ],
+    ids=["empty", "only whitespace", "cut short", "a second document", "form feed after it"],
+)
+def test_json_that_is_not_one_document_names_where_it_goes_wrong(data: bytes, message: str) -> None:
+    with pytest.raises(KmsError, match=f"envelope is not valid JSON: {message}$"):
+        parse_envelope(data)
+
+
 def test_null_kmskeks_parses_to_an_envelope_without_entries() -> None:
     envelope = parse_envelope(envelope_json(kmsKeks=None))
 

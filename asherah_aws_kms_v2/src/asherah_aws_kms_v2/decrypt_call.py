@@ -65,7 +65,8 @@ class DecryptCall:
         ctx, envelope = self._ctx, self._envelope
         mrk_aware = ctx.settings.mrk_awareness
         attempts: list[_Attempt] = []
-        for region in ctx.health.order(ctx.order, probes=probes):
+        health = ctx.health
+        for region in health.order(ctx.order, probes=probes) if health.cooling else ctx.order:
             key = ctx.keys[region]
             entry = envelope.entry_for(region, key.arn, mrk_aware=mrk_aware)
             if entry is not None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import binascii
 import json
+import json.scanner
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +179,13 @@ def _refuse_constant(name: str) -> Any:
 # a new one per call.
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+# The decoder's scanner (C in CPython), made as JSONDecoder makes its own: `JSONDecoder.decode`
+# around it would match two regular expressions for the whitespace; `_load_json` strips it,
+# without the regex engine.
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    _DECODER  # type: ignore[arg-type]  # typeshed types the argument as the scanner class
+)
+_JSON_SPACE = " \t\n\r"
 # A \u escape of a surrogate; only then can a decoded string hold a lone one.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -187,12 +195,19 @@ def _load_json(data: bytes | bytearray | memoryview) -> Any:
         # Decode first: json.loads(bytes) would also accept UTF-16, UTF-32 and a UTF-8 BOM,
         # which the reference readers refuse.
         text = bytes(data).decode("utf-8")
-        document = _DECODER.decode(text)
-        if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(document):
+        start = len(text) - len(text.lstrip(_JSON_SPACE))
+        document, end = _SCAN(text, start)
+        if end != len(text):
+            extra = len(text) - len(text[end:].lstrip(_JSON_SPACE))
+            if extra != len(text):
+                raise json.JSONDecodeError("Extra data", text, extra)
+        if "\\u" in text and _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(document):
             raise _NotJsonError("a string holds a lone UTF-16 surrogate")
         return document
     except UnicodeDecodeError:
         problem = "envelope is not UTF-8 JSON"
+    except StopIteration as e:  # no JSON value where one must start
+        problem = f"envelope is not valid JSON: Expecting value at byte {e.value}"
     except json.JSONDecodeError as e:
         problem = f"envelope is not valid JSON: {e.msg} at byte {e.pos}"
     except RecursionError:

@@ -64,8 +64,6 @@ class RegionHealth:
 
     def order(self, preferred: Sequence[str], *, probes: list[Probe] | None = None) -> list[str]:
         """Return `preferred` with cooling regions moved to the back, in their relative order."""
-        if not self.cooling:
-            return list(preferred)
         usable, cooling = self.split(preferred, probes=probes)
         return usable + cooling
 

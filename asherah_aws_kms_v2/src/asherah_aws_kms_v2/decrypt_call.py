@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import Future
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 from asherah_core import CryptoError, KmsError
 
@@ -20,9 +20,7 @@ from .regions import Probe
 __all__ = ["DecryptCall"]
 
 
-class _Attempt(NamedTuple):
-    key: RegionalKey
-    blob: bytes
+_Attempt = tuple[RegionalKey, bytes]  # a region's key and the envelope's blob it can decrypt
 
 
 class DecryptCall:
@@ -70,7 +68,7 @@ class DecryptCall:
             key = ctx.keys[region]
             entry = envelope.entry_for(region, key.arn, mrk_aware=mrk_aware)
             if entry is not None:
-                attempts.append(_Attempt(key, entry.encrypted_kek))
+                attempts.append((key, entry.encrypted_kek))
         if not attempts:
             raise KmsError(
                 "decrypt_key: the envelope holds no copy of the data key for a configured "
@@ -105,7 +103,7 @@ class DecryptCall:
                 done = dispatcher.first_completed(pending, deadline, cap)
                 if not done:
                     if can_hedge and clock() >= last_launch + hedge:
-                        ctx.metrics.hedges.add(1, attributes(attempts[launched].key.name))
+                        ctx.metrics.hedges.add(1, attributes(attempts[launched][0].name))
                         launch()
                     continue
                 for future in done:

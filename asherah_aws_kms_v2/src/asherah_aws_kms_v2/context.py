@@ -22,14 +22,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class KmsContext:
-    """The settings, the regional keys in canonical order, their Multi-Region groups, the
-    health, the dispatcher and the instruments of one `AwsKms`."""
+    """The settings, the regional keys in canonical order, their Multi-Region groups and
+    envelope entries, the health, the dispatcher and the instruments of one `AwsKms`."""
 
     settings: AwsKmsSettings
     crypto: Aead
     keys: Mapping[str, RegionalKey]
     order: tuple[str, ...]
     groups: Mapping[str, tuple[str, ...]]  # every region's, alone without MRK awareness
+    entry_heads: Mapping[str, str]  # every region's envelope entry up to its blob
     health: RegionHealth
     dispatcher: Dispatcher
     metrics: KmsMetrics

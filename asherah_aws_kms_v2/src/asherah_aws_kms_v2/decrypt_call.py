@@ -11,7 +11,7 @@ from asherah_core import CryptoError, KmsError
 
 from .context import KmsContext
 from .deadline import Deadline
-from .envelope import parse_envelope
+from .envelope import Entry, find_entry, printable_region_names, read_envelope
 from .errors import RegionCallError, all_failed, deadline_error
 from .metrics import attributes
 from .regional import DECRYPT, RegionalKey
@@ -31,9 +31,9 @@ class DecryptCall:
         self, context: KmsContext, envelope: bytes, deadline: Deadline, probes: list[Probe]
     ) -> None:
         self._ctx = context
-        self._envelope = parse_envelope(envelope)
+        self._sealed_key, entries = read_envelope(envelope)
         self._deadline = deadline
-        self._attempts = self._plan(probes)
+        self._attempts = self._plan(entries, probes)
 
     def run(self) -> bytes:
         """Unwrap the key; `KmsError` naming each region's failure if none could.
@@ -59,20 +59,20 @@ class DecryptCall:
                     ctx.failover("decrypt_key", e)
         raise all_failed("decrypt_key failed in every region tried", errors)
 
-    def _plan(self, probes: list[Probe]) -> list[_Attempt]:
-        ctx, envelope = self._ctx, self._envelope
+    def _plan(self, entries: Mapping[str, Entry], probes: list[Probe]) -> list[_Attempt]:
+        ctx = self._ctx
         mrk_aware = ctx.settings.mrk_awareness
         attempts: list[_Attempt] = []
         health = ctx.health
         for region in health.order(ctx.order, probes=probes) if health.cooling else ctx.order:
             key = ctx.keys[region]
-            entry = envelope.entry_for(region, key.arn, mrk_aware=mrk_aware)
+            entry = entries.get(region) or find_entry(entries, region, key.arn, mrk_aware=mrk_aware)
             if entry is not None:
-                attempts.append((key, entry.encrypted_kek))
+                attempts.append((key, entry[2]))
         if not attempts:
             raise KmsError(
                 "decrypt_key: the envelope holds no copy of the data key for a configured "
-                f"region (envelope regions: {envelope.printable_regions()}; "
+                f"region (envelope regions: {printable_region_names(entries)}; "
                 f"configured: {', '.join(ctx.order)})"
             )
         return attempts
@@ -133,7 +133,7 @@ class DecryptCall:
         """Check the data key KMS returned and open the sealed key with it."""
         data_key = key.data_key(DECRYPT, response)
         try:
-            return self._ctx.crypto.decrypt(self._envelope.encrypted_key, data_key)
+            return self._ctx.crypto.decrypt(self._sealed_key, data_key)
         except CryptoError as e:
             raise RegionCallError(
                 key.name, DECRYPT.api, "CryptoError", str(e), region_fault=False, retryable=False

@@ -74,10 +74,9 @@ class EncryptCall:
             self._check_coverage()
         # The region that made the data key first, then the others in canonical order.
         regions = ctx.order if first in (None, ctx.order[0]) else (first, *ctx.order)
-        keys = ctx.keys
+        heads = ctx.entry_heads
         return envelope_bytes(
-            encrypted_key,
-            [(r, keys[r].key_id, entries[r]) for r in dict.fromkeys(regions) if r in entries],
+            encrypted_key, [(heads[r], entries[r]) for r in dict.fromkeys(regions) if r in entries]
         )
 
     def _generate_data_key(self, order: Sequence[str]) -> tuple[str, bytes, bytes]:

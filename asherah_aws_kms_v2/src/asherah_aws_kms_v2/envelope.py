@@ -11,7 +11,7 @@ import binascii
 import json
 import json.scanner
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +25,15 @@ __all__ = [
     "MAX_ENTRIES",
     "MAX_ENVELOPE_BYTES",
     "MAX_KEY_BYTES",
+    "Entry",
     "Envelope",
     "RegionalKek",
+    "entry_head",
     "envelope_bytes",
+    "find_entry",
     "parse_envelope",
     "printable_region_names",
+    "read_envelope",
 ]
 
 MAX_KEY_BYTES = 4096  # the largest key we wrap: KMS's own plaintext limit
@@ -68,7 +72,7 @@ class Envelope:
     def to_bytes(self) -> bytes:
         """Serialise as compact JSON in the field order the reference writers use."""
         return envelope_bytes(
-            self.encrypted_key, [(k.region, k.arn, k.encrypted_kek) for k in self.keks]
+            self.encrypted_key, [(entry_head(k.region, k.arn), k.encrypted_kek) for k in self.keks]
         )
 
     def kek_for(self, region: str) -> RegionalKek | None:
@@ -79,24 +83,10 @@ class Envelope:
         return None
 
     def entry_for(self, region: str, arn: KeyArn, *, mrk_aware: bool) -> RegionalKek | None:
-        """The entry that `region`'s key (`arn`) can decrypt: the region's own, or, when
-        `mrk_aware`, one made under a replica of the same Multi-Region key.
-
-        The envelope's ARN only picks the candidate; Decrypt still names the locally
-        configured ARN, so KMS itself refuses a blob that is not from that key.
-        """
-        for kek in self.keks:  # kek_for, without a call on every decrypt
-            if kek.region == region:
-                return kek
-        if not (mrk_aware and arn.is_multi_region):
-            return None
-        for entry in self.keks:
-            try:
-                if same_multi_region_key(arn, parse_arn(entry.arn)):
-                    return entry
-            except ConfigError:
-                continue
-        return None
+        """The entry that `region`'s key (`arn`) can decrypt (see `find_entry`)."""
+        entries = {k.region: (k.region, k.arn, k.encrypted_kek) for k in self.keks}
+        found = find_entry(entries, region, arn, mrk_aware=mrk_aware)
+        return None if found is None else self.kek_for(found[0])
 
     def printable_regions(self) -> str:
         """The entries' region names for a message: AWS-shaped names shown, others counted.
@@ -110,21 +100,47 @@ class Envelope:
         return f"Envelope(encrypted_key=<{len(self.encrypted_key)} bytes>, regions=[{regions}])"
 
 
-def envelope_bytes(encrypted_key: bytes, keks: Iterable[tuple[str, str, bytes]]) -> bytes:
-    """The envelope of `encrypted_key` and its ``(region, arn, encrypted_kek)`` entries, as
-    compact JSON in the field order the reference writers use."""
-    document = {
-        "encryptedKey": binascii.b2a_base64(encrypted_key, newline=False).decode("ascii"),
-        "kmsKeks": [
-            {
-                "region": region,
-                "arn": arn,
-                "encryptedKek": binascii.b2a_base64(kek, newline=False).decode("ascii"),
-            }
-            for region, arn, kek in keks
-        ],
-    }
-    return _ENCODER.encode(document).encode("utf-8")
+Entry = tuple[str, str, bytes]
+"""An envelope entry as `read_envelope` gives it: region, ARN, encrypted data key."""
+
+
+def find_entry(
+    entries: Mapping[str, Entry], region: str, arn: KeyArn, *, mrk_aware: bool
+) -> Entry | None:
+    """The entry (of `entries` by region) that `region`'s key, `arn`, can decrypt: the
+    region's own, or, when `mrk_aware`, one made under a replica of the same Multi-Region key.
+
+    The envelope's ARN only picks the candidate; Decrypt still names the locally configured
+    ARN, so KMS itself refuses a blob that is not from that key.
+    """
+    own = entries.get(region)
+    if own is not None or not (mrk_aware and arn.is_multi_region):
+        return own
+    for entry in entries.values():
+        try:
+            if same_multi_region_key(arn, parse_arn(entry[1])):
+                return entry
+        except ConfigError:
+            continue
+    return None
+
+
+def entry_head(region: str, arn: str) -> str:
+    """The JSON of an entry up to its encryptedKek value, for `envelope_bytes`: the part that
+    is the same in every envelope a region's key writes (made once per region)."""
+    return f'{{"region":{_ENCODER.encode(region)},"arn":{_ENCODER.encode(arn)},"encryptedKek":"'
+
+
+def envelope_bytes(encrypted_key: bytes, keks: Iterable[tuple[str, bytes]]) -> bytes:
+    """The envelope of `encrypted_key` and its entries, each an `entry_head` and the
+    encrypted data key, as compact JSON in the field order the reference writers use."""
+    entries = ",".join([f'{head}{_b64(kek)}"}}' for head, kek in keks])
+    return f'{{"encryptedKey":"{_b64(encrypted_key)}","kmsKeks":[{entries}]}}'.encode()
+
+
+def _b64(data: bytes) -> str:
+    """Standard, padded base64 (no character of it needs escaping in a JSON string)."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def printable_region_names(names: Iterable[str]) -> str:
@@ -137,6 +153,14 @@ def printable_region_names(names: Iterable[str]) -> str:
 
 def parse_envelope(data: bytes) -> Envelope:
     """Parse an envelope; raise `KmsError` naming what is wrong with a malformed one."""
+    encrypted_key, entries = read_envelope(data)
+    return Envelope(encrypted_key, tuple(RegionalKek(*entry) for entry in entries.values()))
+
+
+def read_envelope(data: bytes) -> tuple[bytes, dict[str, Entry]]:
+    """Parse an envelope into the sealed key and its entries by region, in the envelope's
+    order: `parse_envelope` without an object per entry (decrypt_key's form). Raise
+    `KmsError` naming what is wrong with a malformed one."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise KmsError(f"envelope must be bytes, not {type(data).__name__}")
     if len(data) > MAX_ENVELOPE_BYTES:
@@ -159,7 +183,7 @@ def parse_envelope(data: bytes) -> Envelope:
         raw_keks = []
     if not isinstance(raw_keks, list):
         raise KmsError(f"envelope field kmsKeks must be a list, got {_json_kind(raw_keks)}")
-    return Envelope(encrypted_key, _parse_keks(raw_keks))
+    return encrypted_key, _read_entries(raw_keks)
 
 
 # The KmsError of a malformed envelope is raised outside the `except` block on purpose: raised
@@ -236,13 +260,12 @@ def _has_lone_surrogate(document: Any) -> bool:
     return False
 
 
-def _parse_keks(raw_keks: list[Any]) -> tuple[RegionalKek, ...]:
+def _read_entries(raw_keks: list[Any]) -> dict[str, Entry]:
     if len(raw_keks) > MAX_ENTRIES:
         raise KmsError(
             f"envelope has {len(raw_keks)} kmsKeks entries, over the limit of {MAX_ENTRIES}"
         )
-    keks: list[RegionalKek] = []
-    seen: set[str] = set()
+    entries: dict[str, Entry] = {}
     region: Any  # JSON values, strings once checked
     arn: Any
     for i, raw in enumerate(raw_keks):
@@ -264,26 +287,22 @@ def _parse_keks(raw_keks: list[Any]) -> tuple[RegionalKek, ...]:
                     kek = binascii.a2b_base64(text, strict_mode=True)
                 except (binascii.Error, ValueError):
                     kek = None
-        entry = (
-            RegionalKek(region, arn, kek)
-            if kek and len(kek) <= MAX_ENCRYPTED_KEK_BYTES
-            else _checked_kek(raw, f"kmsKeks[{i}]")
-        )
-        if entry.region in seen:
+        if not kek or len(kek) > MAX_ENCRYPTED_KEK_BYTES:
+            region, arn, kek = _checked_kek(raw, f"kmsKeks[{i}]")
+        if region in entries:
             raise KmsError(f"envelope field kmsKeks[{i}].region repeats a region listed before")
-        seen.add(entry.region)
-        keks.append(entry)
-    return tuple(keks)
+        entries[region] = (region, arn, kek)
+    return entries
 
 
-def _checked_kek(raw: Any, where: str) -> RegionalKek:
+def _checked_kek(raw: Any, where: str) -> Entry:
     """The entry at `where`, or `KmsError` naming the field that is wrong."""
     if not isinstance(raw, dict):
         raise KmsError(f"envelope field {where} must be an object, got {_json_kind(raw)}")
     region = _str_field(raw, "region", where, MAX_REGION_CHARS)
     arn = _str_field(raw, "arn", where, MAX_ARN_CHARS)
     kek = _b64_field(raw, "encryptedKek", f"{where}.encryptedKek", MAX_ENCRYPTED_KEK_BYTES)
-    return RegionalKek(region, arn, kek)
+    return region, arn, kek
 
 
 _ABSENT: Any = object()

@@ -18,7 +18,7 @@ from .deadline import Deadline
 from .decrypt_call import DecryptCall
 from .dispatch import Dispatcher
 from .encrypt_call import EncryptCall
-from .envelope import MAX_KEY_BYTES
+from .envelope import MAX_KEY_BYTES, entry_head
 from .errors import ClosedError, RegionCallError, deadline_error, error_type
 from .metrics import KmsMetrics, attributes
 from .redact import install_log_redaction
@@ -105,6 +105,7 @@ class AwsKms(KeyManagementService):
             keys=keys,
             order=order,
             groups=mrk_groups(arns, order) if settings.mrk_awareness else {r: (r,) for r in order},
+            entry_heads={r: entry_head(r, str(arn)) for r, arn in arns.items()},
             health=health,
             dispatcher=dispatcher,
             metrics=metrics,

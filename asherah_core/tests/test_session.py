@@ -24,6 +24,7 @@ from asherah_core import (
     SessionFactory,
 )
 from asherah_core.metastore import InMemoryMetastore
+from asherah_core.session import Session
 
 if TYPE_CHECKING:
     from conftest import CountingKms, CountingMetastore, FactoryMaker, FakeClock
@@ -363,6 +364,27 @@ def test_intermediate_key_cache_is_bounded_and_zeroes_what_it_evicts(
     assert entry.aead is None
     assert first.decrypt_bytes(text) == b"zero"  # loaded again
     assert first.encrypt(b"again").parent_key_meta == KeyMeta("_IK_p0_svc_prod", START)
+
+
+@pytest.mark.parametrize("typed", [True, False], ids=["decrypt", "decrypt_bytes"])
+def test_a_key_evicted_after_its_look_up_still_opens_the_row(
+    factory: SessionFactory, monkeypatch: pytest.MonkeyPatch, typed: bool
+) -> None:
+    session = factory.get_session("p1")
+    record = session.encrypt(b"row")
+    text = record.to_json().encode()  # bytes: not the inline path of decrypt_bytes
+    opened = []
+    original = Session._open
+
+    def evicted_then_opened(self: Session, entry: Any, *args: Any) -> bytes:
+        entry.zero()  # another thread evicted and wiped the key right after the look-up
+        opened.append(entry)
+        return original(self, entry, *args)
+
+    monkeypatch.setattr(Session, "_open", evicted_then_opened)
+    assert (session.decrypt(record) if typed else session.decrypt_bytes(text)) == b"row"
+    assert len(opened) == 1
+    assert opened[0].aead is None
 
 
 def test_system_key_cache_is_bounded(make_factory: FactoryMaker, clock: FakeClock) -> None:

@@ -353,8 +353,8 @@ class Session(ClosesOnExit):
             )
         start = _perf()
         meta = record.parent_key_meta
-        entry = self._decrypting_key(meta.key_id, meta.created)
-        return self._open(entry, record.key.encrypted_key, record.data, start)
+        entry, cipher = self._decrypting_key(meta.key_id, meta.created)
+        return self._open(entry, cipher, record.key.encrypted_key, record.data, start)
 
     async def decrypt_async(self, record: DataRowRecord) -> bytes:
         """Coroutine version of `decrypt`."""
@@ -365,8 +365,8 @@ class Session(ClosesOnExit):
             )
         start = _perf()
         meta = record.parent_key_meta
-        entry = await self._decrypting_key_async(meta.key_id, meta.created)
-        return self._open(entry, record.key.encrypted_key, record.data, start)
+        entry, cipher = await self._decrypting_key_async(meta.key_id, meta.created)
+        return self._open(entry, cipher, record.key.encrypted_key, record.data, start)
 
     def decrypt_bytes(self, text: str | bytes | bytearray) -> bytes:
         """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah)."""
@@ -390,15 +390,15 @@ class Session(ClosesOnExit):
                         self._decrypt_hist.record(_perf() - start)
                         return data
         ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
-        entry = self._decrypting_key(ik_id, ik_created)
-        return self._open(entry, sealed_key, sealed_data, start)
+        entry, cipher = self._decrypting_key(ik_id, ik_created)
+        return self._open(entry, cipher, sealed_key, sealed_data, start)
 
     async def decrypt_bytes_async(self, text: str | bytes | bytearray) -> bytes:
         """Coroutine version of `decrypt_bytes`; a cache hit runs inline, a miss in a worker."""
         start = _perf()
         ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
-        entry = await self._decrypting_key_async(ik_id, ik_created)
-        return self._open(entry, sealed_key, sealed_data, start)
+        entry, cipher = await self._decrypting_key_async(ik_id, ik_created)
+        return self._open(entry, cipher, sealed_key, sealed_data, start)
 
     def decrypt_text(self, text: str | bytes | bytearray) -> str:
         """Decrypt a record's JSON text and decode the data as UTF-8."""
@@ -408,29 +408,42 @@ class Session(ClosesOnExit):
         """Coroutine version of `decrypt_text`."""
         return _from_utf8(await self.decrypt_bytes_async(text))
 
-    def _decrypting_key(self, ik_id: str, created: int) -> CachedKey:
+    def _decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM]:
+        """The intermediate key named by a row, with its cipher taken at once: a key evicted
+        (and wiped) by another thread after this still opens the row, as on the inline paths."""
+        cached = self._cached_decrypting_key(ik_id, created)
+        if cached is not None:
+            return cached
+        self._check_open()
+        entry = self._keys.intermediate_key(KeyMeta(ik_id, created))
+        return entry, entry.cipher()
+
+    async def _decrypting_key_async(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM]:
+        """Coroutine version of `_decrypting_key`: a miss loads the key in a worker thread."""
+        cached = self._cached_decrypting_key(ik_id, created)
+        if cached is not None:
+            return cached
+        self._check_open()
+        entry = await asyncio.to_thread(self._keys.intermediate_key, KeyMeta(ik_id, created))
+        return entry, entry.cipher()
+
+    def _cached_decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM] | None:
+        """The cached key of this partition named by a row and its cipher (a hit), or `None`."""
         if ik_id != self._ik_id and not self.partition.owns(ik_id):
             raise self._foreign(ik_id)
         entry = self._ik_keys.get((ik_id, created))
-        if entry is not None and entry.aead is not None and not self._closed:
-            self._intermediate.hits += 1
-            return entry
-        self._check_open()
-        return self._keys.intermediate_key(KeyMeta(ik_id, created))
+        if entry is None or self._closed:
+            return None
+        cipher = entry.aead
+        if cipher is None:
+            return None
+        self._intermediate.hits += 1
+        return entry, cipher
 
-    async def _decrypting_key_async(self, ik_id: str, created: int) -> CachedKey:
-        if ik_id != self._ik_id and not self.partition.owns(ik_id):
-            raise self._foreign(ik_id)
-        entry = self._ik_keys.get((ik_id, created))
-        if entry is not None and entry.aead is not None and not self._closed:
-            self._intermediate.hits += 1
-            return entry
-        self._check_open()
-        return await asyncio.to_thread(self._keys.intermediate_key, KeyMeta(ik_id, created))
-
-    def _open(self, entry: CachedKey, sealed_key: bytes, sealed_data: bytes, start: float) -> bytes:
+    def _open(
+        self, entry: CachedKey, cipher: AESGCM, sealed_key: bytes, sealed_data: bytes, start: float
+    ) -> bytes:
         try:
-            cipher = entry.cipher()
             if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
                 raise RecordError(
                     f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "

@@ -73,10 +73,10 @@ class Config:
     black_hole_repeats: int = 3
     black_hole_calls: int = 20
     cpu_ops: int = 40
-    cpu_repeats: int = 4
+    cpu_repeats: int = 8  # the ratios swing by a few hundredths between repeats
     thread_counts: tuple[int, ...] = (1, 4, 16)
     throughput_seconds: float = 1.0
-    throughput_repeats: int = 3
+    throughput_repeats: int = 5  # the 16-thread figures at L = 0 swing with the machine
     seed: int = 20261129
     quick: bool = False
     """A trial run with few rounds (``--quick``); the page says so."""

@@ -309,9 +309,9 @@ def behind(results: Results, goal_list: Sequence[Goal]) -> list[str]:
             f"(ours / raw = raw, pooled / raw {TIMES} ours / raw, pooled): {'; '.join(over)}. "
             "The first factor is the price of making the regional Encrypt calls at once: two "
             "threads in botocore together contend for the interpreter lock and share two cores "
-            "with LocalStack. The second is our own work, of which opening the sealed key "
-            "(AES-256-GCM) and parsing the envelope are the larger part; the raw calls do "
-            "neither."
+            "with LocalStack. The second is our own work, of which sealing or opening the key "
+            "(AES-256-GCM) and writing or reading the envelope are the larger part; the raw "
+            "calls do neither."
         )
     return notes
 

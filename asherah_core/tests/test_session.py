@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import asyncio
 import base64
 import contextlib
 import json
@@ -23,6 +24,7 @@ from asherah_core import (
     SessionError,
     SessionFactory,
 )
+from asherah_core.cache import CachedKey
 from asherah_core.metastore import InMemoryMetastore
 from asherah_core.session import Session
 
@@ -385,6 +387,67 @@ def test_a_key_evicted_after_its_look_up_still_opens_the_row(
     assert (session.decrypt(record) if typed else session.decrypt_bytes(text)) == b"row"
     assert len(opened) == 1
     assert opened[0].aead is None
+
+
+def evicted_on_load(
+    monkeypatch: pytest.MonkeyPatch, factory: SessionFactory, name: str, times: int
+) -> list[Any]:
+    """Make the first `times` loads of `name` on the factory's key hierarchy hand back a key
+    that "another thread" evicted right after: a key of another partition put into the
+    one-key cache (which evicts and wipes ours). Return the keys handed back."""
+    load = getattr(factory.keys, name)
+    handed: list[Any] = []
+
+    def evicted_first(*args: Any) -> Any:
+        entry = load(*args)
+        if len(handed) < times:
+            other = CachedKey(KeyMeta(f"_IK_other{len(handed)}_svc_prod", START), bytes(32))
+            factory.keys.intermediate_keys.put(other)
+            assert entry.aead is None  # evicted and wiped
+        handed.append(entry)
+        return entry
+
+    monkeypatch.setattr(factory.keys, name, evicted_first)
+    return handed
+
+
+ONE_KEY = CryptoPolicy(intermediate_key_cache_max_size=1)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_key_evicted_between_its_load_and_its_use_is_loaded_again(
+    make_factory: FactoryMaker, monkeypatch: pytest.MonkeyPatch, asynchronous: bool
+) -> None:
+    text = make_factory().get_session("p1").encrypt_bytes(b"row")
+    factory = make_factory(policy=ONE_KEY)  # nothing cached: every call below loads its key
+    session = factory.get_session("p1")
+    loads = evicted_on_load(monkeypatch, factory, "intermediate_key", times=2)
+    decrypted = (
+        asyncio.run(session.decrypt_bytes_async(text))
+        if asynchronous
+        else session.decrypt_bytes(text)
+    )
+    assert decrypted == b"row"
+    assert len(loads) == 3
+    loads = evicted_on_load(monkeypatch, factory, "intermediate_key_for_encrypt", times=1)
+    new = (
+        asyncio.run(session.encrypt_bytes_async(b"new"))
+        if asynchronous
+        else session.encrypt_bytes(b"new")
+    )
+    assert len(loads) == 2
+    assert session.decrypt_bytes(new) == b"new"
+
+
+def test_a_key_evicted_on_every_load_fails_the_call_with_a_retry_error(
+    make_factory: FactoryMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = make_factory().get_session("p1").encrypt_bytes(b"row")
+    factory = make_factory(policy=ONE_KEY)
+    loads = evicted_on_load(monkeypatch, factory, "intermediate_key", times=100)
+    with pytest.raises(SessionError, match="evicted and wiped; retry the call"):
+        factory.get_session("p1").decrypt_bytes(text)
+    assert len(loads) == 3  # bounded
 
 
 def test_system_key_cache_is_bounded(make_factory: FactoryMaker, clock: FakeClock) -> None:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import pybase64
@@ -277,8 +278,9 @@ class Session(ClosesOnExit):
                 return text
         if cipher is None or entry is None or self._closed:
             self._check_open()
-            entry = self._keys.intermediate_key_for_encrypt(self.partition)
-            cipher = entry.cipher()
+            entry, cipher = _loaded(
+                partial(self._keys.intermediate_key_for_encrypt, self.partition)
+            )
         else:
             self._intermediate.hits += 1
         return self._seal(data, entry, cipher, now, start)
@@ -292,7 +294,11 @@ class Session(ClosesOnExit):
         if cipher is None or entry is None or self._closed:
             self._check_open()
             entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
-            cipher = entry.cipher()
+            cipher = entry.aead
+            if cipher is None:  # evicted by another thread since: load it again (see `_loaded`)
+                load = partial(self._keys.intermediate_key_for_encrypt, self.partition)
+                loaded = await asyncio.to_thread(_loaded, load)
+                entry, cipher = loaded
         else:
             self._intermediate.hits += 1
         return self._seal(data, entry, cipher, now, start)
@@ -410,13 +416,13 @@ class Session(ClosesOnExit):
 
     def _decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM]:
         """The intermediate key named by a row, with its cipher taken at once: a key evicted
-        (and wiped) by another thread after this still opens the row, as on the inline paths."""
+        (and wiped) by another thread after this still opens the row, as on the inline paths
+        (and one evicted between its load and that is loaded again: see `_loaded`)."""
         cached = self._cached_decrypting_key(ik_id, created)
         if cached is not None:
             return cached
         self._check_open()
-        entry = self._keys.intermediate_key(KeyMeta(ik_id, created))
-        return entry, entry.cipher()
+        return _loaded(partial(self._keys.intermediate_key, KeyMeta(ik_id, created)))
 
     async def _decrypting_key_async(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM]:
         """Coroutine version of `_decrypting_key`: a miss loads the key in a worker thread."""
@@ -424,8 +430,12 @@ class Session(ClosesOnExit):
         if cached is not None:
             return cached
         self._check_open()
-        entry = await asyncio.to_thread(self._keys.intermediate_key, KeyMeta(ik_id, created))
-        return entry, entry.cipher()
+        meta = KeyMeta(ik_id, created)
+        entry = await asyncio.to_thread(self._keys.intermediate_key, meta)
+        cipher = entry.aead
+        if cipher is None:  # evicted by another thread since: load it again (see `_loaded`)
+            return await asyncio.to_thread(_loaded, partial(self._keys.intermediate_key, meta))
+        return entry, cipher
 
     def _cached_decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM] | None:
         """The cached key of this partition named by a row and its cipher (a hit), or `None`."""
@@ -541,6 +551,23 @@ class _SessionCache:
 
 
 # The canonical compact form every Asherah writes (Go's field order, the Rust package's and ours).
+_LOADS = 3
+"""Loads of one key for one call at most, when other threads keep evicting it before use."""
+
+
+def _loaded(load: Callable[[], CachedKey]) -> tuple[CachedKey, AESGCM]:
+    """A key from `load` with its cipher, taken at once. A key that other threads filled the
+    cache past and evicted (and wiped) between the load and that is loaded again, up to
+    `_LOADS` times; then `SessionError` says to retry the call."""
+    for _ in range(_LOADS - 1):
+        entry = load()
+        cipher = entry.aead
+        if cipher is not None:
+            return entry, cipher
+    entry = load()
+    return entry, entry.cipher()
+
+
 _HEAD = '{"Key":{"Created":'
 _KEY = ',"Key":"'
 _META = '","ParentKeyMeta":{"KeyId":"'

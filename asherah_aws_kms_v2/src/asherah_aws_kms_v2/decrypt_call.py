@@ -66,6 +66,7 @@ class DecryptCall:
         health = ctx.health
         for region in health.order(ctx.order, probes=probes) if health.cooling else ctx.order:
             key = ctx.keys[region]
+            # The region's own entry first, as find_entry would, without a call per region.
             entry = entries.get(region) or find_entry(entries, region, key.arn, mrk_aware=mrk_aware)
             if entry is not None:
                 attempts.append((key, entry[2]))

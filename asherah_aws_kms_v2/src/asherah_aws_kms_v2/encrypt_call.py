@@ -70,13 +70,14 @@ class EncryptCall:
         if len(entries) < ctx.settings.min_regions and skipped:
             # The healthy regions fell short after all (a key error, say): ask the others too.
             self._encrypt_remaining(skipped, data_key)
-        if len(entries) < len(ctx.order):
-            self._check_coverage()
+        self._check_coverage()
         # The region that made the data key first, then the others in canonical order.
-        regions = ctx.order if first in (None, ctx.order[0]) else (first, *ctx.order)
+        regions = ctx.order
+        if first is not None and first != regions[0]:
+            regions = (first, *(r for r in regions if r != first))
         heads = ctx.entry_heads
         return envelope_bytes(
-            encrypted_key, [(heads[r], entries[r]) for r in dict.fromkeys(regions) if r in entries]
+            encrypted_key, [(heads[r], entries[r]) for r in regions if r in entries]
         )
 
     def _generate_data_key(self, order: Sequence[str]) -> tuple[str, bytes, bytes]:
@@ -198,6 +199,8 @@ class EncryptCall:
 
     def _check_coverage(self) -> None:
         ctx, entries, errors = self._ctx, self._entries, self._errors
+        if len(entries) == len(ctx.order):  # the common case: every region holds a copy
+            return
         left_out = [r for r in ctx.order if r not in entries]
         for region in left_out:
             reason = errors[region].summary if region in errors else "no copy was made"

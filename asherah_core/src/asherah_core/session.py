@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import pybase64
 from cryptography.exceptions import InvalidTag
@@ -293,12 +293,9 @@ class Session(ClosesOnExit):
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
         if cipher is None or entry is None or self._closed:
             self._check_open()
-            entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
-            cipher = entry.aead
-            if cipher is None:  # evicted by another thread since: load it again (see `_loaded`)
-                load = partial(self._keys.intermediate_key_for_encrypt, self.partition)
-                loaded = await asyncio.to_thread(_loaded, load)
-                entry, cipher = loaded
+            entry, cipher = await _loaded_in_worker(
+                self._keys.intermediate_key_for_encrypt, self.partition
+            )
         else:
             self._intermediate.hits += 1
         return self._seal(data, entry, cipher, now, start)
@@ -430,12 +427,7 @@ class Session(ClosesOnExit):
         if cached is not None:
             return cached
         self._check_open()
-        meta = KeyMeta(ik_id, created)
-        entry = await asyncio.to_thread(self._keys.intermediate_key, meta)
-        cipher = entry.aead
-        if cipher is None:  # evicted by another thread since: load it again (see `_loaded`)
-            return await asyncio.to_thread(_loaded, partial(self._keys.intermediate_key, meta))
-        return entry, cipher
+        return await _loaded_in_worker(self._keys.intermediate_key, KeyMeta(ik_id, created))
 
     def _cached_decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM] | None:
         """The cached key of this partition named by a row and its cipher (a hit), or `None`."""
@@ -550,7 +542,7 @@ class _SessionCache:
             self._sessions.clear()
 
 
-# The canonical compact form every Asherah writes (Go's field order, the Rust package's and ours).
+_A = TypeVar("_A")
 _LOADS = 3
 """Loads of one key for one call at most, when other threads keep evicting it before use."""
 
@@ -568,6 +560,19 @@ def _loaded(load: Callable[[], CachedKey]) -> tuple[CachedKey, AESGCM]:
     return entry, entry.cipher()
 
 
+async def _loaded_in_worker(
+    load: Callable[[_A], CachedKey], argument: _A
+) -> tuple[CachedKey, AESGCM]:
+    """`_loaded` for coroutines: ``load(argument)`` in a worker thread, and again there (see
+    `_loaded`) if another thread evicted the key before its cipher was taken."""
+    entry = await asyncio.to_thread(load, argument)
+    cipher = entry.aead
+    if cipher is None:
+        return await asyncio.to_thread(_loaded, partial(load, argument))
+    return entry, cipher
+
+
+# The canonical compact form every Asherah writes (Go's field order, the Rust package's and ours).
 _HEAD = '{"Key":{"Created":'
 _KEY = ',"Key":"'
 _META = '","ParentKeyMeta":{"KeyId":"'

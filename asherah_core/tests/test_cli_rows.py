@@ -178,3 +178,55 @@ def test_decrypt_refuses_binary_output_to_a_terminal(
     code, _, err = run(capsys, "decrypt", "-p", "a")
     assert code == 2
     assert "refusing to write binary data to a terminal" in err
+
+
+def test_keys_lists_every_other_key_when_one_row_does_not_parse(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(capsys, "create-table")
+    for partition in ("a", "b"):
+        feed(monkeypatch, b"data")
+        run(capsys, "encrypt", "-p", partition)
+    with sqlite3.connect(workdir / "keys.db") as db:
+        db.execute(
+            "INSERT INTO encryption_key VALUES ('_IK_aa_svc_prod', '2026-01-01 00:00:00', "
+            "'{\"Created\": \"not a number\"')"
+        )
+    code, out, err = run(capsys, "keys")
+    assert code == 1
+    listed = [line.split()[0] for line in out.splitlines()[1:]]
+    assert listed == ["_IK_a_svc_prod", "_IK_aa_svc_prod", "_IK_b_svc_prod", "_SK_svc_prod"]
+    (bad,) = [line for line in out.splitlines() if line.startswith("_IK_aa_")]
+    assert "UNREADABLE" in bad
+    assert "_IK_aa_svc_prod" in err
+    assert "1 key row(s)" in err
+
+    code, out, _ = run(capsys, "keys", "--json")
+    assert code == 1
+    rows = {row["id"]: row for row in json.loads(out)["keys"]}
+    assert "does not parse" in rows["_IK_aa_svc_prod"]["error"]
+    assert rows["_IK_b_svc_prod"]["parent"]["id"] == "_SK_svc_prod"
+
+
+def test_encrypt_and_decrypt_with_an_empty_partition_are_usage_errors(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for command in ("encrypt", "decrypt"):
+        feed(monkeypatch, b"data")
+        code, out, err = run(capsys, command, "-p", "")
+        assert (code, out) == (2, ""), command
+        assert "partition id must not be empty" in err
+
+
+@pytest.mark.parametrize(
+    "created",
+    ["1764967000000000000", "1764967000000", "-1", "9223372036854775808", "soon"],
+)
+def test_revoke_key_with_a_created_out_of_range_is_a_usage_error_naming_it(
+    workdir: Path, capsys: pytest.CaptureFixture[str], created: str
+) -> None:
+    run(capsys, "create-table")
+    code, _, err = run(capsys, "revoke-key", "_IK_a_svc_prod", created)
+    assert code == 2
+    assert created in err
+    assert "unexpected" not in err

@@ -34,6 +34,7 @@ from .plugins import (
 )
 from .policy import CryptoPolicy
 from .records import DataRowRecord, EnvelopeKeyRecord, KeyMeta
+from .rotation import RewrapResult
 from .session import Session, SessionFactory
 from .static import StaticKms
 
@@ -60,6 +61,7 @@ __all__ = [
     "RecordError",
     "RegisterKms",
     "RegisterMetastore",
+    "RewrapResult",
     "Session",
     "SessionError",
     "SessionFactory",

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from opentelemetry.metrics import Meter
 
+from . import rotation
 from ._closing import ClosesOnExit
 from .aead import NONCE_SIZE, TAG_SIZE
 from .cache import CachedKey
@@ -32,6 +33,7 @@ from .metastore.base import Metastore
 from .metrics import default_metrics, metrics_for
 from .policy import CryptoPolicy
 from .records import DataRowRecord, KeyMeta
+from .rotation import RewrapResult
 
 __all__ = ["Session", "SessionFactory"]
 
@@ -484,6 +486,86 @@ class Session(ClosesOnExit):
             f"the record belongs to another partition, service or product (its intermediate "
             f"key is {ik_id!r}; this session's is {self._ik_id!r}); nothing was decrypted"
         )
+
+    # Rotation (rotation.py) ---------------------------------------------------------------
+
+    def rewrap(self, record: str | bytes | bytearray) -> str:
+        """Return the record with its row key sealed under the partition's current
+        intermediate key; ``Data`` unchanged. A record already current comes back as it was.
+
+        The old key may be revoked or expired (it still opens the row); the new record never
+        names it, and it is checked to open before it is returned. Raises what `decrypt_bytes`
+        raises for a record this session cannot open.
+        """
+        return rotation.rewrap(self, record)
+
+    def rewrap_record(self, record: DataRowRecord) -> DataRowRecord:
+        """Typed form of `rewrap`: the same object back when it is already current."""
+        return rotation.rewrap_record(self, record)
+
+    async def rewrap_async(self, record: str | bytes | bytearray) -> str:
+        """Coroutine version of `rewrap`."""
+        return await rotation.rewrap_async(self, record)
+
+    async def rewrap_record_async(self, record: DataRowRecord) -> DataRowRecord:
+        """Coroutine version of `rewrap_record`."""
+        return await rotation.rewrap_record_async(self, record)
+
+    def rewrap_many(self, records: Iterable[str | bytes | bytearray]) -> list[RewrapResult]:
+        """`rewrap` each record; one that fails is reported in its `RewrapResult`."""
+        return rotation.rewrap_many(self, records)
+
+    async def rewrap_many_async(
+        self, records: Iterable[str | bytes | bytearray]
+    ) -> list[RewrapResult]:
+        """Coroutine version of `rewrap_many`."""
+        return await rotation.rewrap_many_async(self, records)
+
+    def reencrypt(self, record: str | bytes | bytearray) -> str:
+        """Return the record's data encrypted again: a new row key under the current
+        intermediate key (for a row key that may have leaked); checked to open."""
+        return rotation.reencrypt(self, record)
+
+    def reencrypt_record(self, record: DataRowRecord) -> DataRowRecord:
+        """Typed form of `reencrypt`."""
+        return DataRowRecord.from_json(rotation.reencrypt(self, self._record_text(record)))
+
+    async def reencrypt_async(self, record: str | bytes | bytearray) -> str:
+        """Coroutine version of `reencrypt`."""
+        return await rotation.reencrypt_async(self, record)
+
+    async def reencrypt_record_async(self, record: DataRowRecord) -> DataRowRecord:
+        """Coroutine version of `reencrypt_record`."""
+        text = await rotation.reencrypt_async(self, self._record_text(record))
+        return DataRowRecord.from_json(text)
+
+    def _record_text(self, record: DataRowRecord) -> str:
+        if not isinstance(record, DataRowRecord):
+            raise SessionError(
+                f"expected a DataRowRecord, not {type(record).__name__}; use the text form"
+            )
+        return record.to_json()
+
+    def _current_key(self) -> tuple[CachedKey, AESGCM]:
+        """The partition's current intermediate key and its cipher: the one an encrypt now
+        uses (loaded, or made and stored when the latest is revoked or expired)."""
+        self._check_open()
+        entry = self._ik_latest.get(self._ik_id)
+        if entry is not None and self._clock() < entry.encrypt_until:
+            cipher = entry.aead
+            if cipher is not None:
+                return entry, cipher
+        return _loaded(partial(self._keys.intermediate_key_for_encrypt, self.partition))
+
+    async def _current_key_async(self) -> tuple[CachedKey, AESGCM]:
+        """Coroutine version of `_current_key`: a miss runs in a worker thread."""
+        self._check_open()
+        entry = self._ik_latest.get(self._ik_id)
+        if entry is not None and self._clock() < entry.encrypt_until:
+            cipher = entry.aead
+            if cipher is not None:
+                return entry, cipher
+        return await _loaded_in_worker(self._keys.intermediate_key_for_encrypt, self.partition)
 
     # Life cycle ---------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from ._common import (
     warn,
 )
 from ._keylist import ListedKey, listed_keys
+from ._table import add_table_options
 
 __all__ = ["add_commands"]
 
@@ -40,6 +41,12 @@ def add_commands(commands: Any, config: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--prefix", default="", help="only ids that start with this")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--usage",
+        action="store_true",
+        help="count the rows of an application table under each key (the table options)",
+    )
+    add_table_options(p)
     p.set_defaults(command=_cmd_keys)
 
     p = commands.add_parser(
@@ -62,6 +69,12 @@ def add_commands(commands: Any, config: argparse.ArgumentParser) -> None:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
+    if args.usage:
+        from .usage import show_usage  # noqa: PLC0415 - SQLAlchemy only for --usage
+
+        return show_usage(args)
+    if args.table or args.record_column or args.url or args.where:
+        raise UsageError("the table options count rows with --usage; add it")
     name, metastore = metastore_from_file(config_path(args))
     rows: list[dict[str, Any]] = []
     with metastore:

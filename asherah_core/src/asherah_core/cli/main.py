@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from asherah_core import __version__
 from asherah_core.errors import AsherahError, ConfigError, PluginError
 
-from . import keys, kms, rows
+from . import keys, kms, rewrap, rows
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -72,4 +72,5 @@ def parser() -> argparse.ArgumentParser:
     kms.add_commands(commands, config)
     rows.add_commands(commands, config)
     keys.add_commands(commands, config)
+    rewrap.add_commands(commands, config)
     return top

@@ -1,0 +1,268 @@
+"""``asherah-kms rewrap``: move the records of an application table off old keys.
+
+Built on `asherah_core.table_rotation.rewrap_table`; this module parses the options, shows
+progress (a bar with rate and ETA on a terminal, plain lines otherwise) and prints the summary.
+Exit 0 only when no row failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING, Any, TextIO
+
+from asherah_core.errors import AsherahError
+
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    PROG,
+    UsageError,
+    config_path,
+    error,
+    isatty,
+    print_json,
+    printable,
+)
+from ._table import add_table_options, key_value, open_engine, row_table, shown_url
+
+if TYPE_CHECKING:
+    from asherah_core.table_rotation import RewrapSummary
+
+__all__ = ["add_commands"]
+
+MAX_FAILURES_SHOWN = 20
+LOG_EVERY_SECONDS = 5.0
+
+
+def add_commands(commands: Any, config: argparse.ArgumentParser) -> None:
+    """Add ``rewrap`` to the ``asherah-kms`` parser."""
+    p = commands.add_parser(
+        "rewrap",
+        parents=[config],
+        help="rewrap the records of a SQL table whose key is not current (or under a named key)",
+        description="Walk a table in key order, in batches of one transaction each, and rewrap "
+        "every record whose intermediate key is not its partition's current one (or only those "
+        "under --key or --system-key): the row key is sealed again, the data stays. A row is "
+        "updated only if it still holds the record read. Interrupted, run it again: it finishes "
+        "the job. Exit 0 only when no row failed.",
+    )
+    add_table_options(p)
+    what = p.add_argument_group("what to rewrap")
+    what.add_argument("--key", metavar="ID[@CREATED]", help="only rows under this intermediate key")
+    what.add_argument(
+        "--system-key",
+        metavar="ID[@CREATED]",
+        help="only rows whose intermediate key this system key seals",
+    )
+    what.add_argument(
+        "--reencrypt",
+        action="store_true",
+        help="a new row key and the data encrypted again, even for current rows (a row key "
+        "may have leaked; use with --key)",
+    )
+    how = p.add_argument_group("how")
+    how.add_argument("--batch-size", type=_positive, default=500, help="rows per transaction")
+    how.add_argument("--dry-run", action="store_true", help="check and count; write nothing")
+    how.add_argument("--start-after", metavar="KEY", help="resume after this key column value")
+    how.add_argument("--json", action="store_true", help="print the summary as JSON")
+    how.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="a bar on a terminal, log lines otherwise (auto), or as given",
+    )
+    p.set_defaults(command=_cmd_rewrap)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1000000")
+    return value
+
+
+def _cmd_rewrap(args: argparse.Namespace) -> int:
+    from asherah_core.session import SessionFactory  # noqa: PLC0415
+    from asherah_core.table_rotation import KeySelector, rewrap_table  # noqa: PLC0415
+
+    rows = row_table(args)
+    try:
+        key = None if args.key is None else KeySelector.parse(args.key)
+        system_key = None if args.system_key is None else KeySelector.parse(args.system_key)
+    except AsherahError as e:
+        raise UsageError(str(e)) from None
+    if args.reencrypt and key is None and system_key is None:
+        raise UsageError(
+            "--reencrypt encrypts every row again on each run; name the rows with --key or "
+            "--system-key"
+        )
+    engine = open_engine(args)
+    shown = _Progress(args.progress, sys.stderr)
+    failures = _FailureLog()
+    logger = logging.getLogger("asherah_core.table_rotation")
+    logger.addHandler(failures)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    last: list[RewrapSummary] = []
+
+    def progress(summary: RewrapSummary) -> None:
+        last[:] = [summary]
+        shown.update(summary)
+
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    try:
+        with SessionFactory.from_config(config_path(args)) as factory:
+            summary = rewrap_table(
+                engine,
+                rows,
+                factory,
+                key=key,
+                system_key=system_key,
+                mode="reencrypt" if args.reencrypt else "rewrap",
+                batch_size=args.batch_size,
+                dry_run=args.dry_run,
+                start_after=key_value(args.start_after),
+                count=shown.wants_total,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        shown.done()
+        _report(args, last[0] if last else None, rows.name, engine, interrupted=True)
+        return error("interrupted; run the same command again to finish", 130)
+    except sa.exc.SQLAlchemyError as e:
+        shown.done()
+        _report(args, last[0] if last else None, rows.name, engine, interrupted=True)
+        return error(f"{shown_url(engine)}: {_db_failure(e, engine)}; run again to finish", 1)
+    finally:
+        logger.removeHandler(failures)
+        engine.dispose()
+    shown.done()
+    failures.flush_hidden()
+    _report(args, summary, rows.name, engine, interrupted=False)
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def _report(
+    args: argparse.Namespace,
+    summary: RewrapSummary | None,
+    table: str,
+    engine: Any,
+    *,
+    interrupted: bool,
+) -> None:
+    if summary is None:
+        return
+    if args.json:
+        print_json({"table": table, "interrupted": interrupted, **summary.to_dict()})
+        return
+    verb = "to rewrap" if summary.dry_run else "rewrapped"
+    rate = summary.scanned / summary.seconds if summary.seconds > 0 else 0.0
+    print(f"table {table} on {shown_url(engine)}{' (dry run)' if summary.dry_run else ''}")
+    print(f"  rows scanned     {summary.scanned}  ({rate:,.0f} rows/s, {summary.seconds:.1f} s)")
+    print(f"  {verb:<16} {summary.rewrapped}")
+    print(f"  already current  {summary.current}")
+    print(f"  skipped          {sum(summary.skipped.values())}{_reasons(summary.skipped)}")
+    print(f"  failed           {sum(summary.failed.values())}{_reasons(summary.failed)}")
+    if summary.last_key is not None:
+        print(f"  last key         {printable(str(summary.last_key))}")
+
+
+def _reasons(counts: Any) -> str:
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items())) + ")"
+
+
+def _db_failure(e: Exception, engine: Any) -> str:
+    original = getattr(e, "orig", None) or e
+    text = str(original).strip().splitlines()[0][:200] if str(original).strip() else ""
+    password = engine.url.password
+    if password:
+        text = text.replace(str(password), "***")
+    if getattr(e, "orig", None) is None:
+        text = ""  # SQLAlchemy's own message holds the statement and its parameters
+    return f"the database failed: {type(original).__name__}{': ' + text if text else ''}"
+
+
+class _FailureLog(logging.Handler):
+    """Shows the first failed rows on stderr (their key and reason); counts the rest."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.shown = 0
+        self.hidden = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.shown >= MAX_FAILURES_SHOWN:
+            self.hidden += 1
+            return
+        self.shown += 1
+        sys.stderr.write(f"\r{PROG}: warning: {printable(record.getMessage())}\n")
+
+    def flush_hidden(self) -> None:
+        if self.hidden:
+            sys.stderr.write(f"{PROG}: warning: {self.hidden} more failed row(s) not shown\n")
+
+
+class _Progress:
+    """A bar with rate and ETA on a terminal, a line every few seconds otherwise."""
+
+    def __init__(self, style: str, stream: TextIO) -> None:
+        if style == "auto":
+            style = "bar" if isatty(stream) else "lines"
+        self.style = style
+        self.stream = stream
+        self.wants_total = style == "bar"
+        self.last_line = 0.0
+        self.drawn = False
+
+    def update(self, summary: RewrapSummary) -> None:
+        if self.style == "none":
+            return
+        rate = summary.scanned / summary.seconds if summary.seconds > 0 else 0.0
+        if self.style == "bar":
+            self._bar(summary, rate)
+            return
+        now = time.monotonic()
+        if now - self.last_line < LOG_EVERY_SECONDS:
+            return
+        self.last_line = now
+        self.stream.write(
+            f"{PROG}: rewrap: {summary.scanned} rows scanned, {summary.rewrapped} "
+            f"{'to rewrap' if summary.dry_run else 'rewrapped'}, {summary.current} current, "
+            f"{sum(summary.failed.values())} failed; {rate:,.0f} rows/s; last key "
+            f"{printable(str(summary.last_key))}\n"
+        )
+        self.stream.flush()
+
+    def _bar(self, summary: RewrapSummary, rate: float) -> None:
+        total = summary.total or 0
+        done = min(summary.scanned, total) if total else summary.scanned
+        fraction = done / total if total else 0.0
+        width = 30
+        filled = int(fraction * width)
+        eta = "?"
+        if rate > 0 and total:
+            seconds = int((total - done) / rate)
+            eta = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        failed = sum(summary.failed.values())
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%} {done}/{total} rows  "
+            f"{rate:,.0f} rows/s  ETA {eta}  rewrapped {summary.rewrapped}"
+            f"{f'  failed {failed}' if failed else ''} "
+        )
+        self.stream.flush()
+        self.drawn = True
+
+    def done(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False

@@ -190,7 +190,7 @@ def test_keys_lists_every_other_key_when_one_row_does_not_parse(
     with sqlite3.connect(workdir / "keys.db") as db:
         db.execute(
             "INSERT INTO encryption_key VALUES ('_IK_aa_svc_prod', '2026-01-01 00:00:00', "
-            "'{\"Created\": \"not a number\"')"
+            '\'{"Created": "not a number"\')'
         )
     code, out, err = run(capsys, "keys")
     assert code == 1

@@ -18,7 +18,8 @@ and docs.
 - ``bench`` (not in the default run) benchmarks the framework against the ``asherah`` package
   and the KMS plugin against its peers under LocalStack, and writes docs/benchmarks.md with its
   plots (tools/bench; under ten minutes; ``-- --quick`` for a short trial, ``-- --part
-  framework`` or ``kms`` for one part).
+  framework`` or ``kms`` for one part). ``bench_rewrap`` (not in the default run either)
+  measures ``asherah-kms rewrap`` and ``keys --usage`` on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -264,6 +265,20 @@ def bench(session: nox.Session) -> None:
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"
     with running_localstack(session):
         session.run("python", "-m", "tools.bench", *session.posargs)
+
+
+@nox.session
+def bench_rewrap(session: nox.Session) -> None:
+    """Rows per second of ``asherah-kms rewrap`` over 100,000 rows of 1 KB on SQLite and
+    PostgreSQL, and the time of ``keys --usage`` (tools/bench/rewrap.py; prints a table).
+
+    Not in the default sessions. PostgreSQL comes from tools/dbservers unless
+    ASHERAH_POSTGRES_URL names one; ``-- --rows 5000`` for a short trial.
+    """
+    if not os.environ.get("ASHERAH_POSTGRES_URL"):
+        session.run("bash", str(ROOT / "tools" / "install-db-servers.sh"), external=True)
+    install_project(session, "sqlalchemy>=2.0", "psycopg[binary]>=3.1")
+    session.run("python", "-m", "tools.bench.rewrap", *session.posargs)
 
 
 # --- Metastores on real servers ------------------------------------------------------------------

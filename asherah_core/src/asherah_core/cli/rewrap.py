@@ -104,7 +104,7 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         )
     engine = open_engine(args)
     shown = _Progress(args.progress, sys.stderr)
-    failures = _FailureLog()
+    failures = _FailureLog(shown)
     logger = logging.getLogger("asherah_core.table_rotation")
     logger.addHandler(failures)
     logger.setLevel(logging.WARNING)
@@ -194,8 +194,9 @@ def _db_failure(e: Exception, engine: Any) -> str:
 class _FailureLog(logging.Handler):
     """Shows the first failed rows on stderr (their key and reason); counts the rest."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: _Progress) -> None:
         super().__init__(logging.WARNING)
+        self.progress = progress
         self.shown = 0
         self.hidden = 0
 
@@ -204,7 +205,8 @@ class _FailureLog(logging.Handler):
             self.hidden += 1
             return
         self.shown += 1
-        sys.stderr.write(f"\r{PROG}: warning: {printable(record.getMessage())}\n")
+        self.progress.done()  # off the bar's line, if one is drawn
+        sys.stderr.write(f"{PROG}: warning: {printable(record.getMessage())}\n")
 
     def flush_hidden(self) -> None:
         if self.hidden:

@@ -59,7 +59,7 @@ def test_rewrap_after_a_revocation_moves_the_row_key_and_keeps_the_data(
         new = session.rewrap(old)
         assert parent(new)[0] == IK
         assert parent(new)[1] > old_ik[1]
-        assert f"\"Created\":{old_ik[1]}}}" not in new
+        assert f'"Created":{old_ik[1]}}}' not in new
         before, after = json.loads(old), json.loads(new)
         assert after["Data"] == before["Data"]  # the payload is not encrypted again
         assert after["Key"]["Created"] == before["Key"]["Created"]

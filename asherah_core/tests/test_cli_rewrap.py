@@ -190,3 +190,14 @@ def test_a_missing_table_is_a_clean_failure(
     code, _, err = run(capsys, "rewrap", *argv, "--partition", "p")
     assert code == 1
     assert "no such table" in err
+
+
+def test_a_key_that_is_still_current_has_nothing_to_move_to(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = records(workdir)
+    code, out, err = run(capsys, "rewrap", *BY_TENANT, "--key", ik(before[3]))
+    assert code == 0
+    assert "already current  4" in out
+    assert "revoke the key first" in err
+    assert records(workdir) == before

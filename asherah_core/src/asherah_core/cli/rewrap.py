@@ -25,6 +25,7 @@ from ._common import (
     isatty,
     print_json,
     printable,
+    warn,
 )
 from ._table import add_table_options, key_value, open_engine, row_table, shown_url
 
@@ -145,6 +146,11 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         engine.dispose()
     shown.done()
     failures.flush_hidden()
+    if (key is not None or system_key is not None) and summary.current and not args.reencrypt:
+        warn(
+            f"{summary.current} selected row(s) are under their partition's current key, so "
+            "there is nothing to move them to: revoke the key first (asherah-kms revoke-key)"
+        )
     _report(args, summary, rows.name, engine, interrupted=False)
     return EXIT_OK if summary.ok else EXIT_FAILED
 

@@ -203,12 +203,15 @@ class KeySelector:
 class RewrapSummary:
     """Counts of a run (or of the run so far, for progress reports).
 
-    :param scanned: rows read. :param rewrapped: rows updated (in a dry run: to update).
+    :param scanned: rows read.
+    :param rewrapped: rows updated (in a dry run: rows to update).
     :param current: rows already under their partition's current key.
     :param skipped: rows left alone by reason (under a key not selected, no record).
     :param failed: rows that could not be moved by reason; they keep their record.
     :param total: rows the run will read, when counted first; else ``None``.
     :param last_key: the key column of the last row done (resume after it).
+    :param seconds: how long the run has taken.
+    :param dry_run: whether nothing was written.
     """
 
     scanned: int = 0
@@ -243,7 +246,16 @@ class RewrapSummary:
 
 @dataclass(frozen=True)
 class KeyUsage:
-    """Rows per key in a table: ``intermediate`` and ``system`` map each key to its rows."""
+    """Rows per key in a table.
+
+    :param rows: rows read.
+    :param intermediate: rows per intermediate key.
+    :param system: rows per system key (through the intermediate keys' records).
+    :param unreadable: records that do not parse.
+    :param empty: rows without a record (NULL or empty).
+    :param unknown_parent: rows under intermediate keys the metastore does not hold.
+    :param seconds: how long the count took.
+    """
 
     rows: int
     intermediate: dict[KeyMeta, int]

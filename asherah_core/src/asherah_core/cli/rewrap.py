@@ -107,9 +107,10 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
     shown = _Progress(args.progress, sys.stderr)
     failures = _FailureLog(shown)
     logger = logging.getLogger("asherah_core.table_rotation")
+    saved = (logger.level, logger.propagate)
     logger.addHandler(failures)
     logger.setLevel(logging.WARNING)
-    logger.propagate = False
+    logger.propagate = False  # the failures go to stderr once, through this handler
     last: list[RewrapSummary] = []
 
     def progress(summary: RewrapSummary) -> None:
@@ -143,6 +144,8 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         return error(f"{shown_url(engine)}: {_db_failure(e, engine)}; run again to finish", 1)
     finally:
         logger.removeHandler(failures)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
         engine.dispose()
     shown.done()
     failures.flush_hidden()

@@ -389,3 +389,56 @@ def test_runs_killed_at_random_points_and_resumed_lose_nothing(db: Db) -> None:
             assert ik_of(record) not in revoked, i
     again = db.cli("rewrap", "--json")
     assert json.loads(again.stdout)["rewrapped"] == 0
+
+
+@pytest.mark.parametrize("db", [KINDS[1]], indirect=True)
+def test_a_database_restart_mid_run_fails_cleanly_and_the_next_run_finishes(
+    db: Db, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("postgres_server")
+    if not server.restartable:
+        pytest.skip("the server was given by environment variable; not stopping it")
+    expected: dict[int, bytes] = {}
+    rows = []
+    with db.factory() as factory:
+        for i in range(1, 10001):
+            expected[i] = os.urandom(24)
+            rows.append(
+                (i, f"t{i % 4}", factory.get_session(f"t{i % 4}").encrypt_bytes(expected[i]))
+            )
+    insert(db, rows)
+    for key_id, created in {ik_of(r) for _, _, r in rows}:
+        assert db.cli("revoke-key", key_id, str(created)).returncode == 0
+
+    command = [sys.executable, "-m", "asherah_core.cli", "rewrap", "--batch-size", "10"]
+    process = subprocess.Popen(
+        [*command, "--progress", "none", *db.table_args("rewrap")],
+        env=db.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    original = {i: r for i, _, r in rows}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        moved = sum(original[i] != record for i, (_, record) in table(db).items())
+        if moved >= 200:  # well under way: now the database goes away
+            break
+        time.sleep(0.02)
+    server.stop()
+    try:
+        out, err = process.communicate(timeout=120)
+    finally:
+        server.start()
+    assert process.returncode == 1, err
+    assert "Traceback" not in err
+    assert "run again" in err
+    password = sa.make_url(db.url).password
+    assert not password or str(password) not in err + out
+
+    done = db.cli("rewrap", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rewrapped"] > 0  # the first run did not get to every row
+    with db.factory() as factory:
+        for i, (tenant, record) in table(db).items():
+            assert factory.get_session(tenant).decrypt_bytes(record) == expected[i], i

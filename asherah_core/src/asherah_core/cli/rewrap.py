@@ -137,11 +137,12 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         shown.done()
         _report(args, last[0] if last else None, rows.name, engine, interrupted=True)
-        return error("interrupted; run the same command again to finish", 130)
+        return error(f"interrupted; run the same command again to finish{_resume(last)}", 130)
     except sa.exc.SQLAlchemyError as e:
         shown.done()
         _report(args, last[0] if last else None, rows.name, engine, interrupted=True)
-        return error(f"{shown_url(engine)}: {_db_failure(e, engine)}; run again to finish", 1)
+        failure = _db_failure(e, engine)
+        return error(f"{shown_url(engine)}: {failure}; run again to finish{_resume(last)}", 1)
     finally:
         logger.removeHandler(failures)
         logger.setLevel(saved[0])
@@ -181,6 +182,12 @@ def _report(
     print(f"  failed           {sum(summary.failed.values())}{_reasons(summary.failed)}")
     if summary.last_key is not None:
         print(f"  last key         {printable(str(summary.last_key))}")
+
+
+def _resume(last: list[RewrapSummary]) -> str:
+    if not last or last[0].last_key is None:
+        return ""
+    return f" (or skip what is done with --start-after {printable(str(last[0].last_key))})"
 
 
 def _reasons(counts: Any) -> str:

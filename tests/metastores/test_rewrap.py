@@ -319,6 +319,7 @@ class Application:
                 with self.lock:
                     self.expected[i] = data
                     self.writes += 1
+                time.sleep(0.003)
         finally:
             engine.dispose()
 
@@ -342,8 +343,23 @@ class Application:
                 engine.dispose()
 
 
+class StillOld:
+    """Counts the rows whose record names one of the old keys, in SQL."""
+
+    def __init__(self, db: Db, keys: set[tuple[str, int]]) -> None:
+        self.engine = db.engine()
+        patterns = {f"p{n}": f'%"KeyId":"{k}","Created":{c}}}%' for n, (k, c) in enumerate(keys)}
+        where = " OR ".join(f"payload LIKE :{name}" for name in patterns)
+        self.query = sa.text(f"SELECT count(*) FROM secrets WHERE {where}")
+        self.params = patterns
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(self.query, self.params).scalar_one())
+
+
 def test_runs_killed_at_random_points_and_resumed_lose_nothing(db: Db) -> None:
-    count = 5000
+    count = 3000
     expected: dict[int, bytes] = {}
     rows = []
     with db.factory() as factory:
@@ -353,8 +369,10 @@ def test_runs_killed_at_random_points_and_resumed_lose_nothing(db: Db) -> None:
             rows.append((i, f"t{i % 4}", factory.get_session(f"t{i % 4}").encrypt_bytes(data)))
     insert(db, rows)
     app = Application(db, expected)
-    for key_id, created in {ik_of(r) for _, _, r in rows}:  # every partition's key
+    old_keys = {ik_of(r) for _, _, r in rows}  # every partition's key
+    for key_id, created in old_keys:
         assert db.cli("revoke-key", key_id, str(created)).returncode == 0
+    still_old = StillOld(db, old_keys)
 
     rng = random.Random(2026)
     command = [sys.executable, "-m", "asherah_core.cli", "rewrap", "--batch-size", "200"]
@@ -368,14 +386,30 @@ def test_runs_killed_at_random_points_and_resumed_lose_nothing(db: Db) -> None:
             process = subprocess.Popen(
                 command, env=db.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
-            time.sleep(rng.uniform(0.4, 1.5))
+            # Stop it at a random point of the work left: after a random share of the rows
+            # still under the old keys has moved (the application keeps adding some).
+            left = still_old.count()
+            target = left - int(left * rng.uniform(0.1, 0.8))
+            deadline = time.monotonic() + 60
+            while process.poll() is None and time.monotonic() < deadline:
+                if still_old.count() <= target:
+                    break
+                time.sleep(0.05)
             if process.poll() is None:
                 process.send_signal(sig)
                 killed += 1
             _, raw = process.communicate(timeout=60)
             err = raw.decode()
-            # 130: Ctrl-C seen by the command; -SIGINT: it came before the command started.
-            assert process.returncode in (0, 130, -signal.SIGINT, -signal.SIGKILL), err[-2000:]
+            # 130: Ctrl-C seen by the command; -SIGINT: it came before the command started;
+            # 1: rows the application kept rewriting during every retry (named on stderr).
+            assert process.returncode in (0, 1, 130, -signal.SIGINT, -signal.SIGKILL), err
+            if process.returncode == 1:
+                assert "Traceback" not in err, err[-2000:]
+                assert all(
+                    "changed by the application" in line
+                    for line in err.splitlines()
+                    if "warning: row" in line
+                ), err[-2000:]
             if process.returncode == 130:
                 assert "interrupted" in err
                 assert "Traceback" not in err
@@ -384,7 +418,7 @@ def test_runs_killed_at_random_points_and_resumed_lose_nothing(db: Db) -> None:
         app.finish()
     assert not app.errors, app.errors[:5]
     assert app.writes > 50
-    assert app.reads > 50
+    assert app.reads > 10  # SQLite's readers wait for its writers
 
     done = db.cli("rewrap", "--json")  # the application stopped: this run finishes the job
     assert done.returncode == 0, done.stderr

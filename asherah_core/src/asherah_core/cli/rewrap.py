@@ -8,8 +8,11 @@ Exit 0 only when no row failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -119,8 +122,12 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
 
     import sqlalchemy as sa  # noqa: PLC0415
 
+    # SQLAlchemy's pool logs (with a traceback) a connection it cannot reset after Ctrl-C
+    # stopped a statement midway; the one-line error below says what happened.
+    logging.getLogger("sqlalchemy.pool").addHandler(logging.NullHandler())
+    stopped = _CtrlC()
     try:
-        with SessionFactory.from_config(config_path(args)) as factory:
+        with stopped, SessionFactory.from_config(config_path(args)) as factory:
             summary = rewrap_table(
                 engine,
                 rows,
@@ -141,13 +148,16 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
     except sa.exc.SQLAlchemyError as e:
         shown.done()
         _report(args, last[0] if last else None, rows.name, engine, interrupted=True)
+        if stopped.pressed:  # the driver turned the interrupt into a database error
+            return error(f"interrupted; run the same command again to finish{_resume(last)}", 130)
         failure = _db_failure(e, engine)
         return error(f"{shown_url(engine)}: {failure}; run again to finish{_resume(last)}", 1)
     finally:
         logger.removeHandler(failures)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
-        engine.dispose()
+        with contextlib.suppress(Exception):  # a connection left mid-statement by Ctrl-C
+            engine.dispose()
     shown.done()
     failures.flush_hidden()
     if (key is not None or system_key is not None) and summary.current and not args.reencrypt:
@@ -205,6 +215,29 @@ def _db_failure(e: Exception, engine: Any) -> str:
     if getattr(e, "orig", None) is None:
         text = ""  # SQLAlchemy's own message holds the statement and its parameters
     return f"the database failed: {type(original).__name__}{': ' + text if text else ''}"
+
+
+class _CtrlC:
+    """Notes that Ctrl-C was pressed during the block (then raises KeyboardInterrupt as usual),
+    so that a database error the driver made of it is reported as an interruption."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
 
 
 class _FailureLog(logging.Handler):

@@ -154,7 +154,8 @@ class Dialect:
     :param name: SQLAlchemy's dialect name (``engine.dialect.name``).
     :param ddl: the statements that create the table, ``{table}`` replaced by its name and
         ``{record}`` by the type of ``key_record`` (``TEXT``, or ``JSONB`` on request); the
-        exact schema the Go, Java and Rust implementations use on that database.
+        schema the Go, Java and Rust implementations use on that database (on MySQL with a
+        binary collation for ``id``, which theirs leave to the server's case-blind default).
     :param created: converts Unix seconds to the value bound for the ``created`` column: the
         UTC wall-clock time, with no zone, exactly as Go's driver (``loc=UTC``), Java and the
         Rust core send it. MySQL reads that in the session's time zone, which is left as the
@@ -182,7 +183,10 @@ DIALECTS: dict[str, Dialect] = {
     "mysql": Dialect(
         "mysql",
         (
-            "CREATE TABLE IF NOT EXISTS {table} (id VARCHAR(255) NOT NULL, "
+            # A binary collation for id: the server's default (utf8mb4_general_ci and kin)
+            # ignores case, so partitions "Alice" and "alice" would share one key.
+            "CREATE TABLE IF NOT EXISTS {table} (id VARCHAR(255) CHARACTER SET utf8mb4 "
+            "COLLATE utf8mb4_bin NOT NULL, "
             "created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, key_record TEXT NOT NULL, "
             "PRIMARY KEY (id, created), INDEX (created))",
         ),
@@ -232,9 +236,11 @@ class SqlMetastore(Metastore):
         self._owns_engine = not isinstance(url_or_engine, sa.Engine)
         if isinstance(url_or_engine, sa.Engine):
             self._engine = url_or_engine
+            self._shown_url = shown_url(self._engine.url)
             self._secrets = _secrets_of(self._engine.url, {})
         else:
-            self._engine, self._secrets = _create_engine(url_or_engine, engine_options or {})
+            made = _create_engine(url_or_engine, engine_options or {})
+            self._engine, self._shown_url, self._secrets = made
         # One connection shared by every thread (an in-memory SQLite database): held by one
         # thread at a time, from checkout to return, or transactions would interleave on it.
         self._one_at_a_time: contextlib.AbstractContextManager[Any] = (
@@ -250,7 +256,6 @@ class SqlMetastore(Metastore):
                 f"sql metastore: database {name!r} is not supported; supported: {known}"
             )
         self._dialect = DIALECTS[name]
-        self._shown_url = shown_url(self._engine.url)
         self._where = f"sql metastore ({self._shown_url})"
         self._table_name = table
         self._table = sa.table(
@@ -470,8 +475,11 @@ def _for(key_id: str | None) -> str:
     return "" if key_id is None else f" of {key_id!r}"
 
 
-def _create_engine(url: str | sa.URL, options: dict[str, Any]) -> tuple[sa.Engine, tuple[str, ...]]:
-    """The engine for `url`, and the credentials to scrub from messages.
+def _create_engine(
+    url: str | sa.URL, options: dict[str, Any]
+) -> tuple[sa.Engine, str, tuple[str, ...]]:
+    """The engine for `url`, `url` as it may be shown, and the credentials to scrub from
+    messages.
 
     Credentials in the URL's query move to ``connect_args`` for the drivers that read them
     there alike, so that the engine's URL (in SQLAlchemy's reprs and logs) holds none. An
@@ -508,7 +516,7 @@ def _create_engine(url: str | sa.URL, options: dict[str, Any]) -> tuple[sa.Engin
     if connect_args:
         kwargs["connect_args"] = connect_args
     try:
-        return sa.create_engine(parsed, **kwargs), secrets
+        return sa.create_engine(parsed, **kwargs), shown, secrets
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as e:
         raise MetastoreError(
             f"sql metastore ({shown}): cannot create an engine: {type(e).__name__}: "

@@ -286,7 +286,8 @@ class SqlMetastore(Metastore):
 
     @property
     def engine(self) -> sa.Engine:
-        """The SQLAlchemy engine in use."""
+        """The SQLAlchemy engine in use. With an in-memory SQLite database it has one
+        connection, which this metastore's calls take one at a time: use it only between them."""
         return self._engine
 
     @property

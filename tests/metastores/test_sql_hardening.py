@@ -46,6 +46,7 @@ def test_ids_that_differ_only_in_case_are_two_keys_on_mariadb(mysql_server: Any)
         metastore.close()
 
 
+@pytest.mark.filterwarnings("ignore:'passwd' is deprecated:DeprecationWarning")
 @pytest.mark.parametrize(
     ("kind", "parameter"),
     [

@@ -15,6 +15,8 @@ and docs.
   Hypothesis profile ``asherah-fuzz``: at least 10,000 generated inputs, about a minute.
 - ``docs`` builds the site (mkdocs.yml, docs/) with ``--strict``: a broken link or anchor, a
   missing snippet or an unresolved API reference fails it. The site goes to .nox/docs/tmp/site.
+- ``soak`` (not in the default run) runs tests/soak: processes killed mid-write on SQLite and
+  PostgreSQL (a few minutes; ``ASHERAH_SOAK_SECONDS`` lengthens it).
 - ``bench`` (not in the default run) benchmarks the framework against the ``asherah`` package
   and the KMS plugin against its peers under LocalStack, and writes docs/benchmarks.md with its
   plots (tools/bench; under ten minutes; ``-- --quick`` for a short trial, ``-- --part
@@ -183,7 +185,7 @@ def tests(session: nox.Session, version: str) -> None:
             f"(looked on PATH and in $(pyenv root)/versions)"
         )
     install_project(session, *TEST_DEPS)
-    run_pytest(session, "-m", "not integration and not slow and not servers")
+    run_pytest(session, "-m", "not integration and not slow and not servers and not soak")
 
 
 @nox.session
@@ -296,6 +298,24 @@ METASTORE_DEPS = (
     ASHERAH_PACKAGE,  # the peer of the interoperability tests
 )
 METASTORE_TESTS = "tests/metastores"
+
+
+SOAK_DEPS = (*TEST_DEPS, "psycopg[binary]>=3.1")
+SOAK_TESTS = "tests/soak"
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Run the soaks marked ``soak`` (tests/soak): eight processes on one SQLite file and on
+    PostgreSQL, one killed with SIGKILL every few seconds and restarted, every reported row
+    decrypted afterwards. Not in the default run; a few minutes (``ASHERAH_SOAK_SECONDS``
+    lengthens each soak). PostgreSQL is installed when absent and started by tools/dbservers
+    unless ASHERAH_POSTGRES_URL names one."""
+    if not os.environ.get("ASHERAH_POSTGRES_URL"):
+        session.run("bash", str(ROOT / "tools" / "install-db-servers.sh"), external=True)
+    install_project(session, *SOAK_DEPS)
+    paths = [] if _names_a_path(session.posargs) else [SOAK_TESTS]
+    session.run("pytest", "-m", "soak", *paths, *session.posargs)
 
 
 @nox.session

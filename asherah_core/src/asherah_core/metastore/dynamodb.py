@@ -181,7 +181,7 @@ class DynamoDbMetastore(Metastore):
             key_id,
             lambda: self._client.get_item(
                 TableName=self._table,
-                Key=_key(key_id, created),
+                Key=self._key(key_id, created),
                 ConsistentRead=True,
             ),
         )
@@ -208,7 +208,7 @@ class DynamoDbMetastore(Metastore):
 
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         """Put the item unless ``(key_id, created)`` exists; False when it does."""
-        item = {**_key(key_id, created), RECORD: _to_attribute(record.to_dict())}
+        item = {**self._key(key_id, created), RECORD: _to_attribute(record.to_dict())}
 
         def put() -> bool:
             try:
@@ -255,7 +255,7 @@ class DynamoDbMetastore(Metastore):
             try:
                 self._client.update_item(
                     TableName=self._table,
-                    Key=_key(key_id, created),
+                    Key=self._key(key_id, created),
                     UpdateExpression="SET #rec.#revoked = :true",
                     ConditionExpression="attribute_exists(#id)",
                     ExpressionAttributeNames={
@@ -336,6 +336,20 @@ class DynamoDbMetastore(Metastore):
                 f"{self._where}: {what}{_for(key_id)} failed: {type(e).__name__}: {_first_line(e)}"
             ) from None
 
+    def _key(self, key_id: str, created: int) -> dict[str, Any]:
+        if isinstance(created, bool) or not isinstance(created, int):
+            raise MetastoreError(
+                f"{self._where}: created must be an integer (Unix seconds), "
+                f"got {type(created).__name__}"
+            )
+        if created not in _INT64:
+            shown = str(created) if abs(created) < 10**40 else f"of {created.bit_length()} bits"
+            raise MetastoreError(
+                f"{self._where}: created {shown} is out of range: expected Unix seconds that "
+                "fit a signed 64-bit integer"
+            )
+        return {PARTITION_KEY: {"S": key_id}, SORT_KEY: {"N": str(created)}}
+
     def _item_key(self, item: Mapping[str, Any]) -> tuple[str, int]:
         try:
             key_id = item[PARTITION_KEY]["S"]
@@ -355,8 +369,8 @@ class DynamoDbMetastore(Metastore):
         raise MetastoreError(f"{self._where}: the item of {key_id!r} does not parse: {detail}")
 
 
-def _key(key_id: str, created: int) -> dict[str, Any]:
-    return {PARTITION_KEY: {"S": key_id}, SORT_KEY: {"N": str(int(created))}}
+_INT64 = range(-(2**63), 2**63)
+"""``Created`` as every Asherah reads it (Go's ``int64``)."""
 
 
 def _code(error: ClientError) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import calendar
 import contextlib
 import re
-import time
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote_plus
 
 from asherah_core.errors import MetastoreError, RecordError
 from asherah_core.records import EnvelopeKeyRecord
@@ -23,10 +24,18 @@ from .base import Metastore, StoredKey
 try:
     import sqlalchemy as sa
     from sqlalchemy import exc as sa_exc
+    from sqlalchemy.pool import StaticPool
 except ImportError as e:  # pragma: no cover - exercised by the install tests
     raise ImportError("SqlMetastore needs SQLAlchemy: pip install 'asherah-core[sql]'") from e
 
-__all__ = ["DEFAULT_TABLE", "DIALECTS", "Dialect", "SqlMetastore"]
+__all__ = [
+    "DEFAULT_TABLE",
+    "DIALECTS",
+    "Dialect",
+    "SqlMetastore",
+    "is_secret_parameter",
+    "shown_url",
+]
 
 DEFAULT_TABLE = "encryption_key"
 DRIFT_GUARD_PREFIX = "__asherah_internal_config_drift_guard_v1__:"
@@ -42,13 +51,87 @@ _CONNECT_TIMEOUTS: dict[str, dict[str, Any]] = {
 """Seconds a driver waits to connect, and (MySQL) for a reply; ``engine_options`` override."""
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "credential", "key", "auth", "odbc_connect")
+"""A URL query parameter whose name holds one of these (any case) is a credential: libpq's
+``password`` and ``sslpassword``, PyMySQL's and mysqlclient's ``passwd``, ODBC's ``pwd`` and
+``odbc_connect`` (a whole connection string), tokens, secrets, API keys. Masking a harmless
+parameter (``sslkey``, a path) costs a little detail; missing a secret costs a leak."""
+_NOT_SECRET = frozenset({"passfile"})
+"""libpq's ``passfile`` names the file holding passwords, not a password: shown."""
+_MASK = "***"
+_MOVED_TO_CONNECT_ARGS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb"})
+"""Drivers whose SQLAlchemy dialect passes every URL query parameter to ``connect()`` as a
+keyword, so a credential moved from the query to ``connect_args`` connects the same way."""
+_FIRST_DATETIME = datetime(1, 1, 1)
+_FIRST_SECOND = calendar.timegm(_FIRST_DATETIME.timetuple())
+_LAST_SECOND = calendar.timegm(datetime(9999, 12, 31, 23, 59, 59).timetuple())
+
+
+def is_secret_parameter(name: str) -> bool:
+    """True when a URL query parameter of this name carries a credential (see `_SECRET_WORDS`)."""
+    lowered = name.lower()
+    return lowered not in _NOT_SECRET and any(word in lowered for word in _SECRET_WORDS)
+
+
+def shown_url(url: sa.URL) -> str:
+    """`url` as it may appear in a message, a log line or a repr: the password and every
+    credential-bearing query parameter replaced by ``***``."""
+    base = url.set(query={}).render_as_string(hide_password=True)
+    if not url.query:
+        return base
+    pairs = []
+    for name, values in url.query.items():
+        for value in (values,) if isinstance(values, str) else values:
+            shown = _MASK if is_secret_parameter(name) else quote_plus(value)
+            pairs.append(f"{quote_plus(name)}={shown}")
+    return f"{base}?{'&'.join(pairs)}"
+
+
+def _secrets_of(url: sa.URL, connect_args: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every credential in `url` and `connect_args` (to scrub from drivers' messages), longest
+    first so that a password holding another is scrubbed whole."""
+    found = {str(url.password)} if url.password else set()
+    for name, values in (*url.query.items(), *connect_args.items()):
+        if isinstance(name, str) and is_secret_parameter(name):
+            for value in (values,) if isinstance(values, str) else values or ():
+                if isinstance(value, str) and value:
+                    found.add(value)
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, _MASK)
+    return text
+
+
+def _checked_created(where: str, created: int) -> int:
+    """`created` if it is Unix seconds a SQL ``TIMESTAMP`` can hold (years 1 to 9999)."""
+    if isinstance(created, bool) or not isinstance(created, int):
+        raise MetastoreError(
+            f"{where}: created must be an integer (Unix seconds), got {type(created).__name__}"
+        )
+    if not _FIRST_SECOND <= created <= _LAST_SECOND:
+        raise MetastoreError(
+            f"{where}: created {_shown_number(created)} is out of range: expected Unix seconds "
+            f"from {_FIRST_SECOND} to {_LAST_SECOND} (years 1 to 9999; a millisecond or "
+            "nanosecond timestamp is too large)"
+        )
+    return created
+
+
+def _shown_number(value: int) -> str:
+    if abs(value) < 10**40:
+        return str(value)
+    return f"{'-' if value < 0 else ''}(an integer of {value.bit_length()} bits)"
+
 
 def _text_created(created: int) -> Any:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created))
+    return (_FIRST_DATETIME + timedelta(seconds=created - _FIRST_SECOND)).isoformat(" ")
 
 
 def _datetime_created(created: int) -> Any:
-    return datetime.fromtimestamp(created, UTC).replace(tzinfo=None)
+    return _FIRST_DATETIME + timedelta(seconds=created - _FIRST_SECOND)
 
 
 def _unix_seconds(value: object) -> int:
@@ -71,7 +154,8 @@ class Dialect:
     :param name: SQLAlchemy's dialect name (``engine.dialect.name``).
     :param ddl: the statements that create the table, ``{table}`` replaced by its name and
         ``{record}`` by the type of ``key_record`` (``TEXT``, or ``JSONB`` on request); the
-        exact schema the Go, Java and Rust implementations use on that database.
+        schema the Go, Java and Rust implementations use on that database (on MySQL with a
+        binary collation for ``id``, which theirs leave to the server's case-blind default).
     :param created: converts Unix seconds to the value bound for the ``created`` column: the
         UTC wall-clock time, with no zone, exactly as Go's driver (``loc=UTC``), Java and the
         Rust core send it. MySQL reads that in the session's time zone, which is left as the
@@ -99,7 +183,10 @@ DIALECTS: dict[str, Dialect] = {
     "mysql": Dialect(
         "mysql",
         (
-            "CREATE TABLE IF NOT EXISTS {table} (id VARCHAR(255) NOT NULL, "
+            # A binary collation for id: the server's default (utf8mb4_general_ci and kin)
+            # ignores case, so partitions "Alice" and "alice" would share one key.
+            "CREATE TABLE IF NOT EXISTS {table} (id VARCHAR(255) CHARACTER SET utf8mb4 "
+            "COLLATE utf8mb4_bin NOT NULL, "
             "created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, key_record TEXT NOT NULL, "
             "PRIMARY KEY (id, created), INDEX (created))",
         ),
@@ -149,8 +236,18 @@ class SqlMetastore(Metastore):
         self._owns_engine = not isinstance(url_or_engine, sa.Engine)
         if isinstance(url_or_engine, sa.Engine):
             self._engine = url_or_engine
+            self._shown_url = shown_url(self._engine.url)
+            self._secrets = _secrets_of(self._engine.url, {})
         else:
-            self._engine = _create_engine(url_or_engine, engine_options or {})
+            made = _create_engine(url_or_engine, engine_options or {})
+            self._engine, self._shown_url, self._secrets = made
+        # One connection shared by every thread (an in-memory SQLite database): held by one
+        # thread at a time, from checkout to return, or transactions would interleave on it.
+        self._one_at_a_time: contextlib.AbstractContextManager[Any] = (
+            threading.Lock()
+            if isinstance(self._engine.pool, StaticPool)
+            else contextlib.nullcontext()
+        )
         name = self._engine.dialect.name
         if name not in DIALECTS:
             known = ", ".join(sorted(DIALECTS))
@@ -159,7 +256,6 @@ class SqlMetastore(Metastore):
                 f"sql metastore: database {name!r} is not supported; supported: {known}"
             )
         self._dialect = DIALECTS[name]
-        self._shown_url = self._engine.url.render_as_string(hide_password=True)
         self._where = f"sql metastore ({self._shown_url})"
         self._table_name = table
         self._table = sa.table(
@@ -190,7 +286,8 @@ class SqlMetastore(Metastore):
 
     @property
     def engine(self) -> sa.Engine:
-        """The SQLAlchemy engine in use."""
+        """The SQLAlchemy engine in use. With an in-memory SQLite database it has one
+        connection, which this metastore's calls take one at a time: use it only between them."""
         return self._engine
 
     @property
@@ -220,14 +317,14 @@ class SqlMetastore(Metastore):
 
     def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
         """Return the row ``(key_id, created)`` or ``None``."""
-        params = {"b_id": key_id, "b_created": self._dialect.created(created)}
-        with self._errors("load", key_id), self._engine.connect() as conn:
+        params = {"b_id": key_id, "b_created": self._created(created)}
+        with self._errors("load", key_id), self._connect() as conn:
             text = conn.execute(self._select_one, params).scalar()
         return None if text is None else self._parse(text, key_id)
 
     def load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
         """Return the row of `key_id` with the largest ``created``, or ``None``."""
-        with self._errors("load latest", key_id), self._engine.connect() as conn:
+        with self._errors("load latest", key_id), self._connect() as conn:
             text = conn.execute(self._select_latest, {"b_id": key_id}).scalar()
         return None if text is None else self._parse(text, key_id)
 
@@ -239,11 +336,11 @@ class SqlMetastore(Metastore):
         """
         params = {
             "b_id": key_id,
-            "b_created": self._dialect.created(created),
+            "b_created": self._created(created),
             "b_record": record.to_json(),
         }
         try:
-            with self._errors("store", key_id), self._engine.begin() as conn:
+            with self._errors("store", key_id), self._begin() as conn:
                 conn.execute(self._insert, params)
         except _Duplicate:
             return False
@@ -269,7 +366,7 @@ class SqlMetastore(Metastore):
         """Set ``Revoked`` in the row's key record; False when there is no such row."""
         t = self._table
         where = (t.c.id == sa.bindparam("b_id")) & (t.c.created == sa.bindparam("b_created"))
-        params = {"b_id": key_id, "b_created": self._dialect.created(created)}
+        params = {"b_id": key_id, "b_created": self._created(created)}
 
         def update(conn: sa.Connection) -> bool:
             query = sa.select(self._record).where(where).with_for_update()
@@ -300,8 +397,21 @@ class SqlMetastore(Metastore):
         if self._owns_engine:
             self._engine.dispose()
 
+    def _created(self, created: int) -> Any:
+        return self._dialect.created(_checked_created(self._where, created))
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sa.Connection]:
+        with self._one_at_a_time, self._engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        with self._one_at_a_time, self._engine.begin() as conn:
+            yield conn
+
     def _run(self, what: str, key_id: str | None, work: Callable[[sa.Connection], _T]) -> _T:
-        with self._errors(what, key_id), self._engine.begin() as conn:
+        with self._errors(what, key_id), self._begin() as conn:
             return work(conn)
 
     @contextlib.contextmanager
@@ -330,9 +440,7 @@ class SqlMetastore(Metastore):
         detail = str(original).strip().splitlines()[0] if str(original).strip() else ""
         if isinstance(error, sa_exc.StatementError) and not getattr(error, "orig", None):
             detail = ""  # the statement and its parameters are not for messages
-        password = self._engine.url.password
-        if password:
-            detail = detail.replace(str(password), "***")
+        detail = _scrub(detail, self._secrets)
         hint = ""
         if "no such table" in detail or "doesn't exist" in detail or "does not exist" in detail:
             hint = (
@@ -368,7 +476,17 @@ def _for(key_id: str | None) -> str:
     return "" if key_id is None else f" of {key_id!r}"
 
 
-def _create_engine(url: str | sa.URL, options: dict[str, Any]) -> sa.Engine:
+def _create_engine(
+    url: str | sa.URL, options: dict[str, Any]
+) -> tuple[sa.Engine, str, tuple[str, ...]]:
+    """The engine for `url`, `url` as it may be shown, and the credentials to scrub from
+    messages.
+
+    Credentials in the URL's query move to ``connect_args`` for the drivers that read them
+    there alike, so that the engine's URL (in SQLAlchemy's reprs and logs) holds none. An
+    in-memory SQLite database is one connection shared by every thread (a `StaticPool`), as
+    the ``asherah`` package shares one: SQLAlchemy's default gives each thread its own, empty.
+    """
     try:
         parsed = sa.make_url(url)
     except (sa_exc.ArgumentError, ValueError, TypeError):
@@ -376,27 +494,43 @@ def _create_engine(url: str | sa.URL, options: dict[str, Any]) -> sa.Engine:
             "sql metastore: the connection URL is not a valid SQLAlchemy URL "
             "(expected for example sqlite:///keys.db or postgresql+psycopg://user@host/db)"
         ) from None
-    shown = parsed.render_as_string(hide_password=True)
+    shown = shown_url(parsed)
+    secrets = _secrets_of(parsed, options.get("connect_args", {}))
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     backend = parsed.get_backend_name()
+    driver = parsed.get_driver_name()
     if backend == "sqlite":
         kwargs = {"connect_args": {"timeout": 30.0}}
-    elif parsed.get_driver_name() in _CONNECT_TIMEOUTS:
+        if _in_memory(parsed):
+            kwargs["poolclass"] = StaticPool
+            kwargs["connect_args"]["check_same_thread"] = False
+    elif driver in _CONNECT_TIMEOUTS:
         # Bounded waits: a server that stops answering fails the call instead of hanging it.
-        kwargs["connect_args"] = dict(_CONNECT_TIMEOUTS[parsed.get_driver_name()])
+        kwargs["connect_args"] = dict(_CONNECT_TIMEOUTS[driver])
+    if driver in _MOVED_TO_CONNECT_ARGS:
+        moved = {k: v for k, v in parsed.query.items() if is_secret_parameter(k)}
+        if moved:
+            parsed = parsed.difference_update_query(moved)
+            kwargs["connect_args"] = {**kwargs.get("connect_args", {}), **moved}
     connect_args = {**kwargs.get("connect_args", {}), **options.get("connect_args", {})}
     kwargs.update(options)
     if connect_args:
         kwargs["connect_args"] = connect_args
     try:
-        return sa.create_engine(parsed, **kwargs)
+        return sa.create_engine(parsed, **kwargs), shown, secrets
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as e:
         raise MetastoreError(
             f"sql metastore ({shown}): cannot create an engine: {type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200]}"
+            f"{_scrub(str(e).splitlines()[0][:200], secrets)}"
         ) from None
     except ImportError as e:
         raise MetastoreError(
             f"sql metastore ({shown}): the database driver is not installed ({e.name}); "
             "install asherah-core[postgres] or asherah-core[mysql]"
         ) from None
+
+
+def _in_memory(url: sa.URL) -> bool:
+    """True for SQLite URLs naming an in-memory database (``sqlite://``, ``:memory:``,
+    ``mode=memory``): one per connection unless the connection is shared."""
+    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"

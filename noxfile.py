@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))  # nox does not put the noxfile's folder on the pa
 
 from tools import localstack as harness  # noqa: E402
 
-DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2")
+DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2", "asherah_vault_transit")
 TEST_PATHS = (*(f"{name}/tests" for name in DISTRIBUTIONS), "tests")
 
 LINTER = ("ruff==0.17.6",)
@@ -77,6 +77,7 @@ nox.options.sessions = [
     "interop",
     "metastores",
     "fuzz",
+    "vault",
     "docs",
 ]
 nox.options.error_on_external_run = True
@@ -182,7 +183,7 @@ def tests(session: nox.Session, version: str) -> None:
             f"(looked on PATH and in $(pyenv root)/versions)"
         )
     install_project(session, *TEST_DEPS)
-    run_pytest(session, "-m", "not integration and not slow and not servers")
+    run_pytest(session, "-m", "not integration and not slow and not servers and not vault")
 
 
 @nox.session

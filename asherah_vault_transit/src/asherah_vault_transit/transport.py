@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import threading
 import time
@@ -24,6 +25,7 @@ __all__ = ["HttpTransport"]
 
 _T = TypeVar("_T")
 _MAX_PROBLEM = 300
+_MULTI = re.compile(r"\d+ errors? occurred:")
 
 
 class HttpTransport:
@@ -172,7 +174,7 @@ def _reply(response: httpx.Response) -> Reply:
     errors = body.get("errors")
     problem = ""
     if isinstance(errors, list) and errors:
-        problem = "; ".join(str(e) for e in errors)
+        problem = "; ".join(_clean(str(e)) for e in errors)
         if len(problem) > _MAX_PROBLEM:
             problem = problem[:_MAX_PROBLEM] + "…"
     data = body.get("data")
@@ -183,6 +185,14 @@ def _reply(response: httpx.Response) -> Reply:
         auth=auth if isinstance(auth, Mapping) else None,
         problem=problem,
     )
+
+
+def _clean(error: str) -> str:
+    """One line per Vault error: its multi-error text ("1 error occurred:\n\t* x") as "x"."""
+    if _MULTI.match(error):
+        items = [line.strip()[2:] for line in error.splitlines() if line.strip().startswith("* ")]
+        error = "; ".join(items) or error
+    return " ".join(error.split())
 
 
 def _transport_problem(error: httpx.HTTPError) -> str:

@@ -89,7 +89,7 @@ class OpenBaoServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
         env["HOME"] = str(self._home)  # a dev server writes ~/.vault-token; keep it here
         with self._log.open("ab") as log:
-            self._process = subprocess.Popen(
+            process = self._process = subprocess.Popen(
                 [
                     find_bao(),
                     "server",
@@ -106,7 +106,7 @@ class OpenBaoServer:
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if not self.running:
+            if process.poll() is not None:
                 raise OpenBaoError(f"OpenBao exited at start:\n{self.log_tail()}")
             if self.healthy():
                 return

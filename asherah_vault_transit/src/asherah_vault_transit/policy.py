@@ -41,7 +41,7 @@ class RetryPolicy:
 
     def delay(self, retry: int, rand: Callable[[], float] = random.random) -> float:
         """The back-off before retry number `retry` (1-based): up to base x 2^(retry-1)."""
-        return min(_MAX_DELAY, self.base_delay * 2 ** (retry - 1)) * rand()
+        return min(_MAX_DELAY, self.base_delay * 2.0 ** (retry - 1)) * rand()
 
 
 def retryable_status(status: int) -> bool:

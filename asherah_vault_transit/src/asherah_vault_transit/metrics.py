@@ -43,5 +43,5 @@ class VaultMetrics:
         self.token_events: Counter = self._meter.create_counter(
             "ael.kms.vault.token",
             unit="{event}",
-            description="Token logins (event=login) and re-logins after a 403 (event=relogin).",
+            description="Logins after a Transit call answered 403 (event=relogin).",
         )

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +131,31 @@ def test_a_revoked_token_is_replaced_by_a_new_login(
     secret = os.urandom(32)
     assert kms.decrypt_key(kms.encrypt_key(secret)) == secret
     assert kms.credentials[0].logins == 2
+
+
+def test_asherah_kms_doctor_checks_it(admin: Admin, key: str, tmp_path: Path) -> None:
+    """The CLI builds the KMS from plugins.toml (token from $VAULT_TOKEN) and probes it."""
+    token = admin.new_token([admin.policy(key)], "1h")
+    config = tmp_path / "plugins.toml"
+    config.write_text(
+        f'[kms]\nplugin = "vault"\n[plugins.vault]\naddress = "{admin.address}"\n'
+        f'transit_key = "{key}"\n',
+        encoding="utf-8",
+    )
+    cli = Path(sys.executable).with_name("asherah-kms")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+    done = subprocess.run(
+        [str(cli), "doctor", "-c", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        env={**env, "VAULT_TOKEN": token},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True
+    [probe] = report["probes"]
+    assert probe["target"] == admin.address
+    assert f"transit/{key} v1 (token auth" in probe["detail"]
+    assert token not in done.stdout

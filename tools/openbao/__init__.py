@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -69,13 +70,22 @@ class OpenBaoServer:
     """One dev server on ``127.0.0.1:<port>``. `start` and `stop` may be called again (a
     restarted dev server comes back empty, on the same port and root token)."""
 
-    def __init__(self, root_token: str = "asherah-test-root", port: int | None = None) -> None:
+    def __init__(
+        self, root_token: str = "asherah-test-root", port: int | None = None, *, tls: bool = False
+    ) -> None:
         self.root_token = root_token
         self.port = port or free_port()
-        self.address = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.address = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._home = Path(tempfile.mkdtemp(prefix="asherah-openbao-"))
+        self.cert_dir = self._home / "tls"
         self._log = self._home / "server.log"
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA bundle of a TLS server (``-dev-tls`` makes one at start)."""
+        return self.cert_dir / "vault-ca.pem"
 
     @property
     def running(self) -> bool:
@@ -88,15 +98,19 @@ class OpenBaoServer:
             return
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
         env["HOME"] = str(self._home)  # a dev server writes ~/.vault-token; keep it here
+        command = [
+            find_bao(),
+            "server",
+            "-dev",
+            f"-dev-listen-address=127.0.0.1:{self.port}",
+            f"-dev-root-token-id={self.root_token}",
+        ]
+        if self.tls:
+            self.cert_dir.mkdir(exist_ok=True)
+            command += ["-dev-tls", f"-dev-tls-cert-dir={self.cert_dir}"]
         with self._log.open("ab") as log:
             process = self._process = subprocess.Popen(
-                [
-                    find_bao(),
-                    "server",
-                    "-dev",
-                    f"-dev-listen-address=127.0.0.1:{self.port}",
-                    f"-dev-root-token-id={self.root_token}",
-                ],
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -116,8 +130,14 @@ class OpenBaoServer:
 
     def healthy(self) -> bool:
         """Whether the server answers its health check with 200 (unsealed, active)."""
+        context = None
+        if self.tls:
+            if not self.ca_cert.is_file():
+                return False
+            context = ssl.create_default_context(cafile=str(self.ca_cert))
+        url = f"{self.address}/v1/sys/health"
         try:
-            with urllib.request.urlopen(f"{self.address}/v1/sys/health", timeout=1) as answer:
+            with urllib.request.urlopen(url, timeout=1, context=context) as answer:
                 return bool(answer.status == 200)
         except (urllib.error.URLError, OSError):
             return False

@@ -6,6 +6,7 @@ Plain httpx calls, independent of the plugin's code, so the plugin is judged by 
 from __future__ import annotations
 
 import base64
+import ssl
 import uuid
 from typing import Any
 
@@ -15,11 +16,17 @@ import httpx
 class Admin:
     """Operator calls on one Vault (or OpenBao) server."""
 
-    def __init__(self, address: str, token: str) -> None:
+    def __init__(
+        self, address: str, token: str, *, ca_cert: str | None = None, namespace: str = ""
+    ) -> None:
         self.address = address
         self.token = token
+        headers = {"X-Vault-Token": token}
+        if namespace:
+            headers["X-Vault-Namespace"] = namespace
+        verify: Any = ssl.create_default_context(cafile=ca_cert) if ca_cert else True
         self._http = httpx.Client(
-            base_url=f"{address}/v1/", headers={"X-Vault-Token": token}, timeout=10
+            base_url=f"{address}/v1/", headers=headers, timeout=10, verify=verify
         )
 
     def close(self) -> None:

@@ -65,7 +65,7 @@ def key(admin: Admin) -> str:
     return admin.new_key()
 
 
-Spawn = Callable[[], Any]
+Spawn = Callable[..., Any]
 
 
 @pytest.fixture
@@ -76,8 +76,8 @@ def spawn_server() -> Iterator[Spawn]:
         pytest.skip(f"stops and starts servers: needs OpenBao, not {openbao.ADDR_ENV}")
     started: list[Any] = []
 
-    def spawn() -> Any:
-        server = openbao.OpenBaoServer()
+    def spawn(*, tls: bool = False) -> Any:
+        server = openbao.OpenBaoServer(tls=tls)
         started.append(server)
         server.start()
         return server

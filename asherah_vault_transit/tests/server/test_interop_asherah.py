@@ -28,8 +28,6 @@ from .conftest import MakeKms
 
 pytestmark = pytest.mark.vault
 
-pytest.importorskip("asherah", reason="the interop tests need the pinned asherah package")
-
 PEER_SCRIPT = Path(__file__).resolve().parents[3] / "tests" / "interop" / "peer.py"
 PEER_VERSION = "0.5.56"
 SERVICE, PRODUCT = "vault-svc", "vault-prod"

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from asherah_vault_transit.settings import DEFAULT_K8S_TOKEN_PATH
 
 from asherah_core import ConfigError, PluginConfig
 from asherah_vault_transit import settings_from_config
+from asherah_vault_transit.settings import DEFAULT_K8S_TOKEN_PATH
 
 
 def settings(environ: dict[str, str] | None = None, **values: Any) -> Any:

@@ -6,6 +6,7 @@ only). All I/O is in flows (`protocol`), so the same logic serves blocking and a
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -18,6 +19,8 @@ from .protocol import Call, Flow, Reply
 from .settings import AuthSettings
 
 __all__ = ["ClusterError", "Credentials", "Lease"]
+
+log = logging.getLogger(__name__)
 
 _MIN_USEFUL_TTL = 1.0  # a renewal granting less than this counts as refused
 
@@ -58,8 +61,10 @@ class Credentials:
     """The token of one cluster.
 
     Invariant: ``_lease`` is replaced whole (a frozen value) with ``_lock`` held and read under
-    it; no lock is held across I/O. Two threads that find the lease due at once may both renew
-    or log in; the later answer wins, and both tokens are valid.
+    it; no lock is held across I/O. ``_refreshing`` is set, under the lock, by the one caller
+    that renews a due lease, and cleared by it when done; other callers meanwhile use the
+    current token, which is still valid. Only when there is no lease yet, or it has expired, may
+    several callers log in at once; the later answer wins, and every token it gave is valid.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class Credentials:
         self._read_text = read_text or _read_text
         self._lock = threading.Lock()
         self._lease: Lease | None = None
+        self._refreshing = False
         self.logins = 0
         self.renewals = 0
 
@@ -99,16 +105,41 @@ class Credentials:
         return lease
 
     def token(self, timeout: float) -> Flow[str]:
-        """Return a usable token: the current one, renewed or replaced when its time has come."""
-        lease = self.lease()
+        """Return a usable token: the current one, renewed or replaced when its time has come.
+
+        While one caller renews a token that is due but not expired, the others keep using it;
+        when that renewal or login fails, the still-valid token is used and the next call tries
+        again.
+        """
         now = self._clock()
+        with self._lock:
+            lease = self._lease
+            claimed = (
+                lease is not None
+                and lease.due(now, self._fraction)
+                and not lease.expired(now)
+                and not self._refreshing
+            )
+            if claimed:
+                self._refreshing = True
         if lease is None:
             if self.can_login:
                 lease = yield from self._login(timeout)
             else:
                 lease = yield from self._lookup(timeout)
-        elif lease.due(now, self._fraction) or lease.expired(now):
+            return lease.token
+        if lease.expired(now):
             lease = yield from self._refresh(lease, timeout)
+            return lease.token
+        if not claimed:
+            return lease.token  # not due, or another caller is renewing it
+        try:
+            lease = yield from self._refresh(lease, timeout)
+        except ClusterError as e:
+            log.warning("Vault token renewal failed, the current token is still valid: %s", e)
+        finally:
+            with self._lock:
+                self._refreshing = False
         return lease.token
 
     def after_denied(self, denied: str, timeout: float) -> Flow[str | None]:

@@ -50,6 +50,7 @@ class FakeVault:
         self.login_max_ttl: float | None = None
         self.calls: Counter[str] = Counter()
         self.issued = 0
+        self.on_request: Callable[[httpx.Request], None] | None = None
 
     def cluster(self, host: str) -> FakeCluster:
         return self.clusters.setdefault(host, FakeCluster())
@@ -68,6 +69,8 @@ class FakeVault:
     # The API ----------------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.on_request is not None:
+            self.on_request(request)
         cluster = self.cluster(request.url.host)
         path = request.url.path.removeprefix("/v1/")
         body = json.loads(request.content) if request.content else None

@@ -281,3 +281,14 @@ def _points(reader: InMemoryMetricReader, name: str) -> list:  # type: ignore[ty
 
 def _sum(reader: InMemoryMetricReader, name: str) -> int:
     return sum(p.value for p in _points(reader, name))
+
+
+def test_close_during_a_call_fails_that_call_cleanly(make_kms: MakeKms, vault: FakeVault) -> None:
+    kms = make_kms(addresses=["http://a:8200", "http://b:8200"])
+    kms.encrypt_key(KEY)
+    # Another thread closes the KMS while this call is under way: the call fails over to b,
+    # whose client is closed by then.
+    vault.on_request = lambda request: kms.close()
+    vault.cluster("a").down = True
+    with pytest.raises(KmsError, match="closed during the call"):
+        kms.encrypt_key(KEY)

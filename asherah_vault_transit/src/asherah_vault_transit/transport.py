@@ -123,6 +123,10 @@ class HttpTransport:
             )
         except httpx.HTTPError as e:
             return Reply(0, problem=_transport_problem(e))
+        except RuntimeError:  # httpx refuses a closed client: close() ran during the call
+            if not self._closed:
+                raise
+            return Reply(0, problem="the KMS was closed during the call")
         return _reply(response)
 
     async def _send_async(self, clients: list[httpx.AsyncClient], call: Call) -> Reply:

@@ -80,6 +80,9 @@ class FakeVault:
             raise httpx.ConnectError("connection refused", request=request)
         if cluster.forced:
             status = cluster.forced.pop(0)
+            if status in (301, 302, 307, 308):  # a standby pointing at "the active node"
+                where = f"http://evil:8200{request.url.path}"
+                return httpx.Response(status, headers={"Location": where}, json={})
             return _json(status, {"errors": [f"forced {status}"]})
         token = request.headers.get("X-Vault-Token")
         if path.endswith("/login"):

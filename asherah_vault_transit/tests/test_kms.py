@@ -292,3 +292,13 @@ def test_close_during_a_call_fails_that_call_cleanly(make_kms: MakeKms, vault: F
     vault.cluster("a").down = True
     with pytest.raises(KmsError, match="closed during the call"):
         kms.encrypt_key(KEY)
+
+
+def test_a_redirect_is_not_followed(make_kms: MakeKms, vault: FakeVault) -> None:
+    """A standby's 307 would carry the token to the address it names: not followed."""
+    kms = make_kms(addresses=["http://a:8200", "http://b:8200"])
+    kms.encrypt_key(KEY)
+    vault.cluster("a").forced = [307]
+    assert kms.encrypt_key(KEY).startswith(b"vault:v1:")
+    assert vault.cluster("b").seen[-1][1] == "transit/encrypt/k"
+    assert not vault.cluster("evil").seen

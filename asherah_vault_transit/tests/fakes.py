@@ -83,6 +83,10 @@ class FakeVault:
             if status in (301, 302, 307, 308):  # a standby pointing at "the active node"
                 where = f"http://evil:8200{request.url.path}"
                 return httpx.Response(status, headers={"Location": where}, json={})
+            if status == 429:  # rate limited, as Vault's quotas answer
+                return httpx.Response(
+                    429, headers={"Retry-After": "1"}, json={"errors": ["rate limited"]}
+                )
             return _json(status, {"errors": [f"forced {status}"]})
         token = request.headers.get("X-Vault-Token")
         if path.endswith("/login"):

@@ -118,14 +118,18 @@ def test_a_400_is_final_and_not_sent_to_other_clusters(make_kms: MakeKms, vault:
     assert not vault.cluster("b").seen
 
 
-def test_the_deadline_bounds_the_retries(make_kms: MakeKms, vault: FakeVault) -> None:
+def test_the_deadline_bounds_the_retries(
+    make_kms: MakeKms, vault: FakeVault, clock: FakeClock
+) -> None:
     kms = make_kms(max_retries=10, retry_base_delay=1.0, deadline=2)
     kms.encrypt_key(KEY)
     vault.calls.clear()
     vault.cluster("a").forced = [503] * 50
+    start = clock.now
     with pytest.raises(KmsError, match="503"):
         kms.encrypt_key(KEY)
-    assert vault.calls["transit/encrypt/k"] < 6
+    assert clock.now - start <= 2.0  # back-offs (up to 1, 2, 2 … s) never sleep past it
+    assert vault.calls["transit/encrypt/k"] >= 2  # but it did retry
 
 
 def test_a_renewable_token_is_renewed_before_it_expires(
@@ -302,3 +306,19 @@ def test_a_redirect_is_not_followed(make_kms: MakeKms, vault: FakeVault) -> None
     assert kms.encrypt_key(KEY).startswith(b"vault:v1:")
     assert vault.cluster("b").seen[-1][1] == "transit/encrypt/k"
     assert not vault.cluster("evil").seen
+
+
+def test_retry_after_is_honoured_within_the_deadline(
+    make_kms: MakeKms, vault: FakeVault, clock: FakeClock
+) -> None:
+    kms = make_kms()
+    kms.encrypt_key(KEY)
+    vault.cluster("a").forced = [429]
+    before = clock.now
+    assert kms.encrypt_key(KEY).startswith(b"vault:v1:")
+    assert clock.now - before >= 1.0  # waited as asked, not the 10 ms back-off
+    short = make_kms(deadline=0.5)
+    short.encrypt_key(KEY)
+    vault.cluster("a").forced = [429]
+    with pytest.raises(KmsError, match="no time left to retry"):
+        short.encrypt_key(KEY)

@@ -175,7 +175,8 @@ class Credentials:
     def _lookup(self, timeout: float) -> Flow[Lease]:
         token = self._auth.token or ""
         reply = yield Call(self._cluster, "GET", "auth/token/lookup-self", timeout, None, token)
-        if reply.status == 0 or reply.status >= 500:  # no answer: fail over; 5xx: retry
+        if reply.status == 0 or reply.status >= 500 or reply.status == 429:
+            # no answer: fail over at once; 5xx or rate limited: worth a retry
             raise ClusterError(_describe("token look-up", reply), retryable=reply.status != 0)
         now = self._clock()
         data = reply.data or {}

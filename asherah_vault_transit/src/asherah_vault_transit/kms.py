@@ -226,6 +226,7 @@ class VaultTransitKms(KeyManagementService):
         relogged = False
         retry = 0
         while True:
+            asked = 0.0  # the server's Retry-After, if it gave one
             timeout = min(cap, deadline.remaining())
             if timeout <= 0:
                 raise ClusterError(
@@ -246,6 +247,7 @@ class VaultTransitKms(KeyManagementService):
                         )
                     return reply.data
                 problem = _describe(name, reply)
+                asked = reply.retry_after
                 if reply.status == 403 and not relogged:
                     relogged = True
                     fresh = yield from credentials.after_denied(token, timeout)
@@ -254,7 +256,7 @@ class VaultTransitKms(KeyManagementService):
                         continue
                 _refuse(problem, reply.status, retry >= self._retry.max_retries)
             retry += 1
-            delay = self._retry.delay(retry)
+            delay = max(self._retry.delay(retry), asked)
             if delay >= deadline.remaining():
                 raise ClusterError(f"{problem} (no time left to retry)", retryable=False)
             self._metrics.retries.add(1, {"operation": name})

@@ -48,6 +48,7 @@ class Reply:
     data: Mapping[str, Any] | None = field(default=None, repr=False)
     auth: Mapping[str, Any] | None = field(default=None, repr=False)
     problem: str = ""
+    retry_after: float = 0.0  # seconds the server asked us to wait (Retry-After), 0 if none
 
     @property
     def ok(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import ssl
 import threading
@@ -25,6 +26,7 @@ __all__ = ["HttpTransport"]
 
 _T = TypeVar("_T")
 _MAX_PROBLEM = 300
+_MAX_RETRY_AFTER = 60.0
 _MULTI = re.compile(r"\d+ errors? occurred:")
 
 
@@ -173,8 +175,13 @@ def _reply(response: httpx.Response) -> Reply:
         body = json.loads(response.content) if response.content else {}
     except ValueError:
         body = None
+    retry_after = _retry_after(response.headers.get("Retry-After"))
     if not isinstance(body, Mapping):
-        return Reply(response.status_code, problem=f"HTTP {response.status_code}, not a JSON body")
+        return Reply(
+            response.status_code,
+            problem=f"HTTP {response.status_code}, not a JSON body",
+            retry_after=retry_after,
+        )
     errors = body.get("errors")
     problem = ""
     if isinstance(errors, list) and errors:
@@ -188,7 +195,17 @@ def _reply(response: httpx.Response) -> Reply:
         data=data if isinstance(data, Mapping) else None,
         auth=auth if isinstance(auth, Mapping) else None,
         problem=problem,
+        retry_after=retry_after,
     )
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds from a ``Retry-After`` header given in seconds (an HTTP date is ignored)."""
+    try:
+        seconds = float(value) if value else 0.0
+    except ValueError:
+        return 0.0
+    return min(seconds, _MAX_RETRY_AFTER) if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 def _clean(error: str) -> str:

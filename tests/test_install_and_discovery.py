@@ -21,6 +21,8 @@ CORE = REPO / "asherah_core"
 AWS = REPO / "asherah_aws_kms_v2"
 AWS_MISSING = "asherah_aws_kms_v2/pyproject.toml does not exist yet"
 WITH_AWS = (AWS / "pyproject.toml").is_file()
+VAULT = REPO / "asherah_vault_transit"
+WITH_VAULT = (VAULT / "pyproject.toml").is_file()
 
 TOY_PYPROJECT = """
     [build-system]
@@ -97,6 +99,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     sources = [copy_source(CORE, base / "src" / "asherah_core")]
     if WITH_AWS:
         sources.append(copy_source(AWS, base / "src" / "asherah_aws_kms_v2"))
+    if WITH_VAULT:
+        sources.append(copy_source(VAULT, base / "src" / "asherah_vault_transit"))
     venv.pip("install", *sources)
 
     toy = write_toy_distribution(
@@ -164,6 +168,36 @@ def test_core_discovers_the_aws_plugin(venv: Venv) -> None:
         "import json; from asherah_core import available_kms; print(json.dumps(available_kms()))"
     )
     assert {"static", "aws-v2", "toy"} <= set(available)
+
+
+def test_the_vault_plugin_is_listed_checked_and_describes_its_keys(
+    venv: Venv, tmp_path: Path
+) -> None:
+    """``pip install asherah-vault-transit`` is all it takes: listed with both names, built from
+    plugins.toml by ``doctor`` (which reports an unreachable server per address, without the
+    token), and its ``vault:vN:`` keys described by ``inspect``."""
+    if not WITH_VAULT:
+        pytest.skip("asherah_vault_transit/pyproject.toml does not exist yet")
+    (vault,) = [p for p in plugins_json(venv).values() if "vault" in p["kms"]]
+    assert vault["distribution"] == "asherah-vault-transit"
+    assert vault["kms"] == ["vault", "vault-transit"]
+    config = tmp_path / "plugins.toml"
+    config.write_text(
+        '[kms]\nplugin = "vault"\n[plugins.vault]\naddress = "http://127.0.0.1:9"\n'
+        'transit_key = "k"\ntoken = "s.NOT-TO-BE-SHOWN"\ntimeout = 1\n',
+        encoding="utf-8",
+    )
+    doctor = venv.run(venv.cli, "doctor", "-c", str(config), "--json")
+    report = json.loads(doctor.stdout)
+    assert doctor.returncode != 0
+    assert report["ok"] is False
+    assert [p["target"] for p in report["probes"]] == ["http://127.0.0.1:9"]
+    assert "NOT-TO-BE-SHOWN" not in doctor.stdout + doctor.stderr
+    inspect = venv.run(venv.cli, "inspect", "--json", stdin="vault:v3:QUJD")
+    assert inspect.returncode == 0, inspect.stderr
+    answer = json.loads(inspect.stdout)
+    assert answer["kms"] in ("vault", "vault-transit")
+    assert answer["summary"] == {"kms": "vault", "key_version": 3, "ciphertext_chars": 13}
 
 
 def test_cli_lists_the_plugins_with_their_distributions(venv: Venv) -> None:

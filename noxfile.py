@@ -41,7 +41,14 @@ DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2")
 TEST_PATHS = (*(f"{name}/tests" for name in DISTRIBUTIONS), "tests")
 
 LINTER = ("ruff==0.17.6",)
-TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk", "sqlalchemy>=2")
+TEST_DEPS = (
+    "pytest",
+    "hypothesis",
+    "opentelemetry-sdk",
+    "sqlalchemy[asyncio]>=2",
+    "aiosqlite",  # AsyncSession tests of the encrypted columns
+    "alembic",  # autogenerate sees the encrypted columns as Text
+)
 INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
 ASHERAH_PACKAGE = "asherah==0.5.56"
 """The Rust-backed ``asherah`` package: the interop tests and the benchmark pin it."""

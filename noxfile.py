@@ -52,7 +52,15 @@ TEST_DEPS = (
 INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
 ASHERAH_PACKAGE = "asherah==0.5.56"
 """The Rust-backed ``asherah`` package: the interop tests and the benchmark pin it."""
-TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms,dynamodb]", "nox", ASHERAH_PACKAGE, *TEST_DEPS)
+TYPECHECK_DEPS = (
+    "mypy==2.4.1",
+    "boto3-stubs[kms,dynamodb]",
+    "nox",
+    ASHERAH_PACKAGE,
+    *TEST_DEPS,
+    "django>=5.2",
+    "django-stubs",
+)
 TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py")
 BENCH_DEPS = (
     ASHERAH_PACKAGE,
@@ -83,6 +91,7 @@ nox.options.sessions = [
     "integration",
     "interop",
     "metastores",
+    "django",
     "fuzz",
     "docs",
 ]
@@ -286,8 +295,10 @@ METASTORE_DEPS = (
     "boto3",
     "moto[server]>=5",
     ASHERAH_PACKAGE,  # the peer of the interoperability tests
+    "django>=5.2,<5.3",  # the encrypted Django fields, on PostgreSQL (tests/django_fields)
 )
 METASTORE_TESTS = "tests/metastores"
+DJANGO_TESTS = "tests/django_fields"
 
 
 @nox.session
@@ -305,3 +316,26 @@ def metastores(session: nox.Session) -> None:
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"
     paths = [] if _names_a_path(session.posargs) else [METASTORE_TESTS]
     session.run("pytest", "-m", "servers", *paths, *session.posargs)
+    if not session.posargs:  # the encrypted Django fields on the same PostgreSQL (seconds)
+        session.run("pytest", DJANGO_TESTS, env={"ASHERAH_DJANGO_DB": "postgres"})
+
+
+# --- The encrypted Django fields -----------------------------------------------------------------
+# On the Django versions supported upstream: the LTS and the newest (which needs Python 3.12).
+DJANGO_RELEASES = {"5.2": ("3.11", "django>=5.2,<5.3"), "6.1": ("3.12", "django>=6.1,<6.2")}
+
+
+@nox.session
+@nox.parametrize(
+    ("python", "requirement"),
+    [(INTERPRETERS.get(py) or False, req) for py, req in DJANGO_RELEASES.values()],
+    ids=list(DJANGO_RELEASES),
+)
+def django(session: nox.Session, requirement: str) -> None:
+    """Run tests/django_fields (encrypted fields, admin, migrations, ``asherah_keys``) on a
+    SQLite file with one supported Django; ``nox -s metastores`` runs them on PostgreSQL."""
+    if not session.python:
+        session.skip(f"no Python interpreter found for {requirement}")
+    install_project(session, "pytest", requirement)
+    paths = [] if _names_a_path(session.posargs) else [DJANGO_TESTS]
+    session.run("pytest", *paths, *session.posargs)

@@ -48,6 +48,9 @@ TEST_DEPS = (
     "sqlalchemy[asyncio]>=2",
     "aiosqlite",  # AsyncSession tests of the encrypted columns
     "alembic",  # autogenerate sees the encrypted columns as Text
+    "fastapi",  # the FastAPI and Flask examples of the ORM pages (docs/examples/)
+    "httpx",
+    "flask",
 )
 INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
 ASHERAH_PACKAGE = "asherah==0.5.56"

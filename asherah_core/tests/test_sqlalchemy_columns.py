@@ -225,7 +225,7 @@ def test_equality_filters_are_refused_with_the_reason(engine: Any) -> None:
         lambda: Note.body != "x",
         lambda: Note.body == "x",
         lambda: Note.scan == b"x",
-        lambda: Note.body.desc(),
+        Note.body.desc,
         lambda: Note.body.contains("x"),
         lambda: Note.body < "x",
     ):
@@ -363,6 +363,21 @@ def test_constructor_arguments_are_checked() -> None:
     assert repr(EncryptedText(HOLDER, partition_from="tenant")) == (
         "EncryptedText(partition_from='tenant')"
     )
+
+
+def test_the_factory_itself_may_be_given(engine: Any, factory: SessionFactory, db: Path) -> None:
+    class Direct(Base):
+        __tablename__ = "direct"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        tenant: Mapped[str] = mapped_column(String(64))
+        body: Mapped[str | None] = mapped_column(EncryptedText(factory, partition_from="tenant"))
+
+    Direct.__table__.create(engine)  # type: ignore[attr-defined]
+    with Session(engine) as session:
+        session.add(Direct(tenant="t1", body="direct"))
+        session.commit()
+        assert session.scalars(select(Direct)).one().body == "direct"
+    assert ik_of(raw(db, "SELECT body FROM direct")[0][0]) == f"_IK_t1_{SERVICE}_{PRODUCT}"
 
 
 def test_no_partition_at_all_names_the_column(engine: Any) -> None:

@@ -42,6 +42,8 @@ from sqlalchemy.sql.operators import OperatorType
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import concurrency
 
+from asherah_core.session import SessionFactory
+
 from .records import (
     EncryptedColumnError,
     FactorySource,
@@ -137,7 +139,7 @@ class _EncryptedType(TypeDecorator[_T]):
             of a `contextvars.ContextVar`; used for every row the type reads or writes.
         """
         super().__init__()
-        if not isinstance(factory, Callable):  # type: ignore[arg-type]
+        if not isinstance(factory, SessionFactory) and not callable(factory):
             raise ArgumentError(
                 f"{type(self).__name__}: factory must be a SessionFactory or a callable "
                 f"returning one, not {type(factory).__name__}"

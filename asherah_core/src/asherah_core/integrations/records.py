@@ -6,6 +6,7 @@ Nothing here knows an ORM. Imports flow from the ORM modules to this one, never 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TypeAlias
 
@@ -122,11 +123,32 @@ def _plain_value(data: bytes, column: str, kind: type[str] | type[bytes]) -> str
         ) from None
 
 
+_SESSIONS_PER_FACTORY = 1024
+# Factory -> {partition id: its Session}, so that a column does not build a Session (and check
+# the partition's names) for every value. Sessions are thread-safe and never closed here; a
+# closed factory's sessions refuse to work, and its entry goes with the factory (weak key).
+# Invariant: an entry's dict only grows by whole sessions of that factory and is replaced, never
+# emptied in place, when full, so a reader without a lock sees either session or none.
+_SESSIONS: weakref.WeakKeyDictionary[SessionFactory, dict[str, Session]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _session(factory: SessionFactory, partition: str, column: str) -> Session:
+    sessions = _SESSIONS.get(factory)
+    if sessions is not None:
+        found = sessions.get(partition)
+        if found is not None:
+            return found
     try:
-        return factory.get_session(partition)
+        made = factory.get_session(partition)
     except AsherahError as error:
         raise EncryptedColumnError(f"{column}: {error}") from error
+    if sessions is None or len(sessions) >= _SESSIONS_PER_FACTORY:
+        sessions = {}
+        _SESSIONS[factory] = sessions
+    sessions[partition] = made
+    return made
 
 
 def seal(
@@ -143,8 +165,6 @@ def seal(
         text = session.encrypt_bytes(data)
     except AsherahError as error:
         raise EncryptedColumnError(f"{column}: encrypting for partition failed: {error}") from error
-    finally:
-        session.close()
     return Sealed(text, value if isinstance(value, str) else data)
 
 
@@ -162,8 +182,6 @@ async def seal_async(
         text = await session.encrypt_bytes_async(data)
     except AsherahError as error:
         raise EncryptedColumnError(f"{column}: encrypting for partition failed: {error}") from error
-    finally:
-        session.close()
     return Sealed(text, value if isinstance(value, str) else data)
 
 
@@ -181,8 +199,6 @@ def open_record(
         data = session.decrypt_bytes(str(record))
     except AsherahError as error:
         raise EncryptedColumnError(f"{column}: {error}") from error
-    finally:
-        session.close()
     return _plain_value(data, column, kind)
 
 
@@ -199,6 +215,4 @@ async def open_record_async(
         data = await session.decrypt_bytes_async(str(record))
     except AsherahError as error:
         raise EncryptedColumnError(f"{column}: {error}") from error
-    finally:
-        session.close()
     return _plain_value(data, column, kind)

@@ -349,9 +349,9 @@ class _MappedColumns:
             if value is None or isinstance(value, Record):
                 continue
             partition = self._partition(target, column)
-            attributes.set_attribute(
-                target, column.key, _seal(column.type_, partition, value, column.label)
-            )
+            # A new row's INSERT takes its values from the state's dictionary: writing there
+            # spares the attribute events (the flush makes the whole dictionary committed).
+            state.dict[column.key] = _seal(column.type_, partition, value, column.label)
 
     def before_update(self, mapper: Mapper[Any], connection: Connection, target: Any) -> None:
         state = inspect(target)
@@ -377,8 +377,8 @@ class _MappedColumns:
         state = inspect(target)
         for column in self.columns:
             value = state.dict.get(column.key)
-            if isinstance(value, Sealed):
-                attributes.set_committed_value(target, column.key, value.plain)
+            if isinstance(value, Sealed):  # the flush commits the dictionary after this
+                state.dict[column.key] = value.plain
 
     def on_load(self, target: Any, context: Any) -> None:
         self._open_loaded(target, None)
@@ -388,16 +388,26 @@ class _MappedColumns:
 
     def _open_loaded(self, target: Any, attrs: Any) -> None:
         state = inspect(target)
+        values = state.dict
         for column in self.columns:
             if attrs is not None and column.key not in attrs:
                 continue
-            value = state.dict.get(column.key)
+            value = values.get(column.key)
             if not isinstance(value, Record) or isinstance(value, Sealed):
                 continue
-            partition = self._stored_partition(state, column)
-            attributes.set_committed_value(
-                target, column.key, _open(column.type_, partition, value, column.label)
-            )
+            if state.modified or column.partition_from not in values:
+                partition = self._stored_partition(state, column)
+            else:  # a row as loaded: its partition is the one in the dictionary
+                partition = check_partition(
+                    values[column.partition_from],
+                    column.label,
+                    f"attribute {column.partition_from!r}",
+                )
+            opened = _open(column.type_, partition, value, column.label)
+            if state.modified:
+                attributes.set_committed_value(target, column.key, opened)
+            else:  # loaded, not changed: the dictionary is the committed state
+                values[column.key] = opened
 
     @staticmethod
     def _partition(target: Any, column: _Encrypted) -> str:

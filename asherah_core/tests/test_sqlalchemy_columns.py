@@ -464,3 +464,28 @@ def test_alembic_sees_plain_text_columns(engine: Any) -> None:
     assert "sa.Column('body', sa.Text(), nullable=True)" in code
     assert "Encrypted" not in code
     assert render_item("type", Text(), None) is False
+
+
+def test_a_closed_factory_is_refused_and_not_kept(engine: Any, factory: SessionFactory) -> None:
+    from asherah_core.integrations import records  # noqa: PLC0415
+
+    with Session(engine) as session:
+        session.add(Note(tenant="t1", body="x"))
+        session.commit()
+    assert factory in records._SESSIONS
+    factory.close()
+    with Session(engine) as session:
+        session.add(Note(tenant="t1", body="after close"))
+        with pytest.raises(EncryptedColumnError, match=r"note\.body.*closed"):
+            session.flush()
+    other = SessionFactory(
+        SERVICE, PRODUCT, kms=StaticKms(b"k" * 32), metastore=InMemoryMetastore()
+    )
+    HOLDER.factory = other
+    try:
+        with Session(engine) as session:
+            session.add(Note(tenant="t2", body="new factory"))
+            session.commit()
+        assert factory not in records._SESSIONS  # dropped when the new factory's dict was made
+    finally:
+        other.close()

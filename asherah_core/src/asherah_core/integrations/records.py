@@ -6,7 +6,6 @@ Nothing here knows an ORM. Imports flow from the ORM modules to this one, never 
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import TypeAlias
 
@@ -126,12 +125,11 @@ def _plain_value(data: bytes, column: str, kind: type[str] | type[bytes]) -> str
 _SESSIONS_PER_FACTORY = 1024
 # Factory -> {partition id: its Session}, so that a column does not build a Session (and check
 # the partition's names) for every value. Sessions are thread-safe and never closed here; a
-# closed factory's sessions refuse to work, and its entry goes with the factory (weak key).
-# Invariant: an entry's dict only grows by whole sessions of that factory and is replaced, never
-# emptied in place, when full, so a reader without a lock sees either session or none.
-_SESSIONS: weakref.WeakKeyDictionary[SessionFactory, dict[str, Session]] = (
-    weakref.WeakKeyDictionary()
-)
+# closed factory's sessions refuse to work. Invariants: a factory's dict only ever gains whole
+# sessions of that factory, and is replaced (never emptied in place) when full, so a reader
+# without a lock sees a session or none; the entries of closed factories are dropped whenever
+# a dict is made, so a replaced factory (a Django settings change, a test) is not kept for long.
+_SESSIONS: dict[SessionFactory, dict[str, Session]] = {}
 
 
 def _session(factory: SessionFactory, partition: str, column: str) -> Session:
@@ -145,6 +143,8 @@ def _session(factory: SessionFactory, partition: str, column: str) -> Session:
     except AsherahError as error:
         raise EncryptedColumnError(f"{column}: {error}") from error
     if sessions is None or len(sessions) >= _SESSIONS_PER_FACTORY:
+        for old in [known for known in list(_SESSIONS) if known.closed]:
+            _SESSIONS.pop(old, None)
         sessions = {}
         _SESSIONS[factory] = sessions
     sessions[partition] = made

@@ -307,7 +307,8 @@ DJANGO_TESTS = "tests/django_fields"
 @nox.session
 def metastores(session: nox.Session) -> None:
     """Run the metastore tests marked ``servers`` (contract, race, faults, interoperability) on
-    PostgreSQL, MariaDB and DynamoDB (moto). ``nox -s metastores -- -m postgres`` picks one.
+    PostgreSQL, MariaDB and DynamoDB (moto), then the encrypted Django fields on PostgreSQL.
+    ``nox -s metastores -- -m postgres`` picks one; ``-- tests/django_fields`` the Django ones.
 
     The servers' Debian packages are installed first when absent (as root; see
     tools/install-db-servers.sh) unless both ASHERAH_POSTGRES_URL and ASHERAH_MYSQL_URL are set.
@@ -317,10 +318,13 @@ def metastores(session: nox.Session) -> None:
     install_project(session, *METASTORE_DEPS)
     session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"
-    paths = [] if _names_a_path(session.posargs) else [METASTORE_TESTS]
-    session.run("pytest", "-m", "servers", *paths, *session.posargs)
-    if not session.posargs:  # the encrypted Django fields on the same PostgreSQL (seconds)
-        session.run("pytest", DJANGO_TESTS, env={"ASHERAH_DJANGO_DB": "postgres"})
+    django_only = any(arg.startswith(DJANGO_TESTS) for arg in session.posargs)
+    if not django_only:
+        paths = [] if _names_a_path(session.posargs) else [METASTORE_TESTS]
+        session.run("pytest", "-m", "servers", *paths, *session.posargs)
+    if django_only or not session.posargs:  # the encrypted Django fields on PostgreSQL (seconds)
+        args = session.posargs if django_only else [DJANGO_TESTS]
+        session.run("pytest", *args, env={"ASHERAH_DJANGO_DB": "postgres"})
 
 
 # --- The encrypted Django fields -----------------------------------------------------------------

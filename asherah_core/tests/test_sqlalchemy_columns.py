@@ -291,7 +291,17 @@ def test_core_statements_without_the_partition_fail_naming_the_column(
     assert raw(db, "SELECT count(*) FROM note") == [(0,)]
     with engine.begin() as conn:  # a parameter set carrying its partition is sealed with it
         conn.execute(insert(Note.__table__), [{"tenant": "t1", "body": "a"}])
-    assert ik_of(raw(db, "SELECT body FROM note")[0][0]) == f"_IK_t1_{SERVICE}_{PRODUCT}"
+        conn.execute(insert(Note.__table__).values(tenant="t2", body="b", scan=b"s"))
+        conn.execute(insert(Note.__table__).values(tenant="t3", body=None))
+    rows = raw(db, "SELECT tenant, body, scan FROM note ORDER BY id")
+    assert [ik_of(body) for _, body, _ in rows[:2]] == [
+        f"_IK_t1_{SERVICE}_{PRODUCT}",
+        f"_IK_t2_{SERVICE}_{PRODUCT}",
+    ]
+    assert ik_of(rows[1][2]) == f"_IK_t2_{SERVICE}_{PRODUCT}"
+    assert rows[2] == ("t3", None, None)
+    with Session(engine) as session:
+        assert [n.body for n in session.scalars(select(Note).order_by(Note.id))] == ["a", "b", None]
 
 
 def test_core_selects_of_a_partition_from_column_give_records(engine: Any) -> None:

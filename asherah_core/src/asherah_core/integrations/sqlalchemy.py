@@ -303,7 +303,8 @@ def _seal_parameters(
     execution_options: Mapping[str, Any],
 ) -> tuple[Any, Sequence[Mapping[str, Any]], Mapping[str, Any]]:
     """Seal the plaintexts of ``partition_from`` columns in each parameter set of an INSERT or
-    UPDATE with the partition of that same set (Core executemany, ORM bulk statements)."""
+    UPDATE with the partition of that same set (Core executemany, ORM bulk statements), and in
+    the values of a single-row ``insert().values(…)``."""
     if not isinstance(statement, Insert | Update):
         return statement, multiparams, params
     table = statement.table
@@ -314,7 +315,25 @@ def _seal_parameters(
         multiparams = [_seal_row(encrypted, row) for row in multiparams]
     if params:
         params = _seal_row(encrypted, params)
+    if isinstance(statement, Insert) and not multiparams and not params:
+        statement = _seal_values(encrypted, statement, conn.dialect)
     return statement, multiparams, params
+
+
+def _seal_values(encrypted: tuple[_Encrypted, ...], statement: Insert, dialect: Dialect) -> Insert:
+    """``insert(t).values(tenant=…, body=…)``: the values are in the statement, named by column
+    key in its compiled parameters; a plaintext whose partition is among them is sealed and
+    the statement gets the record instead (``values()`` again replaces those keys)."""
+    try:
+        given = statement.compile(dialect=dialect).params
+    except Exception:  # not ours to judge: the execution reports it
+        return statement
+    sealed = _seal_row(encrypted, given)
+    if sealed is given:
+        return statement
+    return statement.values(
+        {c.key: sealed[c.key] for c in encrypted if sealed.get(c.key) is not given.get(c.key)}
+    )
 
 
 def _seal_row(encrypted: tuple[_Encrypted, ...], row: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -11,6 +11,9 @@ and docs.
   named by ``ASHERAH_LOCALSTACK_ENDPOINT``, and stops what it started.
 - The distributions are always installed non-editable, built from a copy of their folders so
   the build never writes into the working tree. Fresh venvs each run; ``nox -r`` reuses them.
+- ``django`` runs the encrypted Django fields (tests/django_fields) on a SQLite file with
+  Django 5.2 LTS (Python 3.11) and the newest Django (Python 3.12); ``metastores`` runs them on
+  PostgreSQL too.
 - ``fuzz`` runs the property tests of bad input (asherah_aws_kms_v2/tests/test_fuzz.py) with the
   Hypothesis profile ``asherah-fuzz``: at least 10,000 generated inputs, about a minute.
 - ``docs`` builds the site (mkdocs.yml, docs/) with ``--strict``: a broken link or anchor, a

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,11 @@ class CountingMetastore(InMemoryMetastore):
     def __init__(self) -> None:
         super().__init__()
         self.stores: list[str] = []
+        self.threads: set[int] = set()
 
     def store(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         self.stores.append(key_id)
+        self.threads.add(threading.get_ident())
         return super().store(key_id, created, record)
 
 
@@ -422,7 +425,9 @@ def test_a_partition_from_that_is_not_an_attribute_fails_at_configuration() -> N
 # Async ---------------------------------------------------------------------------------------
 
 
-def test_async_session_seals_and_opens(db: Path, factory: SessionFactory) -> None:
+def test_async_session_seals_and_opens(
+    db: Path, factory: SessionFactory, metastore: CountingMetastore
+) -> None:
     pytest.importorskip("aiosqlite")
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine  # noqa: PLC0415
 
@@ -444,6 +449,9 @@ def test_async_session_seals_and_opens(db: Path, factory: SessionFactory) -> Non
         return found
 
     assert asyncio.run(scenario()) == ["async one", None, "bulk async"]
+    # New keys were made in worker threads, never on the event loop's (this) thread.
+    assert metastore.stores
+    assert threading.get_ident() not in metastore.threads
     rows = raw(db, "SELECT tenant, body FROM note WHERE body IS NOT NULL")
     assert all(ik_of(body) == f"_IK_{tenant}_{SERVICE}_{PRODUCT}" for tenant, body in rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -233,3 +234,16 @@ def test_the_checks_name_a_bad_partition_field() -> None:
     errors = Broken._meta.get_field("body").check()
     assert [(e.id, e.level) for e in errors] == [("asherah.E001", checks.ERROR)]
     assert "'nowhere' is not a field of noteapp.Broken" in errors[0].msg
+
+
+def test_the_async_orm_seals_and_opens() -> None:
+    async def scenario() -> tuple[str | None, str | None]:
+        note = await Note.objects.acreate(tenant="a1", body="async django")
+        loaded = await Note.objects.aget(pk=note.pk)
+        loaded.tenant = "a2"
+        await loaded.asave()
+        again = await Note.objects.aget(pk=note.pk)
+        return loaded.body, again.body
+
+    assert asyncio.run(scenario()) == ("async django", "async django")
+    assert ik_of(raw("SELECT body FROM noteapp_note")[0][0]) == "_IK_a2_svc_prod"

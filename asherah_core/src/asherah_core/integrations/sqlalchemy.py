@@ -191,17 +191,7 @@ class _EncryptedType(TypeDecorator[_T]):
         if self.partition is not None:
             partition = check_partition(self.partition(), label, "partition=")
             return str(_seal(self, partition, value, label))
-        if self.partition_from is not None:
-            raise EncryptedColumnError(
-                f"{label}: the partition of this column comes from {self.partition_from!r} of "
-                "its row, and this statement does not give it. Write through the ORM, or pass "
-                f"{self.partition_from!r} in every parameter set of the statement, or make the "
-                "column with partition= for Core statements; nothing was written."
-            )
-        raise EncryptedColumnError(
-            f"{label}: no partition for this encrypted column: give partition_from= (an "
-            "attribute of the row) or partition= (a callable); nothing was written."
-        )
+        raise _no_partition(self, label)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
@@ -236,6 +226,20 @@ def _label_of(type_: Any) -> str:
     return ", ".join(columns) if columns else f"an {type(type_).__name__} column"
 
 
+def _no_partition(type_: _EncryptedType[Any], label: str) -> EncryptedColumnError:
+    if type_.partition_from is not None:
+        return EncryptedColumnError(
+            f"{label}: the partition of this column comes from {type_.partition_from!r} of "
+            "its row, and this statement does not give it. Write through the ORM, or pass "
+            f"{type_.partition_from!r} in every parameter set of the statement, or make the "
+            "column with partition= for Core statements; nothing was written."
+        )
+    return EncryptedColumnError(
+        f"{label}: no partition for this encrypted column: give partition_from= (an "
+        "attribute of the row) or partition= (a callable); nothing was written."
+    )
+
+
 def _seal(type_: _EncryptedType[Any], partition: str, value: object, label: str) -> Sealed:
     factory = resolve_factory(type_.factory, label)
     if _in_greenlet():
@@ -260,7 +264,7 @@ def _open(type_: _EncryptedType[Any], partition: str, record: str, label: str) -
 
 @dataclass(frozen=True, slots=True)
 class _Encrypted:
-    """One ``partition_from`` column: its key (attribute or column key), its type, its label."""
+    """One encrypted column: its key (attribute or column key), its type, its label."""
 
     key: str
     type_: _EncryptedType[Any]
@@ -268,11 +272,11 @@ class _Encrypted:
 
     @property
     def partition_from(self) -> str:
-        assert self.type_.partition_from is not None  # only such columns are collected
+        assert self.type_.partition_from is not None  # asked only of such columns
         return self.type_.partition_from
 
 
-# Table -> its partition_from columns by column key. Filled when a column is attached to its
+# Table -> its encrypted columns by column key. Filled when a column is attached to its
 # table (before any statement on that table can run); read without a lock by the listener.
 _TABLES: weakref.WeakKeyDictionary[Table, tuple[_Encrypted, ...]] = weakref.WeakKeyDictionary()
 _LISTENING: list[bool] = []
@@ -286,8 +290,6 @@ def _on_attach(column: Column[Any], table: Any) -> None:
     label = f"{table.name}.{column.name}"
     if label not in type_.columns:
         type_.columns.append(label)
-    if type_.partition_from is None:
-        return
     found = _Encrypted(column.key, type_, label)
     _TABLES[table] = (*_TABLES.get(table, ()), found)
     if not _LISTENING:  # the listener costs every statement something: only once needed
@@ -315,15 +317,17 @@ def _seal_parameters(
         multiparams = [_seal_row(encrypted, row) for row in multiparams]
     if params:
         params = _seal_row(encrypted, params)
-    if isinstance(statement, Insert) and not multiparams and not params:
+    if not multiparams and not params:
         statement = _seal_values(encrypted, statement, conn.dialect)
     return statement, multiparams, params
 
 
-def _seal_values(encrypted: tuple[_Encrypted, ...], statement: Insert, dialect: Dialect) -> Insert:
-    """``insert(t).values(tenant=…, body=…)``: the values are in the statement, named by column
-    key in its compiled parameters; a plaintext whose partition is among them is sealed and
-    the statement gets the record instead (``values()`` again replaces those keys)."""
+def _seal_values(
+    encrypted: tuple[_Encrypted, ...], statement: Insert | Update, dialect: Dialect
+) -> Insert | Update:
+    """``insert(t).values(tenant=…, body=…)`` (or ``update``): the values are in the statement,
+    named by column key in its compiled parameters; each plaintext is sealed and the statement
+    gets the record instead (``values()`` again replaces those keys)."""
     try:
         given = statement.compile(dialect=dialect).params
     except Exception:  # not ours to judge: the execution reports it
@@ -337,17 +341,25 @@ def _seal_values(encrypted: tuple[_Encrypted, ...], statement: Insert, dialect: 
 
 
 def _seal_row(encrypted: tuple[_Encrypted, ...], row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`row` with each plaintext of an encrypted column sealed; a plaintext without a partition
+    fails here, before SQLAlchemy would wrap the error with the parameters (plaintext) shown."""
     changed: dict[str, Any] | None = None
     for column in encrypted:
         value = row.get(column.key)
-        if value is None or isinstance(value, Record) or column.partition_from not in row:
-            continue  # nothing to seal, sealed already, or left to process_bind_param's error
-        partition = check_partition(
-            row[column.partition_from], column.label, f"column {column.partition_from!r}"
-        )
+        if value is None or isinstance(value, Record):
+            continue  # nothing to seal, or sealed already
+        type_ = column.type_
+        if type_.partition is not None:
+            partition = check_partition(type_.partition(), column.label, "partition=")
+        elif type_.partition_from is not None and type_.partition_from in row:
+            partition = check_partition(
+                row[type_.partition_from], column.label, f"column {type_.partition_from!r}"
+            )
+        else:
+            raise _no_partition(type_, column.label)
         if changed is None:
             changed = dict(row)
-        changed[column.key] = _seal(column.type_, partition, value, column.label)
+        changed[column.key] = _seal(type_, partition, value, column.label)
     return row if changed is None else changed
 
 

@@ -247,3 +247,22 @@ def test_the_async_orm_seals_and_opens() -> None:
 
     assert asyncio.run(scenario()) == ("async django", "async django")
     assert ik_of(raw("SELECT body FROM noteapp_note")[0][0]) == "_IK_a2_svc_prod"
+
+
+def test_a_deferred_partition_is_loaded_to_open_the_value() -> None:
+    Note.objects.create(tenant="t1", body="deferred partition")
+    (note,) = Note.objects.only("body")
+    assert note.body == "deferred partition"
+    (note,) = Note.objects.defer("body")
+    assert note.body == "deferred partition"  # loaded (and opened) on first access
+
+
+def test_the_checks_refuse_an_encrypted_partition_field() -> None:
+    class Chained(models.Model):
+        secret_tenant = EncryptedTextField(partition_from="secret_tenant", null=True)
+
+        class Meta:
+            app_label = "noteapp"
+
+    errors = Chained._meta.get_field("secret_tenant").check()
+    assert [e.id for e in errors] == ["asherah.E002"]

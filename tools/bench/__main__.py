@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .framework import FrameworkConfig
 from .framework_report import PLOT_NAME, framework_goals, framework_plot
+from .orm import OrmConfig
 from .report import environment, goals, markdown, plot
 from .run import Config, run, say
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             throughput_repeats=1,
             quick=True,
             parts=parts,
+            orm=OrmConfig(rounds=3),
             framework=FrameworkConfig(
                 rounds=3,
                 warmup=1,

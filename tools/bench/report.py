@@ -400,6 +400,10 @@ def markdown(results: Results, env: dict[str, str], command: str) -> str:
         from .framework_report import framework_markdown  # noqa: PLC0415
 
         lines += framework_markdown(results.framework, results.pieces)
+    if results.orm is not None:
+        from .orm import orm_markdown  # noqa: PLC0415
+
+        lines += orm_markdown(results.orm)
     if results.latency:
         lines += [_demoted(line) for line in _kms_part(results, env, command)]
     return "\n".join(lines) + "\n"

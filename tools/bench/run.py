@@ -23,6 +23,7 @@ from .measure import (
     throughput,
 )
 from .memory import measure_memory
+from .orm import OrmConfig, OrmResults, run_orm
 from .systems import (
     MODE_LABELS,
     MODES,
@@ -83,6 +84,8 @@ class Config:
     framework: FrameworkConfig = field(default_factory=FrameworkConfig)
     parts: tuple[str, ...] = ("framework", "kms")
     """Which parts run: the framework against the asherah package, the KMS plugin."""
+    orm: OrmConfig = field(default_factory=OrmConfig)
+    """The encrypted ORM column against a plain one (part of ``framework``)."""
 
 
 @dataclass
@@ -172,6 +175,7 @@ class Results:
     maxrss_kib: int = 0
     framework: FrameworkResults | None = None
     pieces: list[tuple[str, str, float]] = field(default_factory=list)
+    orm: OrmResults | None = None
     """Where the microseconds of a warm 1 KB row go: ``(operation, piece, µs)``."""
 
 
@@ -194,6 +198,8 @@ def run(endpoint: str, config: Config) -> Results:
         results.pieces = profile_pieces()
         results.framework = run_framework(endpoint, dict(keys.regular), config.framework)
         say(f"framework part took {results.framework.seconds:.0f} s")
+        say("framework: encrypted ORM column against a plain one (SQLAlchemy, SQLite)")
+        results.orm = run_orm(config.orm)
     if "kms" in config.parts:
         with BlackHole() as hole:
             for latency_ms in config.latencies_ms:

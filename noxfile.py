@@ -404,6 +404,7 @@ def django(session: nox.Session, requirement: str) -> None:
     SQLite file with one supported Django; ``nox -s metastores`` runs them on PostgreSQL."""
     if not session.python:
         session.skip(f"no Python interpreter found for {requirement}")
-    install_project(session, "pytest", requirement)
+    # SQLAlchemy for the asherah_rewrap and asherah_key_usage commands (table_rotation).
+    install_project(session, "pytest", "sqlalchemy>=2", requirement)
     paths = [] if _names_a_path(session.posargs) else [DJANGO_TESTS]
     session.run("pytest", *paths, *session.posargs)

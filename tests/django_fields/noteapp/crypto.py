@@ -27,3 +27,12 @@ def make_factory() -> SessionFactory:
 
 def not_a_factory() -> object:
     return "nope"
+
+
+SHARED = InMemoryMetastore()
+"""The metastore of `make_shared_factory`: a factory made again (after a key is revoked, as a
+process started since would) finds the keys the previous one made."""
+
+
+def make_shared_factory() -> SessionFactory:
+    return SessionFactory("svc", "prod", kms=StaticKms(b"d" * 32), metastore=SHARED)

@@ -228,3 +228,29 @@ def test_a_column_that_is_not_encrypted_is_refused(engine: Any) -> None:
         column_key_usage(engine, "doc.body")
     with pytest.raises(SessionError, match="Engine, a Connection or an ORM Session"):
         rewrap_column(object(), Doc.body)  # type: ignore[arg-type]
+
+
+def test_a_core_table_column_takes_its_partition_from_the_column_key(engine: Any) -> None:
+    core = sqlalchemy.Table(
+        "core_note",
+        sqlalchemy.MetaData(),
+        sqlalchemy.Column("id", Integer, primary_key=True),
+        sqlalchemy.Column("tenant", String(64)),
+        sqlalchemy.Column("body", EncryptedText(HOLDER, partition_from="tenant")),
+    )
+    core.create(engine)
+    with engine.begin() as conn:  # sealed per parameter set with its own tenant
+        conn.execute(
+            core.insert(), [{"id": i, "tenant": f"c{i % 2}", "body": f"core {i}"} for i in range(6)]
+        )
+    with engine.connect() as conn:
+        before = dict(conn.execute(text("SELECT id, body FROM core_note")).all())
+    revoke(ik_of(before[1]))  # tenant c1
+    with engine.connect() as conn:
+        summary = rewrap_column(conn, core.c.body, batch_size=4)
+    assert (summary.rewrapped, summary.current) == (3, 3)
+    with engine.connect() as conn:
+        after = dict(conn.execute(text("SELECT id, body FROM core_note")).all())
+    assert {i for i in after if after[i] != before[i]} == {1, 3, 5}
+    with pytest.raises(SessionError, match="has no column 'owner'"):
+        column_rows(Doc.__table__.c.body)  # the attribute name is the mapper's, not the table's

@@ -172,7 +172,10 @@ def _partition_column(
         )
     if partition_from in table.c:
         return table.c[partition_from]
-    raise SessionError(f"{label}: table {table.name!r} has no column {partition_from!r}")
+    raise SessionError(
+        f"{label}: table {table.name!r} has no column {partition_from!r} (partition_from); when "
+        "it names an attribute of a mapped class, pass that attribute (Model.column)"
+    )
 
 
 def _bind(bind: Bind, column: Any) -> sa.Engine | sa.Connection:

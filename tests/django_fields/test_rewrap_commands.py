@@ -185,3 +185,31 @@ def test_the_engine_is_the_django_database_without_its_password() -> None:
         assert not password or password not in engine.url.render_as_string(hide_password=True)
     finally:
         engine.dispose()
+
+
+def test_the_binary_field_is_walked_too() -> None:
+    notes = [Note.objects.create(tenant="t1", scan=f"scan {i}".encode()) for i in range(3)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT scan FROM noteapp_note WHERE id = %s", [notes[0].pk])
+        (record,) = cursor.fetchone()
+    revoke(ik_of(record))
+    out, _ = run("asherah_rewrap", "noteapp.Note.scan")
+    assert "rewrapped        3" in out
+    assert "skipped          0" in out
+    assert [bytes(n.scan) for n in Note.objects.order_by("pk")] == [b"scan 0", b"scan 1", b"scan 2"]
+
+
+def test_url_names_the_database_and_its_password_is_never_shown() -> None:
+    with pytest.raises(CommandError, match="cannot open it") as e:
+        run("asherah_key_usage", "noteapp.Note.body", "--url", "nosuchdb://u:hunter22@h/x")
+    assert "hunter22" not in str(e.value)
+    if connection.vendor != "sqlite":
+        return
+    fill(3)
+    name = connection.settings_dict["NAME"]
+    out, _ = run("asherah_key_usage", "noteapp.Note.body", "--url", f"sqlite:///{name}", "--json")
+    assert json.loads(out)["rows"] == 3
+    with pytest.raises(CommandError, match="the database failed"):
+        run("asherah_key_usage", "noteapp.Note.body", "--url", "sqlite://")  # no such table
+    with pytest.raises(CommandError, match="the database failed"):
+        run("asherah_rewrap", "noteapp.Note.body", "--url", "sqlite://")

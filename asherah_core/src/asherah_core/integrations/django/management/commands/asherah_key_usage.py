@@ -16,9 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from asherah_core.errors import AsherahError
 from asherah_core.integrations.django.factory import get_factory
-from asherah_core.integrations.django.rows import engine_for, field_rows, shown
 from asherah_core.records import EnvelopeKeyRecord
-from asherah_core.table_rotation import key_usage
 
 
 class Command(BaseCommand):
@@ -42,6 +40,17 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the counts as JSON")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            import sqlalchemy as sa  # noqa: PLC0415
+
+            from asherah_core.integrations.django.rows import (  # noqa: PLC0415 - SQLAlchemy
+                engine_for,
+                field_rows,
+                shown,
+            )
+            from asherah_core.table_rotation import key_usage  # noqa: PLC0415
+        except ImportError as error:
+            raise CommandError(str(error)) from None
         target = field_rows(options["field"], database=options["database"], where=options["where"])
         engine = engine_for(target.database, options["url"])
         metastore = get_factory().metastore
@@ -58,6 +67,11 @@ class Command(BaseCommand):
                 stored[(key_id, created)] = metastore.load(key_id, created)
         except AsherahError as error:
             raise CommandError(str(error)) from None
+        except sa.exc.SQLAlchemyError as error:
+            original = getattr(error, "orig", None)  # not SQLAlchemy's text: it holds parameters
+            raise CommandError(
+                f"{shown(engine)}: the database failed ({type(original or error).__name__})"
+            ) from None
         finally:
             engine.dispose()
         keys = sorted(stored, key=lambda k: (not k[0].startswith("_SK_"), k[0], k[1]))

@@ -12,20 +12,17 @@ import json
 import logging
 import time
 from argparse import ArgumentTypeError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from asherah_core.errors import AsherahError
 from asherah_core.integrations.django.factory import get_factory
-from asherah_core.integrations.django.rows import engine_for, field_rows, shown
-from asherah_core.table_rotation import (
-    DEFAULT_BATCH_SIZE,
-    KeySelector,
-    RewrapSummary,
-    rewrap_table,
-)
 
+if TYPE_CHECKING:  # imported in handle(): SQLAlchemy may be missing, said by a CommandError
+    from asherah_core.table_rotation import RewrapSummary
+
+DEFAULT_BATCH_SIZE = 500  # table_rotation.DEFAULT_BATCH_SIZE
 MAX_FAILURES_SHOWN = 20
 LOG_EVERY_SECONDS = 5.0
 
@@ -78,6 +75,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
+            import sqlalchemy as sa  # noqa: PLC0415 - the walk's database layer
+
+            from asherah_core.integrations.django.rows import (  # noqa: PLC0415
+                engine_for,
+                field_rows,
+                shown,
+            )
+            from asherah_core.table_rotation import KeySelector, rewrap_table  # noqa: PLC0415
+        except ImportError as error:
+            raise CommandError(str(error)) from None
+        try:
             key = None if options["key"] is None else KeySelector.parse(options["key"])
             system_key = (
                 None if options["system_key"] is None else KeySelector.parse(options["system_key"])
@@ -113,11 +121,7 @@ class Command(BaseCommand):
             )
         except AsherahError as error:
             raise CommandError(str(error)) from None
-        except Exception as error:
-            import sqlalchemy as sa  # noqa: PLC0415 - present: rows.py needs it
-
-            if not isinstance(error, sa.exc.SQLAlchemyError):
-                raise
+        except sa.exc.SQLAlchemyError as error:
             raise CommandError(
                 f"{shown(engine)}: the database failed ({_db_failure(error, engine)}); run the "
                 f"same command again to finish{_resume(progress.last)}"
@@ -134,21 +138,21 @@ class Command(BaseCommand):
                 f"warning: {summary.current} selected row(s) are under their partition's "
                 "current key, so there is nothing to move them to: revoke the key first"
             )
-        self._report(target.label, engine, summary, as_json=options["json"])
+        self._report(target.label, shown(engine), summary, as_json=options["json"])
         failed = sum(summary.failed.values())
         if failed:
             raise CommandError(
                 f"{failed} row(s) failed and keep their record; see the warnings above"
             )
 
-    def _report(self, label: str, engine: Any, summary: RewrapSummary, *, as_json: bool) -> None:
+    def _report(self, label: str, url: str, summary: RewrapSummary, *, as_json: bool) -> None:
         if as_json:
             self.stdout.write(json.dumps({"field": label, **summary.to_dict()}, default=str))
             return
         verb = "to rewrap" if summary.dry_run else "rewrapped"
         rate = summary.scanned / summary.seconds if summary.seconds > 0 else 0.0
         lines = [
-            f"field {label} on {shown(engine)}{' (dry run)' if summary.dry_run else ''}",
+            f"field {label} on {url}{' (dry run)' if summary.dry_run else ''}",
             f"  rows scanned     {summary.scanned}  ({rate:,.0f} rows/s, {summary.seconds:.1f} s)",
             f"  {verb:<16} {summary.rewrapped}",
             f"  already current  {summary.current}",

@@ -10,12 +10,11 @@ invalid, the new one gets a ``Created`` later than it, even inside one precision
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -137,18 +136,18 @@ class KeyHierarchy:
         self, ik_id: str, record: EnvelopeKeyRecord, now: float
     ) -> CachedKey | None:
         """Arm and cache the IK of `record` if its SK may encrypt too; else ``None``."""
-        parent = self._parent_of(ik_id, record)
-        with _lent(self._system_key(parent)) as system_key:
-            if not self._system_key_may_encrypt(system_key, now):
-                return None
-            cached = self.intermediate_keys.get(ik_id, record.created)
-            if cached is not None and cached.aead is not None:
-                cached.revoked = record.revoked
-                entry = cached
-            else:
-                entry = self._unseal_intermediate(ik_id, record, system_key)
-            self._arm(entry, now, system_key)
-            return self.intermediate_keys.put(entry, latest=True)
+        system_key = self._system_key(self._parent_of(ik_id, record))
+        if not self._system_key_may_encrypt(system_key, now):
+            return None
+        # A cached key is whole even if evicted since this look-up (see cache.py); `put`
+        # caches it again, or returns the equal key another thread cached meanwhile.
+        entry = self.intermediate_keys.get(ik_id, record.created)
+        if entry is not None:
+            entry.revoked = record.revoked
+        else:
+            entry = self._unseal_intermediate(ik_id, record, system_key)
+        self._arm(entry, now, system_key)
+        return self.intermediate_keys.put(entry, latest=True)
 
     def _create_intermediate(
         self, partition: Partition, latest: EnvelopeKeyRecord | None
@@ -274,23 +273,19 @@ class KeyHierarchy:
         for _ in range(MAX_CREATE_ATTEMPTS):
             created = self._new_created(after)
             entry, record, parent = make(created)
-            try:
-                stored, failure = self._store(key_id, created, record)
-                if stored:
-                    self.metrics.keys_created.add(1, {"kind": kind})
-                    logger.info(
-                        "created %s key %s@%d%s",
-                        kind,
-                        key_id,
-                        created,
-                        "" if parent is None else f" under {parent.meta}",
-                    )
-                    self._arm(entry, self.clock(), parent)
-                    return cache.put(entry, latest=True)
-            finally:
-                if parent is not None and not parent.cached:
-                    parent.zero()
-            entry.zero()
+            stored, failure = self._store(key_id, created, record)
+            if stored:
+                self.metrics.keys_created.add(1, {"kind": kind})
+                logger.info(
+                    "created %s key %s@%d%s",
+                    kind,
+                    key_id,
+                    created,
+                    "" if parent is None else f" under {parent.meta}",
+                )
+                self._arm(entry, self.clock(), parent)
+                return cache.put(entry, latest=True)
+            entry.zero()  # never shared: wiped now rather than when dropped
             self.metrics.store_conflicts.add(1, {"kind": kind})
             logger.info(
                 "%s key %s@%d was not stored (%s); using the stored one",
@@ -316,7 +311,7 @@ class KeyHierarchy:
         """The IK named by a row's ``ParentKeyMeta``: cached, or loaded and unsealed now."""
         with self._ik_locks[hash(meta.key_id) % _STRIPES]:
             entry = self.intermediate_keys.get(meta.key_id, meta.created)
-            if entry is not None and entry.aead is not None:
+            if entry is not None:
                 return entry
             self.intermediate_keys.misses += 1
             record = self._load(meta.key_id, meta.created)
@@ -325,8 +320,8 @@ class KeyHierarchy:
                     f"{self.metastore.kind} metastore: intermediate key {meta} is not in the "
                     "metastore (deleted, or the row comes from another metastore)"
                 )
-            with _lent(self._system_key(self._parent_of(meta.key_id, record))) as system_key:
-                entry = self._unseal_intermediate(meta.key_id, record, system_key)
+            system_key = self._system_key(self._parent_of(meta.key_id, record))
+            entry = self._unseal_intermediate(meta.key_id, record, system_key)
             return self.intermediate_keys.put(entry)
 
     # Shared steps ------------------------------------------------------------------------
@@ -335,7 +330,7 @@ class KeyHierarchy:
         """The SK named by `meta`: cached, or loaded and unwrapped by the KMS."""
         with self._sk_locks[hash(meta.key_id) % _STRIPES]:
             entry = self.system_keys.get(meta.key_id, meta.created)
-            if entry is not None and entry.aead is not None:
+            if entry is not None:
                 self.system_keys.hits += 1
                 return entry
             self.system_keys.misses += 1
@@ -348,7 +343,7 @@ class KeyHierarchy:
 
     def _system_key_from(self, meta: KeyMeta, record: EnvelopeKeyRecord) -> CachedKey:
         cached = self.system_keys.get(meta.key_id, meta.created)
-        if cached is not None and cached.aead is not None:
+        if cached is not None:  # whole even if evicted since (see cache.py)
             cached.revoked = record.revoked
             return cached
         key = bytearray(self._kms_decrypt(record.encrypted_key, meta))
@@ -525,16 +520,6 @@ def _why_not(record: EnvelopeKeyRecord, policy: CryptoPolicy, now: float) -> str
     if policy.is_expired(record.created, now):
         return "expired"
     return "unusable (its system key is revoked or expired)"
-
-
-@contextlib.contextmanager
-def _lent(key: CachedKey) -> Iterator[CachedKey]:
-    """Use `key` for the block; zero it afterwards unless a cache keeps it (caching off)."""
-    try:
-        yield key
-    finally:
-        if not key.cached:
-            key.zero()
 
 
 def _check_name(value: object, what: str) -> None:

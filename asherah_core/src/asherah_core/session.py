@@ -14,8 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import pybase64
 from cryptography.exceptions import InvalidTag
@@ -278,9 +277,8 @@ class Session(ClosesOnExit):
                 return text
         if cipher is None or entry is None or self._closed:
             self._check_open()
-            entry, cipher = _loaded(
-                partial(self._keys.intermediate_key_for_encrypt, self.partition)
-            )
+            entry = self._keys.intermediate_key_for_encrypt(self.partition)
+            cipher = entry.cipher()
         else:
             self._intermediate.hits += 1
         return self._seal(data, entry, cipher, now, start)
@@ -293,9 +291,8 @@ class Session(ClosesOnExit):
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
         if cipher is None or entry is None or self._closed:
             self._check_open()
-            entry, cipher = await _loaded_in_worker(
-                self._keys.intermediate_key_for_encrypt, self.partition
-            )
+            entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
+            cipher = entry.cipher()
         else:
             self._intermediate.hits += 1
         return self._seal(data, entry, cipher, now, start)
@@ -320,28 +317,24 @@ class Session(ClosesOnExit):
         now: float,
         start: float,
     ) -> str:
+        if type(data) is not bytes:
+            data = _as_buffer(data)
+        random = _urandom(56)  # one call: the row key and both nonces
+        row_key = random[:32]
+        nonce = random[32:44]
         try:
-            if type(data) is not bytes:
-                data = _as_buffer(data)
-            random = _urandom(56)  # one call: the row key and both nonces
-            row_key = random[:32]
-            nonce = random[32:44]
-            try:
-                sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
-            except OverflowError:
-                raise SessionError(
-                    f"data is {len(data)} bytes; at most {MAX_DATA_SIZE} bytes per row"
-                ) from None
-            key_nonce = random[44:]
-            sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
-            text = (
-                f'{{"Key":{{"Created":{int(now)},"Key":"'
-                f'{_b64encode(sealed_key)}","ParentKeyMeta":{entry.meta_json}}},'
-                f'"Data":"{_b64encode(sealed_data)}"}}'
-            )
-        finally:
-            if not entry.cached:
-                entry.zero()
+            sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
+        except OverflowError:
+            raise SessionError(
+                f"data is {len(data)} bytes; at most {MAX_DATA_SIZE} bytes per row"
+            ) from None
+        key_nonce = random[44:]
+        sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
+        text = (
+            f'{{"Key":{{"Created":{int(now)},"Key":"'
+            f'{_b64encode(sealed_key)}","ParentKeyMeta":{entry.meta_json}}},'
+            f'"Data":"{_b64encode(sealed_data)}"}}'
+        )
         self._encrypt_hist.record(_perf() - start)
         return text
 
@@ -412,14 +405,14 @@ class Session(ClosesOnExit):
         return _from_utf8(await self.decrypt_bytes_async(text))
 
     def _decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM]:
-        """The intermediate key named by a row, with its cipher taken at once: a key evicted
-        (and wiped) by another thread after this still opens the row, as on the inline paths
-        (and one evicted between its load and that is loaded again: see `_loaded`)."""
+        """The intermediate key named by a row, with its cipher (a key evicted by another
+        thread meanwhile stays whole while this call holds it: see cache.py)."""
         cached = self._cached_decrypting_key(ik_id, created)
         if cached is not None:
             return cached
         self._check_open()
-        return _loaded(partial(self._keys.intermediate_key, KeyMeta(ik_id, created)))
+        entry = self._keys.intermediate_key(KeyMeta(ik_id, created))
+        return entry, entry.cipher()
 
     async def _decrypting_key_async(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM]:
         """Coroutine version of `_decrypting_key`: a miss loads the key in a worker thread."""
@@ -427,7 +420,8 @@ class Session(ClosesOnExit):
         if cached is not None:
             return cached
         self._check_open()
-        return await _loaded_in_worker(self._keys.intermediate_key, KeyMeta(ik_id, created))
+        entry = await asyncio.to_thread(self._keys.intermediate_key, KeyMeta(ik_id, created))
+        return entry, entry.cipher()
 
     def _cached_decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM] | None:
         """The cached key of this partition named by a row and its cipher (a hit), or `None`."""
@@ -445,37 +439,33 @@ class Session(ClosesOnExit):
     def _open(
         self, entry: CachedKey, cipher: AESGCM, sealed_key: bytes, sealed_data: bytes, start: float
     ) -> bytes:
+        if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
+            raise RecordError(
+                f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "
+                f"least {NONCE_SIZE + TAG_SIZE}"
+            )
+        if len(sealed_data) < NONCE_SIZE + TAG_SIZE:
+            raise RecordError(
+                f"data row record Data is {len(sealed_data)} bytes; sealed data is at "
+                f"least {NONCE_SIZE + TAG_SIZE} (tag and nonce)"
+            )
         try:
-            if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
-                raise RecordError(
-                    f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "
-                    f"least {NONCE_SIZE + TAG_SIZE}"
-                )
-            if len(sealed_data) < NONCE_SIZE + TAG_SIZE:
-                raise RecordError(
-                    f"data row record Data is {len(sealed_data)} bytes; sealed data is at "
-                    f"least {NONCE_SIZE + TAG_SIZE} (tag and nonce)"
-                )
-            try:
-                row_key = cipher.decrypt(sealed_key[-NONCE_SIZE:], sealed_key[:-NONCE_SIZE], None)
-            except InvalidTag:
-                raise CryptoError(
-                    f"the data row key does not open with intermediate key {entry.meta}: "
-                    "wrong key, or the record was tampered with"
-                ) from None
-            if len(row_key) != 32:
-                raise CryptoError(f"the data row key is {len(row_key)} bytes, not 32")
-            try:
-                data = AESGCM(row_key).decrypt(
-                    sealed_data[-NONCE_SIZE:], sealed_data[:-NONCE_SIZE], None
-                )
-            except InvalidTag:
-                raise CryptoError(
-                    "the data does not open with its data row key: the record was tampered with"
-                ) from None
-        finally:
-            if not entry.cached:
-                entry.zero()
+            row_key = cipher.decrypt(sealed_key[-NONCE_SIZE:], sealed_key[:-NONCE_SIZE], None)
+        except InvalidTag:
+            raise CryptoError(
+                f"the data row key does not open with intermediate key {entry.meta}: "
+                "wrong key, or the record was tampered with"
+            ) from None
+        if len(row_key) != 32:
+            raise CryptoError(f"the data row key is {len(row_key)} bytes, not 32")
+        try:
+            data = AESGCM(row_key).decrypt(
+                sealed_data[-NONCE_SIZE:], sealed_data[:-NONCE_SIZE], None
+            )
+        except InvalidTag:
+            raise CryptoError(
+                "the data does not open with its data row key: the record was tampered with"
+            ) from None
         self._decrypt_hist.record(_perf() - start)
         return data
 
@@ -540,36 +530,6 @@ class _SessionCache:
     def clear(self) -> None:
         with self._lock:
             self._sessions.clear()
-
-
-_A = TypeVar("_A")
-_LOADS = 3
-"""Loads of one key for one call at most, when other threads keep evicting it before use."""
-
-
-def _loaded(load: Callable[[], CachedKey]) -> tuple[CachedKey, AESGCM]:
-    """A key from `load` with its cipher, taken at once. A key that other threads filled the
-    cache past and evicted (and wiped) between the load and that is loaded again, up to
-    `_LOADS` times; then `SessionError` says to retry the call."""
-    for _ in range(_LOADS - 1):
-        entry = load()
-        cipher = entry.aead
-        if cipher is not None:
-            return entry, cipher
-    entry = load()
-    return entry, entry.cipher()
-
-
-async def _loaded_in_worker(
-    load: Callable[[_A], CachedKey], argument: _A
-) -> tuple[CachedKey, AESGCM]:
-    """`_loaded` for coroutines: ``load(argument)`` in a worker thread, and again there (see
-    `_loaded`) if another thread evicted the key before its cipher was taken."""
-    entry = await asyncio.to_thread(load, argument)
-    cipher = entry.aead
-    if cipher is None:
-        return await asyncio.to_thread(_loaded, partial(load, argument))
-    return entry, cipher
 
 
 # The canonical compact form every Asherah writes (Go's field order, the Rust package's and ours).

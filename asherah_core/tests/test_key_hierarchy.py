@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from asherah_core import CryptoPolicy, DataRowRecord, KeyMeta, SessionError, SessionFactory
+from asherah_core import (
+    ConfigError,
+    CryptoPolicy,
+    DataRowRecord,
+    KeyMeta,
+    SessionError,
+    SessionFactory,
+)
 from asherah_core.keys import Partition
 
 if TYPE_CHECKING:
@@ -368,3 +375,28 @@ def test_every_row_is_sealed_under_a_stored_key(
     fresh = make_factory(policy=policy)
     for partition, text in rows:
         assert fresh.get_session(partition).decrypt_bytes(text) in (b"row", b"raced")
+
+
+# A policy whose keys would expire as they are made ----------------------------------------
+
+
+def test_an_expiry_shorter_than_the_created_precision_is_refused_naming_both() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"expire_after \(0:00:30\) is shorter than .*create_date_precision \(0:01:00\)",
+    ):
+        CryptoPolicy(expire_after=timedelta(seconds=30))
+
+
+def test_a_short_expiry_with_a_precision_to_match_makes_keys_per_expiry_not_per_second(
+    make_factory: FactoryMaker, clock: FakeClock, kms: CountingKms, metastore: CountingMetastore
+) -> None:
+    policy = CryptoPolicy(
+        expire_after=timedelta(seconds=30), create_date_precision=timedelta(seconds=30)
+    )
+    session = make_factory(policy=policy).get_session("p1")
+    for _ in range(120):  # two simulated minutes, an encrypt a second
+        session.decrypt_bytes(session.encrypt_bytes(b"x"))
+        clock.advance(1)
+    assert kms.encrypts <= 5  # a system key per 30 s, not per second
+    assert metastore.calls["store"] <= 10

@@ -240,9 +240,12 @@ def parse_json(text: object, where: str) -> Any:
         value = _DECODER.decode(text)
     except RecordError:
         raise
-    except (ValueError, RecursionError) as e:
-        detail = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
-        raise RecordError(f"{where}: not valid JSON ({detail})") from None
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{where}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise RecordError(f"{where}: not valid JSON (nested too deeply)") from None
+    except ValueError:  # Python's limit on the digits of an integer (4,300)
+        raise RecordError(f"{where}: a number in it has too many digits") from None
     return value
 
 
@@ -265,7 +268,8 @@ def _check_created(value: object, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise RecordError(f"{where}: expected an integer (Unix seconds), got {_kind(value)}")
     if not 0 <= value <= MAX_CREATED:
-        raise RecordError(f"{where}: {value} is out of range (0 to 2**63-1)")
+        shown = str(value) if -(10**30) < value < 10**30 else "a number of more than 30 digits"
+        raise RecordError(f"{where}: {shown} is out of range (0 to 2**63-1)")
 
 
 def _check_id(key_id: object, where: str) -> None:

@@ -30,7 +30,7 @@ from .kms import KeyManagementService
 from .metastore.base import Metastore
 from .metrics import default_metrics, metrics_for
 from .policy import CryptoPolicy
-from .records import DataRowRecord, KeyMeta
+from .records import MAX_CREATED, DataRowRecord, KeyMeta
 
 __all__ = ["Session", "SessionFactory"]
 
@@ -539,7 +539,6 @@ _META = '","ParentKeyMeta":{"KeyId":"'
 _META_CREATED = '","Created":'
 _DATA = '}},"Data":"'
 _TAIL = '"}'
-_MAX_INT = 2**63
 
 
 def _parse_row(text: object) -> tuple[str, int, bytes, bytes]:
@@ -567,28 +566,31 @@ def _parse_canonical(text: str) -> tuple[str, int, bytes, bytes] | None:
     created = text[18:key_at]
     ik_id = text[meta_at + 28 : meta_created_at]
     ik_created = text[meta_created_at + 12 : data_at]
-    # Plain JSON integers below 2**63 (no sign, no leading zero), a key id with nothing that
-    # JSON would escape; otherwise the JSON reader decides.
-    # (isprintable is False for control characters and lone surrogates.)
+    # Plain JSON integers of at most 19 digits (no sign, no leading zero), a non-empty key id
+    # with nothing that JSON would escape; otherwise the strict reader decides (and names what
+    # is wrong). (isprintable is False for control characters and lone surrogates.)
     if not (
-        created.isascii()
+        0 < len(created) <= 19
+        and 0 < len(ik_created) <= 19
+        and created.isascii()
         and created.isdigit()
         and ik_created.isascii()
         and ik_created.isdigit()
         and (created[0] != "0" or len(created) == 1)
         and (ik_created[0] != "0" or len(ik_created) == 1)
+        and ik_id
         and ik_id.isprintable()
         and '"' not in ik_id
         and "\\" not in ik_id
     ):
         return None
+    number = int(ik_created)
+    if number > MAX_CREATED or int(created) > MAX_CREATED:
+        return None  # (19 digits reach 9999999999999999999, beyond 2**63-1)
     try:
         sealed_key = _b64decode(text[key_at + 8 : meta_at], None, True)
         sealed_data = _b64decode(text[data_at + 11 : -2], None, True)
     except ValueError:
-        return None
-    number = int(ik_created)
-    if number >= _MAX_INT or (len(created) > 19 and int(created) >= _MAX_INT):
         return None
     return ik_id, number, sealed_key, sealed_data
 

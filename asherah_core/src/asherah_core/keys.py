@@ -63,6 +63,26 @@ class Partition:
         object.__setattr__(self, "ik_id", base_ik + tail)
         object.__setattr__(self, "base_ik_id", base_ik)
 
+    def check_unambiguous(self) -> None:
+        """`SessionError` unless no name holds ``_``, the separator of the key ids (opt-in).
+
+        Partition ``a_b`` of service ``c`` and partition ``a`` of service ``b_c`` share the
+        intermediate key id ``_IK_a_b_c_<product>``, so they share one key. Go and Rust build
+        the ids the same way, so the ids stay as they are; this refuses the names instead.
+        """
+        for what, value in (
+            ("partition id", self.partition_id),
+            ("service name", self.service),
+            ("product id", self.product),
+        ):
+            if "_" in value:
+                raise SessionError(
+                    f"{what} {value!r} holds '_', which separates the parts of key ids, so its "
+                    "keys could be another partition's (partition 'a_b' of service 'c' and "
+                    "partition 'a' of service 'b_c' share one intermediate key); refused "
+                    "because the factory was made with strict_names=True"
+                )
+
     def owns(self, ik_id: str) -> bool:
         """Whether a row sealed under intermediate key `ik_id` belongs to this partition.
 
@@ -360,7 +380,15 @@ class KeyHierarchy:
         if entry.revoked or self.policy.is_expired(entry.created, now):
             return False
         record = self._load(entry.meta.key_id, entry.created)  # the revocation check is due
-        entry.revoked = bool(record is not None and record.revoked)
+        if record is None:
+            # Deleted from the metastore: rows sealed under it now could not be read by a
+            # process that has not cached it. Not used to encrypt (checked again next time).
+            logger.warning(
+                "system key %s is no longer in the metastore; not encrypting with it", entry.meta
+            )
+            entry.encrypt_until = 0.0
+            return False
+        entry.revoked = record.revoked
         self._arm(entry, now)
         return not entry.revoked
 

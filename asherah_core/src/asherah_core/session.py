@@ -56,6 +56,9 @@ class SessionFactory(ClosesOnExit):
     :param meter: the OpenTelemetry meter; the global provider's ``asherah_core`` by default.
     :param region_suffix: appended to key ids (DynamoDB global tables); by default what the
         metastore says (`Metastore.region_suffix`).
+    :param strict_names: refuse a service, product or partition name holding ``_``: the key
+        ids join the names with ``_``, so such names can share keys with other partitions
+        (see `Partition.check_unambiguous`). Off by default, as in every Asherah.
     :param row_metrics: record ``ael.drr.encrypt`` / ``ael.drr.decrypt`` for every row. With an
         OpenTelemetry SDK installed one record costs about as much as a warm 1 KB encrypt, so a
         service that needs every microsecond may turn the per-row histograms off; the metastore,
@@ -77,6 +80,7 @@ class SessionFactory(ClosesOnExit):
         meter: Meter | None = None,
         region_suffix: str | None = None,
         row_metrics: bool = True,
+        strict_names: bool = False,
     ) -> None:
         if not isinstance(kms, KeyManagementService):
             raise SessionError(f"kms must be a KeyManagementService, not {type(kms).__name__}")
@@ -89,7 +93,12 @@ class SessionFactory(ClosesOnExit):
         self.product = product
         self.policy = policy
         self.region_suffix = metastore.region_suffix if region_suffix is None else region_suffix
-        Partition("check", service, product, self.region_suffix)  # validates the names
+        if not isinstance(strict_names, bool):
+            raise SessionError("strict_names must be True or False")
+        self.strict_names = strict_names
+        checked = Partition("check", service, product, self.region_suffix)  # validates the names
+        if strict_names:
+            checked.check_unambiguous()
         self._clock = clock if clock is not None else time.time
         self._metrics = metrics_for(meter) if meter is not None else default_metrics()
         if not isinstance(row_metrics, bool):
@@ -160,6 +169,8 @@ class SessionFactory(ClosesOnExit):
 
     def _new_session(self, partition_id: str, *, shared: bool) -> Session:
         partition = Partition(partition_id, self.service, self.product, self.region_suffix)
+        if self.strict_names:
+            partition.check_unambiguous()
         return Session(self, partition, shared=shared)
 
     def close(self) -> None:

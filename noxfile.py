@@ -182,7 +182,7 @@ def tests(session: nox.Session, version: str) -> None:
             f"(looked on PATH and in $(pyenv root)/versions)"
         )
     install_project(session, *TEST_DEPS)
-    run_pytest(session, "-m", "not integration and not slow and not servers")
+    run_pytest(session, "-m", "not integration and not slow and not servers and not soak")
 
 
 @nox.session

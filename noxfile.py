@@ -355,9 +355,11 @@ SOAK_TESTS = "tests/soak"
 def soak(session: nox.Session) -> None:
     """Run the soaks marked ``soak`` (tests/soak): eight processes on one SQLite file and on
     PostgreSQL, one killed with SIGKILL every few seconds and restarted, every reported row
-    decrypted afterwards. Not in the default run; a few minutes (``ASHERAH_SOAK_SECONDS``
-    lengthens each soak). PostgreSQL is installed when absent and started by tools/dbservers
-    unless ASHERAH_POSTGRES_URL names one."""
+    decrypted afterwards; and sixteen threads sharing one factory with tiny caches while a
+    second factory revokes keys. Not in the default run; about fifteen minutes
+    (``ASHERAH_SOAK_SECONDS`` lengthens the process soak, ``ASHERAH_SOAK_THREAD_OPS`` sets the
+    thread soak's operations). PostgreSQL is installed when absent and started by
+    tools/dbservers unless ASHERAH_POSTGRES_URL names one."""
     if not os.environ.get("ASHERAH_POSTGRES_URL"):
         session.run("bash", str(ROOT / "tools" / "install-db-servers.sh"), external=True)
     install_project(session, *SOAK_DEPS)

@@ -85,6 +85,7 @@ def test_toml_defaults_to_the_memory_metastore(tmp_path: Path) -> None:
         (("[asherah.policy]", "[asherah.policy]\nbogus = 1"), "bogus"),
         (('expire_after = "90d"', 'expire_after = "90 days"'), "expire_after"),
         (('expire_after = "90d"', "expire_after = -1"), "expire_after"),
+        (('expire_after = "90d"', 'expire_after = "30s"'), r"expire_after.*create_date_precision"),
         (
             ('create_date_precision = "1m"', 'create_date_precision = "1.5s"'),
             "create_date_precision",

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from asherah_core import CryptoPolicy, DataRowRecord, KeyMeta, SessionError, SessionFactory
+from asherah_core import (
+    ConfigError,
+    CryptoPolicy,
+    DataRowRecord,
+    KeyMeta,
+    SessionError,
+    SessionFactory,
+)
 from asherah_core.keys import Partition
 
 if TYPE_CHECKING:
@@ -368,3 +375,104 @@ def test_every_row_is_sealed_under_a_stored_key(
     fresh = make_factory(policy=policy)
     for partition, text in rows:
         assert fresh.get_session(partition).decrypt_bytes(text) in (b"row", b"raced")
+
+
+# A policy whose keys would expire as they are made ----------------------------------------
+
+
+def test_an_expiry_shorter_than_the_created_precision_is_refused_naming_both() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"expire_after \(0:00:30\) is shorter than .*create_date_precision \(0:01:00\)",
+    ):
+        CryptoPolicy(expire_after=timedelta(seconds=30))
+
+
+def test_a_short_expiry_with_a_precision_to_match_makes_keys_per_expiry_not_per_second(
+    make_factory: FactoryMaker, clock: FakeClock, kms: CountingKms, metastore: CountingMetastore
+) -> None:
+    policy = CryptoPolicy(
+        expire_after=timedelta(seconds=30), create_date_precision=timedelta(seconds=30)
+    )
+    session = make_factory(policy=policy).get_session("p1")
+    for _ in range(120):  # two simulated minutes, an encrypt a second
+        session.decrypt_bytes(session.encrypt_bytes(b"x"))
+        clock.advance(1)
+    assert kms.encrypts <= 5  # a system key per 30 s, not per second
+    assert metastore.calls["store"] <= 10
+
+
+# Keys deleted from the metastore ----------------------------------------------------------
+
+
+def test_a_deleted_system_key_stops_sealing_within_the_revoke_check_interval(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    policy = CryptoPolicy(revoke_check_interval=timedelta(minutes=5))
+    session = make_factory(policy=policy).get_session("p1")
+    old = session.encrypt_bytes(b"old")
+    del metastore.inner._rows[SK]  # an operator deleted the system key's row
+    clock.advance(299)
+    assert session.encrypt(b"x").parent_key_meta.created == START  # not checked yet
+    clock.advance(2)
+    new = session.encrypt_bytes(b"new")
+    meta = DataRowRecord.from_json(new).parent_key_meta
+    assert meta == KeyMeta(ik("p1"), START + 300)  # a new IK under a new SK that exists
+    record = metastore.inner.load(meta.key_id, meta.created)
+    assert record is not None
+    assert record.parent_key_meta == KeyMeta(SK, START + 300)
+    assert metastore.inner.load(SK, START + 300) is not None
+    restarted = make_factory(policy=policy).get_session("p1")  # nothing cached
+    assert restarted.decrypt_bytes(new) == b"new"
+    assert session.decrypt_bytes(old) == b"old"  # still cached: what it sealed still opens
+
+
+def test_a_deleted_intermediate_key_is_replaced_within_the_revoke_check_interval(
+    make_factory: FactoryMaker, clock: FakeClock, metastore: CountingMetastore
+) -> None:
+    policy = CryptoPolicy(revoke_check_interval=timedelta(minutes=5))
+    session = make_factory(policy=policy).get_session("p1")
+    session.encrypt(b"old")
+    del metastore.inner._rows[ik("p1")]
+    clock.advance(301)
+    new = session.encrypt_bytes(b"new")
+    assert DataRowRecord.from_json(new).parent_key_meta == KeyMeta(ik("p1"), START + 300)
+    assert make_factory(policy=policy).get_session("p1").decrypt_bytes(new) == b"new"
+
+
+# Names holding "_" ------------------------------------------------------------------------
+
+
+def test_names_holding_underscores_can_share_keys_as_in_every_asherah(
+    make_factory: FactoryMaker,
+) -> None:
+    one = make_factory(service="c", product="prod").get_session("a_b")
+    other = make_factory(service="b_c", product="prod").get_session("a")
+    assert one.partition.ik_id == other.partition.ik_id == "_IK_a_b_c_prod"
+    assert other.decrypt_bytes(one.encrypt_bytes(b"shared")) == b"shared"
+
+
+@pytest.mark.parametrize(
+    ("service", "product", "partition", "named"),
+    [
+        ("svc", "prod", "a_b", "partition id 'a_b'"),
+        ("b_c", "prod", "a", "service name 'b_c'"),
+        ("svc", "pr_od", "a", "product id 'pr_od'"),
+    ],
+)
+def test_strict_names_refuses_names_holding_underscores(
+    make_factory: FactoryMaker, service: str, product: str, partition: str, named: str
+) -> None:
+    def use() -> None:
+        factory = make_factory(service=service, product=product, strict_names=True)
+        factory.get_session(partition).encrypt_bytes(b"x")
+
+    with pytest.raises(SessionError, match=f"{named} holds '_'.*strict_names=True"):
+        use()
+
+
+def test_strict_names_accepts_other_names(make_factory: FactoryMaker) -> None:
+    session = make_factory(strict_names=True).get_session("customer-42.eu")
+    assert session.decrypt_bytes(session.encrypt_bytes(b"x")) == b"x"
+    with pytest.raises(SessionError, match="strict_names must be True or False"):
+        make_factory(strict_names="yes")

@@ -1,12 +1,30 @@
 """Bounded caches of unwrapped system and intermediate keys, keyed by ``(id, created)``.
 
-A `CachedKey` holds the key bytes in a `bytearray` that is zeroed when the key is evicted or
-the cache closes, and an AES-256-GCM object built once from them for the hot path. Reads are
-plain dictionary look-ups without a lock; writers take the cache's lock.
+A `CachedKey` holds the key bytes in a `bytearray` and an AES-256-GCM object built once from
+them for the hot path. Reads are plain dictionary look-ups without a lock; writers take the
+cache's lock.
+
+The invariant: **a cache never holds or hands out a wiped key.** Every key in a `KeyCache`, in
+its slot or as its id's latest, has its bytes and its cipher; an id's latest is also in its
+slot. It holds by construction, by one ownership rule:
+
+- A key is wiped only when nothing can reach it any more: its finalizer (`CachedKey.__del__`)
+  overwrites the bytes when the last reference goes, which CPython's reference counting does at
+  once. Eviction only drops the cache's references: a key that a call in flight still holds (or
+  that another thread is about to `put` back) stays whole for that call, and is wiped when the
+  call lets go of it.
+- The one exception is `KeyCache.close`, which first empties the cache and refuses every later
+  `put`, and only then wipes the keys it held: after close nothing is cached again.
+- Whoever made a key and never shared it may wipe it early (`CachedKey.zero`): the key
+  hierarchy does so for a key that lost the duplicate-store race.
+
+So a look-up and the `put` after it need no common lock: whatever the key went through in
+between, it is whole, and `put` caches it or the equal key already there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -32,7 +50,6 @@ class CachedKey:
 
     __slots__ = (
         "aead",
-        "cached",
         "created",
         "encrypt_until",
         "key",
@@ -42,21 +59,22 @@ class CachedKey:
     )
 
     def __init__(self, meta: KeyMeta, key: bytes | bytearray, *, revoked: bool = False) -> None:
+        self.key: bytearray = bytearray(key)  # first: the finalizer wipes it whatever follows
+        self.aead: AESGCM | None = None
         self.meta = meta
         self.created = meta.created
-        self.key: bytearray = bytearray(key)
-        self.aead: AESGCM | None = AESGCM(self.key)
+        self.aead = AESGCM(self.key)
         self.revoked = revoked
         self.encrypt_until = 0.0
-        self.cached = False
         # The ParentKeyMeta of a row this key seals, as JSON, made once (see session.py).
         self.meta_json = f'{{"KeyId":{_json_str(meta.key_id)},"Created":{meta.created}}}'
 
     def cipher(self) -> AESGCM:
-        """The AES-256-GCM object of this key; `SessionError` once the key was zeroed."""
+        """The AES-256-GCM object of this key; `SessionError` once the key was zeroed (which
+        only a closed factory does to a key someone still holds: see the module's invariant)."""
         aead = self.aead
         if aead is None:
-            raise SessionError(f"key {self.meta} was evicted and wiped; retry the call")
+            raise SessionError(f"key {self.meta} was wiped: its session factory was closed")
         return aead
 
     def seal(self, data: bytes | bytearray | memoryview) -> bytes:
@@ -79,10 +97,16 @@ class CachedKey:
             ) from None
 
     def zero(self) -> None:
-        """Overwrite the key bytes and drop the cipher object."""
+        """Overwrite the key bytes and drop the cipher object (only for a key nobody else
+        holds, or on close: see the module's invariant)."""
         self.aead = None
         self.encrypt_until = 0.0
         wipe(self.key)
+
+    def __del__(self) -> None:
+        # The last reference is gone: nobody can use the key any more, so wipe it.
+        with contextlib.suppress(AttributeError):
+            wipe(self.key)
 
     def __repr__(self) -> str:
         return f"CachedKey({self.meta}, revoked={self.revoked})"
@@ -91,9 +115,10 @@ class CachedKey:
 class KeyCache:
     """At most `max_size` keys by ``(id, created)``, plus each id's latest key for encrypting.
 
-    When full, the key loaded longest ago is evicted and zeroed. ``retain=False`` makes a
-    cache that keeps nothing (the policy turned caching off): `put` hands the key back unkept
-    and the caller zeroes it after use.
+    When full, the key loaded longest ago is evicted: dropped here, and wiped once no call
+    holds it (see the module's invariant). ``retain=False`` makes a cache that keeps nothing
+    (the policy turned caching off): `put` hands the key back unkept, and it is wiped when the
+    call that uses it ends.
     """
 
     def __init__(self, name: str, max_size: int, *, retain: bool = True) -> None:
@@ -117,22 +142,29 @@ class KeyCache:
         return self._latest.get(key_id)
 
     def put(self, entry: CachedKey, *, latest: bool = False) -> CachedKey:
-        """Cache `entry` (or return the equal one already cached, zeroing `entry`)."""
+        """Cache `entry` and return the key cached in its slot now: `entry`, or the equal
+        key already there (which then takes on `entry`'s revocation, and with `latest` its
+        time to the next check; `entry` is dropped).
+
+        `entry` may be a key this cache evicted while the caller held it: it is whole (see
+        the module's invariant) and goes back in.
+        """
         if not self.retain:
             return entry
-        evicted: list[CachedKey] = []
         with self._lock:
             if self._closed:
                 raise SessionError(f"the {self.name} cache is closed")
+            if entry.aead is None:  # only a closed cache wipes a held key; never cache one
+                raise SessionError(f"key {entry.meta} was wiped; it cannot be cached")
             slot = (entry.meta.key_id, entry.created)
             existing = self._keys.get(slot)
-            if existing is not None and existing is not entry:
-                existing.revoked = existing.revoked or entry.revoked
-                evicted.append(entry)
-                entry = existing
-            else:
+            if existing is None:
                 self._keys[slot] = entry
-                entry.cached = True
+            elif existing is not entry:
+                existing.revoked = existing.revoked or entry.revoked
+                if latest:
+                    existing.encrypt_until = 0.0 if existing.revoked else entry.encrypt_until
+                entry = existing
             if latest:
                 current = self._latest.get(entry.meta.key_id)
                 if current is None or current.created <= entry.created:
@@ -142,10 +174,6 @@ class KeyCache:
                 oldest = self._keys.pop(oldest_slot)
                 if self._latest.get(oldest_slot[0]) is oldest:
                     del self._latest[oldest_slot[0]]
-                oldest.cached = False
-                evicted.append(oldest)
-        for old in evicted:
-            old.zero()
         return entry
 
     def forget_latest(self, key_id: str, entry: CachedKey) -> None:
@@ -158,14 +186,13 @@ class KeyCache:
         return len(self._keys)
 
     def close(self) -> None:
-        """Zero and drop every key. Safe to call more than once."""
+        """Drop and zero every key; refuse every later `put`. Safe to call more than once."""
         with self._lock:
             self._closed = True
             entries = list(self._keys.values())
             self._keys.clear()
             self._latest.clear()
         for entry in entries:
-            entry.cached = False
             entry.zero()
 
     def __repr__(self) -> str:

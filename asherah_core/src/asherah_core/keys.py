@@ -10,12 +10,11 @@ invalid, the new one gets a ``Created`` later than it, even inside one precision
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -63,6 +62,26 @@ class Partition:
         object.__setattr__(self, "sk_id", f"_SK_{self.service}_{self.product}{tail}")
         object.__setattr__(self, "ik_id", base_ik + tail)
         object.__setattr__(self, "base_ik_id", base_ik)
+
+    def check_unambiguous(self) -> None:
+        """`SessionError` unless no name holds ``_``, the separator of the key ids (opt-in).
+
+        Partition ``a_b`` of service ``c`` and partition ``a`` of service ``b_c`` share the
+        intermediate key id ``_IK_a_b_c_<product>``, so they share one key. Go and Rust build
+        the ids the same way, so the ids stay as they are; this refuses the names instead.
+        """
+        for what, value in (
+            ("partition id", self.partition_id),
+            ("service name", self.service),
+            ("product id", self.product),
+        ):
+            if "_" in value:
+                raise SessionError(
+                    f"{what} {value!r} holds '_', which separates the parts of key ids, so its "
+                    "keys could be another partition's (partition 'a_b' of service 'c' and "
+                    "partition 'a' of service 'b_c' share one intermediate key); refused "
+                    "because the factory was made with strict_names=True"
+                )
 
     def owns(self, ik_id: str) -> bool:
         """Whether a row sealed under intermediate key `ik_id` belongs to this partition.
@@ -137,18 +156,18 @@ class KeyHierarchy:
         self, ik_id: str, record: EnvelopeKeyRecord, now: float
     ) -> CachedKey | None:
         """Arm and cache the IK of `record` if its SK may encrypt too; else ``None``."""
-        parent = self._parent_of(ik_id, record)
-        with _lent(self._system_key(parent)) as system_key:
-            if not self._system_key_may_encrypt(system_key, now):
-                return None
-            cached = self.intermediate_keys.get(ik_id, record.created)
-            if cached is not None and cached.aead is not None:
-                cached.revoked = record.revoked
-                entry = cached
-            else:
-                entry = self._unseal_intermediate(ik_id, record, system_key)
-            self._arm(entry, now, system_key)
-            return self.intermediate_keys.put(entry, latest=True)
+        system_key = self._system_key(self._parent_of(ik_id, record))
+        if not self._system_key_may_encrypt(system_key, now):
+            return None
+        # A cached key is whole even if evicted since this look-up (see cache.py); `put`
+        # caches it again, or returns the equal key another thread cached meanwhile.
+        entry = self.intermediate_keys.get(ik_id, record.created)
+        if entry is not None:
+            entry.revoked = record.revoked
+        else:
+            entry = self._unseal_intermediate(ik_id, record, system_key)
+        self._arm(entry, now, system_key)
+        return self.intermediate_keys.put(entry, latest=True)
 
     def _create_intermediate(
         self, partition: Partition, latest: EnvelopeKeyRecord | None
@@ -274,23 +293,19 @@ class KeyHierarchy:
         for _ in range(MAX_CREATE_ATTEMPTS):
             created = self._new_created(after)
             entry, record, parent = make(created)
-            try:
-                stored, failure = self._store(key_id, created, record)
-                if stored:
-                    self.metrics.keys_created.add(1, {"kind": kind})
-                    logger.info(
-                        "created %s key %s@%d%s",
-                        kind,
-                        key_id,
-                        created,
-                        "" if parent is None else f" under {parent.meta}",
-                    )
-                    self._arm(entry, self.clock(), parent)
-                    return cache.put(entry, latest=True)
-            finally:
-                if parent is not None and not parent.cached:
-                    parent.zero()
-            entry.zero()
+            stored, failure = self._store(key_id, created, record)
+            if stored:
+                self.metrics.keys_created.add(1, {"kind": kind})
+                logger.info(
+                    "created %s key %s@%d%s",
+                    kind,
+                    key_id,
+                    created,
+                    "" if parent is None else f" under {parent.meta}",
+                )
+                self._arm(entry, self.clock(), parent)
+                return cache.put(entry, latest=True)
+            entry.zero()  # never shared: wiped now rather than when dropped
             self.metrics.store_conflicts.add(1, {"kind": kind})
             logger.info(
                 "%s key %s@%d was not stored (%s); using the stored one",
@@ -316,7 +331,7 @@ class KeyHierarchy:
         """The IK named by a row's ``ParentKeyMeta``: cached, or loaded and unsealed now."""
         with self._ik_locks[hash(meta.key_id) % _STRIPES]:
             entry = self.intermediate_keys.get(meta.key_id, meta.created)
-            if entry is not None and entry.aead is not None:
+            if entry is not None:
                 return entry
             self.intermediate_keys.misses += 1
             record = self._load(meta.key_id, meta.created)
@@ -325,8 +340,8 @@ class KeyHierarchy:
                     f"{self.metastore.kind} metastore: intermediate key {meta} is not in the "
                     "metastore (deleted, or the row comes from another metastore)"
                 )
-            with _lent(self._system_key(self._parent_of(meta.key_id, record))) as system_key:
-                entry = self._unseal_intermediate(meta.key_id, record, system_key)
+            system_key = self._system_key(self._parent_of(meta.key_id, record))
+            entry = self._unseal_intermediate(meta.key_id, record, system_key)
             return self.intermediate_keys.put(entry)
 
     # Shared steps ------------------------------------------------------------------------
@@ -335,7 +350,7 @@ class KeyHierarchy:
         """The SK named by `meta`: cached, or loaded and unwrapped by the KMS."""
         with self._sk_locks[hash(meta.key_id) % _STRIPES]:
             entry = self.system_keys.get(meta.key_id, meta.created)
-            if entry is not None and entry.aead is not None:
+            if entry is not None:
                 self.system_keys.hits += 1
                 return entry
             self.system_keys.misses += 1
@@ -348,7 +363,7 @@ class KeyHierarchy:
 
     def _system_key_from(self, meta: KeyMeta, record: EnvelopeKeyRecord) -> CachedKey:
         cached = self.system_keys.get(meta.key_id, meta.created)
-        if cached is not None and cached.aead is not None:
+        if cached is not None:  # whole even if evicted since (see cache.py)
             cached.revoked = record.revoked
             return cached
         key = bytearray(self._kms_decrypt(record.encrypted_key, meta))
@@ -365,7 +380,15 @@ class KeyHierarchy:
         if entry.revoked or self.policy.is_expired(entry.created, now):
             return False
         record = self._load(entry.meta.key_id, entry.created)  # the revocation check is due
-        entry.revoked = bool(record is not None and record.revoked)
+        if record is None:
+            # Deleted from the metastore: rows sealed under it now could not be read by a
+            # process that has not cached it. Not used to encrypt (checked again next time).
+            logger.warning(
+                "system key %s is no longer in the metastore; not encrypting with it", entry.meta
+            )
+            entry.encrypt_until = 0.0
+            return False
+        entry.revoked = record.revoked
         self._arm(entry, now)
         return not entry.revoked
 
@@ -525,16 +548,6 @@ def _why_not(record: EnvelopeKeyRecord, policy: CryptoPolicy, now: float) -> str
     if policy.is_expired(record.created, now):
         return "expired"
     return "unusable (its system key is revoked or expired)"
-
-
-@contextlib.contextmanager
-def _lent(key: CachedKey) -> Iterator[CachedKey]:
-    """Use `key` for the block; zero it afterwards unless a cache keeps it (caching off)."""
-    try:
-        yield key
-    finally:
-        if not key.cached:
-            key.zero()
 
 
 def _check_name(value: object, what: str) -> None:

@@ -22,6 +22,7 @@ class CryptoPolicy:
         so a revocation written by another process is seen within it.
     :param create_date_precision: new system and intermediate keys get a ``Created`` truncated
         to this, so processes that make the same key at the same time collide and agree on one.
+        At most `expire_after` (a `ConfigError` otherwise: keys would expire as they are made).
     :param cache_system_keys: keep unwrapped system keys in memory (one KMS call per key).
     :param cache_intermediate_keys: keep unsealed intermediate keys in memory.
     :param system_key_cache_max_size: at most this many system keys are cached.
@@ -64,6 +65,17 @@ class CryptoPolicy:
             raise ConfigError(
                 "CryptoPolicy.create_date_precision: must be a whole number of seconds, got "
                 f"{self.create_date_precision}"
+            )
+        if self.expire_after < self.create_date_precision:
+            # A key's Created is truncated to the precision, so it would be expired within its
+            # own window: every encrypt after that would make a new key (one a second, each a
+            # KMS call for a new system key). Refused rather than flooding the KMS.
+            raise ConfigError(
+                f"CryptoPolicy.expire_after ({self.expire_after}) is shorter than "
+                f"CryptoPolicy.create_date_precision ({self.create_date_precision}): new keys "
+                "would be expired as soon as they are made, and each partition would make a "
+                "new key and call the KMS about once a second; set create_date_precision to "
+                "at most expire_after"
             )
         for name in ("cache_system_keys", "cache_intermediate_keys", "cache_sessions"):
             if not isinstance(getattr(self, name), bool):

@@ -3,9 +3,10 @@
 JSON in and out in the exact shape the Go, Java, C# and Rust implementations share: field names
 ``Created``, ``Key``, ``ParentKeyMeta`` (``KeyId``, ``Created``), ``Revoked``, ``Data``; base64
 in the standard alphabet with padding. Readers ignore field order, keep unknown fields of a key
-record (so a row written by a newer implementation survives a round trip), and accept
-``Revoked`` as false, null or absent. Every malformed input raises `RecordError` naming the
-field; no message ever holds key bytes or data.
+record (so a row written by a newer implementation survives a round trip: a number with a
+fraction or an exponent is written back as the text it was read from, so ``1e400`` never
+becomes an unreadable ``Infinity``), and accept ``Revoked`` as false, null or absent. Every
+malformed input raises `RecordError` naming the field; no message ever holds key bytes or data.
 """
 
 from __future__ import annotations
@@ -131,8 +132,12 @@ class EnvelopeKeyRecord:
         return out
 
     def to_json(self) -> str:
-        """Return compact JSON text, as the metastores store it."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        """Return compact JSON text, as the metastores store it; unknown fields as read.
+
+        A `RecordError` (before anything is written) for an unknown field that JSON cannot
+        hold, such as a NaN given in `extra` by a program.
+        """
+        return _to_json(self.to_dict(), bool(self.extra))
 
     @classmethod
     def from_dict(cls, value: object, where: str = "key record") -> Self:
@@ -205,7 +210,7 @@ class DataRowRecord:
 
     def to_json(self) -> str:
         """Return compact JSON text, the form every Asherah implementation reads."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return _to_json(self.to_dict(), bool(self.key.extra))
 
     @classmethod
     def from_dict(cls, value: object, where: str = "data row record") -> Self:
@@ -240,9 +245,12 @@ def parse_json(text: object, where: str) -> Any:
         value = _DECODER.decode(text)
     except RecordError:
         raise
-    except (ValueError, RecursionError) as e:
-        detail = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
-        raise RecordError(f"{where}: not valid JSON ({detail})") from None
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{where}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise RecordError(f"{where}: not valid JSON (nested too deeply)") from None
+    except ValueError:  # Python's limit on the digits of an integer (4,300)
+        raise RecordError(f"{where}: a number in it has too many digits") from None
     return value
 
 
@@ -250,8 +258,52 @@ def _refuse_constant(name: str) -> Any:
     raise RecordError(f"JSON constant {name} is not allowed in a record")
 
 
+class _JsonFloat(float):
+    """A JSON number with a fraction or an exponent: its value, and the text it was read from,
+    which is what a rewrite writes back (``1e400`` is infinity as a float, and JSON has no
+    infinity: writing the value would make the record unreadable everywhere)."""
+
+    __slots__ = ("text",)
+    text: str
+
+
+def _read_float(text: str) -> float:
+    number = _JsonFloat(text)
+    number.text = text
+    return number
+
+
 # One decoder, made once: json.loads with an option would make a new one per call.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_read_float)
+
+
+def _to_json(value: dict[str, Any], with_unknown_fields: bool) -> str:
+    """Compact JSON text of a record's object form; numbers read from JSON as they were read."""
+    if not with_unknown_fields:  # only our own fields: ints, strings, bools
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _write(value, "record")
+
+
+def _write(value: Any, where: str) -> str:
+    if isinstance(value, _JsonFloat):
+        return value.text
+    if isinstance(value, Mapping):
+        items = (f"{_write(str(k), where)}:{_write(v, f'{where}.{k}')}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_write(v, f"{where}[]") for v in value) + "]"
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        if isinstance(value, str) and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate, read from a \u escape: write that
+                text = json.dumps(value)
+        return text
+    except (TypeError, ValueError):
+        raise RecordError(
+            f"{where}: {_kind(value)} that JSON cannot hold; the record is not written"
+        ) from None
 
 
 def _created(value: object, where: str) -> int:
@@ -265,7 +317,8 @@ def _check_created(value: object, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise RecordError(f"{where}: expected an integer (Unix seconds), got {_kind(value)}")
     if not 0 <= value <= MAX_CREATED:
-        raise RecordError(f"{where}: {value} is out of range (0 to 2**63-1)")
+        shown = str(value) if -(10**30) < value < 10**30 else "a number of more than 30 digits"
+        raise RecordError(f"{where}: {shown} is out of range (0 to 2**63-1)")
 
 
 def _check_id(key_id: object, where: str) -> None:

@@ -32,7 +32,7 @@ from .kms import KeyManagementService
 from .metastore.base import Metastore
 from .metrics import default_metrics, metrics_for
 from .policy import CryptoPolicy
-from .records import DataRowRecord, KeyMeta
+from .records import MAX_CREATED, DataRowRecord, KeyMeta
 from .rotation import RewrapResult
 
 __all__ = ["Session", "SessionFactory"]
@@ -59,6 +59,9 @@ class SessionFactory(ClosesOnExit):
     :param meter: the OpenTelemetry meter; the global provider's ``asherah_core`` by default.
     :param region_suffix: appended to key ids (DynamoDB global tables); by default what the
         metastore says (`Metastore.region_suffix`).
+    :param strict_names: refuse a service, product or partition name holding ``_``: the key
+        ids join the names with ``_``, so such names can share keys with other partitions
+        (see `Partition.check_unambiguous`). Off by default, as in every Asherah.
     :param row_metrics: record ``ael.drr.encrypt`` / ``ael.drr.decrypt`` for every row. With an
         OpenTelemetry SDK installed one record costs about as much as a warm 1 KB encrypt, so a
         service that needs every microsecond may turn the per-row histograms off; the metastore,
@@ -80,6 +83,7 @@ class SessionFactory(ClosesOnExit):
         meter: Meter | None = None,
         region_suffix: str | None = None,
         row_metrics: bool = True,
+        strict_names: bool = False,
     ) -> None:
         if not isinstance(kms, KeyManagementService):
             raise SessionError(f"kms must be a KeyManagementService, not {type(kms).__name__}")
@@ -92,7 +96,12 @@ class SessionFactory(ClosesOnExit):
         self.product = product
         self.policy = policy
         self.region_suffix = metastore.region_suffix if region_suffix is None else region_suffix
-        Partition("check", service, product, self.region_suffix)  # validates the names
+        if not isinstance(strict_names, bool):
+            raise SessionError("strict_names must be True or False")
+        self.strict_names = strict_names
+        checked = Partition("check", service, product, self.region_suffix)  # validates the names
+        if strict_names:
+            checked.check_unambiguous()
         self._clock = clock if clock is not None else time.time
         self._metrics = metrics_for(meter) if meter is not None else default_metrics()
         if not isinstance(row_metrics, bool):
@@ -163,6 +172,8 @@ class SessionFactory(ClosesOnExit):
 
     def _new_session(self, partition_id: str, *, shared: bool) -> Session:
         partition = Partition(partition_id, self.service, self.product, self.region_suffix)
+        if self.strict_names:
+            partition.check_unambiguous()
         return Session(self, partition, shared=shared)
 
     def close(self) -> None:
@@ -280,9 +291,8 @@ class Session(ClosesOnExit):
                 return text
         if cipher is None or entry is None or self._closed:
             self._check_open()
-            entry, cipher = _loaded(
-                partial(self._keys.intermediate_key_for_encrypt, self.partition)
-            )
+            entry = self._keys.intermediate_key_for_encrypt(self.partition)
+            cipher = entry.cipher()
         else:
             self._intermediate.hits += 1
         return self._seal(data, entry, cipher, now, start)
@@ -295,9 +305,8 @@ class Session(ClosesOnExit):
         cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
         if cipher is None or entry is None or self._closed:
             self._check_open()
-            entry, cipher = await _loaded_in_worker(
-                self._keys.intermediate_key_for_encrypt, self.partition
-            )
+            entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
+            cipher = entry.cipher()
         else:
             self._intermediate.hits += 1
         return self._seal(data, entry, cipher, now, start)
@@ -322,28 +331,24 @@ class Session(ClosesOnExit):
         now: float,
         start: float,
     ) -> str:
+        if type(data) is not bytes:
+            data = _as_buffer(data)
+        random = _urandom(56)  # one call: the row key and both nonces
+        row_key = random[:32]
+        nonce = random[32:44]
         try:
-            if type(data) is not bytes:
-                data = _as_buffer(data)
-            random = _urandom(56)  # one call: the row key and both nonces
-            row_key = random[:32]
-            nonce = random[32:44]
-            try:
-                sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
-            except OverflowError:
-                raise SessionError(
-                    f"data is {len(data)} bytes; at most {MAX_DATA_SIZE} bytes per row"
-                ) from None
-            key_nonce = random[44:]
-            sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
-            text = (
-                f'{{"Key":{{"Created":{int(now)},"Key":"'
-                f'{_b64encode(sealed_key)}","ParentKeyMeta":{entry.meta_json}}},'
-                f'"Data":"{_b64encode(sealed_data)}"}}'
-            )
-        finally:
-            if not entry.cached:
-                entry.zero()
+            sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
+        except OverflowError:
+            raise SessionError(
+                f"data is {len(data)} bytes; at most {MAX_DATA_SIZE} bytes per row"
+            ) from None
+        key_nonce = random[44:]
+        sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
+        text = (
+            f'{{"Key":{{"Created":{int(now)},"Key":"'
+            f'{_b64encode(sealed_key)}","ParentKeyMeta":{entry.meta_json}}},'
+            f'"Data":"{_b64encode(sealed_data)}"}}'
+        )
         self._encrypt_hist.record(_perf() - start)
         return text
 
@@ -414,14 +419,14 @@ class Session(ClosesOnExit):
         return _from_utf8(await self.decrypt_bytes_async(text))
 
     def _decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM]:
-        """The intermediate key named by a row, with its cipher taken at once: a key evicted
-        (and wiped) by another thread after this still opens the row, as on the inline paths
-        (and one evicted between its load and that is loaded again: see `_loaded`)."""
+        """The intermediate key named by a row, with its cipher (a key evicted by another
+        thread meanwhile stays whole while this call holds it: see cache.py)."""
         cached = self._cached_decrypting_key(ik_id, created)
         if cached is not None:
             return cached
         self._check_open()
-        return _loaded(partial(self._keys.intermediate_key, KeyMeta(ik_id, created)))
+        entry = self._keys.intermediate_key(KeyMeta(ik_id, created))
+        return entry, entry.cipher()
 
     async def _decrypting_key_async(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM]:
         """Coroutine version of `_decrypting_key`: a miss loads the key in a worker thread."""
@@ -429,7 +434,8 @@ class Session(ClosesOnExit):
         if cached is not None:
             return cached
         self._check_open()
-        return await _loaded_in_worker(self._keys.intermediate_key, KeyMeta(ik_id, created))
+        entry = await asyncio.to_thread(self._keys.intermediate_key, KeyMeta(ik_id, created))
+        return entry, entry.cipher()
 
     def _cached_decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM] | None:
         """The cached key of this partition named by a row and its cipher (a hit), or `None`."""
@@ -447,37 +453,33 @@ class Session(ClosesOnExit):
     def _open(
         self, entry: CachedKey, cipher: AESGCM, sealed_key: bytes, sealed_data: bytes, start: float
     ) -> bytes:
+        if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
+            raise RecordError(
+                f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "
+                f"least {NONCE_SIZE + TAG_SIZE}"
+            )
+        if len(sealed_data) < NONCE_SIZE + TAG_SIZE:
+            raise RecordError(
+                f"data row record Data is {len(sealed_data)} bytes; sealed data is at "
+                f"least {NONCE_SIZE + TAG_SIZE} (tag and nonce)"
+            )
         try:
-            if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
-                raise RecordError(
-                    f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "
-                    f"least {NONCE_SIZE + TAG_SIZE}"
-                )
-            if len(sealed_data) < NONCE_SIZE + TAG_SIZE:
-                raise RecordError(
-                    f"data row record Data is {len(sealed_data)} bytes; sealed data is at "
-                    f"least {NONCE_SIZE + TAG_SIZE} (tag and nonce)"
-                )
-            try:
-                row_key = cipher.decrypt(sealed_key[-NONCE_SIZE:], sealed_key[:-NONCE_SIZE], None)
-            except InvalidTag:
-                raise CryptoError(
-                    f"the data row key does not open with intermediate key {entry.meta}: "
-                    "wrong key, or the record was tampered with"
-                ) from None
-            if len(row_key) != 32:
-                raise CryptoError(f"the data row key is {len(row_key)} bytes, not 32")
-            try:
-                data = AESGCM(row_key).decrypt(
-                    sealed_data[-NONCE_SIZE:], sealed_data[:-NONCE_SIZE], None
-                )
-            except InvalidTag:
-                raise CryptoError(
-                    "the data does not open with its data row key: the record was tampered with"
-                ) from None
-        finally:
-            if not entry.cached:
-                entry.zero()
+            row_key = cipher.decrypt(sealed_key[-NONCE_SIZE:], sealed_key[:-NONCE_SIZE], None)
+        except InvalidTag:
+            raise CryptoError(
+                f"the data row key does not open with intermediate key {entry.meta}: "
+                "wrong key, or the record was tampered with"
+            ) from None
+        if len(row_key) != 32:
+            raise CryptoError(f"the data row key is {len(row_key)} bytes, not 32")
+        try:
+            data = AESGCM(row_key).decrypt(
+                sealed_data[-NONCE_SIZE:], sealed_data[:-NONCE_SIZE], None
+            )
+        except InvalidTag:
+            raise CryptoError(
+                "the data does not open with its data row key: the record was tampered with"
+            ) from None
         self._decrypt_hist.record(_perf() - start)
         return data
 
@@ -624,36 +626,6 @@ class _SessionCache:
             self._sessions.clear()
 
 
-_A = TypeVar("_A")
-_LOADS = 3
-"""Loads of one key for one call at most, when other threads keep evicting it before use."""
-
-
-def _loaded(load: Callable[[], CachedKey]) -> tuple[CachedKey, AESGCM]:
-    """A key from `load` with its cipher, taken at once. A key that other threads filled the
-    cache past and evicted (and wiped) between the load and that is loaded again, up to
-    `_LOADS` times; then `SessionError` says to retry the call."""
-    for _ in range(_LOADS - 1):
-        entry = load()
-        cipher = entry.aead
-        if cipher is not None:
-            return entry, cipher
-    entry = load()
-    return entry, entry.cipher()
-
-
-async def _loaded_in_worker(
-    load: Callable[[_A], CachedKey], argument: _A
-) -> tuple[CachedKey, AESGCM]:
-    """`_loaded` for coroutines: ``load(argument)`` in a worker thread, and again there (see
-    `_loaded`) if another thread evicted the key before its cipher was taken."""
-    entry = await asyncio.to_thread(load, argument)
-    cipher = entry.aead
-    if cipher is None:
-        return await asyncio.to_thread(_loaded, partial(load, argument))
-    return entry, cipher
-
-
 # The canonical compact form every Asherah writes (Go's field order, the Rust package's and ours).
 _HEAD = '{"Key":{"Created":'
 _KEY = ',"Key":"'
@@ -661,7 +633,6 @@ _META = '","ParentKeyMeta":{"KeyId":"'
 _META_CREATED = '","Created":'
 _DATA = '}},"Data":"'
 _TAIL = '"}'
-_MAX_INT = 2**63
 
 
 def _parse_row(text: object) -> tuple[str, int, bytes, bytes]:
@@ -689,28 +660,31 @@ def _parse_canonical(text: str) -> tuple[str, int, bytes, bytes] | None:
     created = text[18:key_at]
     ik_id = text[meta_at + 28 : meta_created_at]
     ik_created = text[meta_created_at + 12 : data_at]
-    # Plain JSON integers below 2**63 (no sign, no leading zero), a key id with nothing that
-    # JSON would escape; otherwise the JSON reader decides.
-    # (isprintable is False for control characters and lone surrogates.)
+    # Plain JSON integers of at most 19 digits (no sign, no leading zero), a non-empty key id
+    # with nothing that JSON would escape; otherwise the strict reader decides (and names what
+    # is wrong). (isprintable is False for control characters and lone surrogates.)
     if not (
-        created.isascii()
+        0 < len(created) <= 19
+        and 0 < len(ik_created) <= 19
+        and created.isascii()
         and created.isdigit()
         and ik_created.isascii()
         and ik_created.isdigit()
         and (created[0] != "0" or len(created) == 1)
         and (ik_created[0] != "0" or len(ik_created) == 1)
+        and ik_id
         and ik_id.isprintable()
         and '"' not in ik_id
         and "\\" not in ik_id
     ):
         return None
+    number = int(ik_created)
+    if number > MAX_CREATED or int(created) > MAX_CREATED:
+        return None  # (19 digits reach 9999999999999999999, beyond 2**63-1)
     try:
         sealed_key = _b64decode(text[key_at + 8 : meta_at], None, True)
         sealed_data = _b64decode(text[data_at + 11 : -2], None, True)
     except ValueError:
-        return None
-    number = int(ik_created)
-    if number >= _MAX_INT or (len(created) > 19 and int(created) >= _MAX_INT):
         return None
     return ik_id, number, sealed_key, sealed_data
 

@@ -403,8 +403,8 @@ def _to_attribute(value: Any) -> dict[str, Any]:
         return {"NULL": True}
     if isinstance(value, bool):
         return {"BOOL": value}
-    if isinstance(value, int | float):
-        return {"N": repr(value)}
+    if isinstance(value, int | float):  # a number read from JSON text keeps that text
+        return {"N": str(getattr(value, "text", None) or repr(value))}
     if isinstance(value, str):
         return {"S": value}
     if isinstance(value, Mapping):

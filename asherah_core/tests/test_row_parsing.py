@@ -1,0 +1,132 @@
+"""Reading a data row record's text: the canonical fast path never accepts what the strict
+reader refuses, never reads a field differently, and every failure is a `RecordError`."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from asherah_core import RecordError
+from asherah_core.records import MAX_CREATED
+from asherah_core.session import _parse_canonical, _parse_json_row, _parse_row
+
+if TYPE_CHECKING:
+    from asherah_core import SessionFactory
+
+KEY = base64.b64encode(bytes(60)).decode()
+DATA = base64.b64encode(bytes(40)).decode()
+
+
+def canonical(
+    created: str = "1796221020",
+    key: str = KEY,
+    ik_id: str = "_IK_p1_svc_prod",
+    ik_created: str = "1796221020",
+    data: str = DATA,
+) -> str:
+    """A record in the canonical compact form, each field's text as given (unchecked)."""
+    return (
+        f'{{"Key":{{"Created":{created},"Key":"{key}","ParentKeyMeta":'
+        f'{{"KeyId":"{ik_id}","Created":{ik_created}}}}},"Data":"{data}"}}'
+    )
+
+
+def strict(text: str) -> tuple[str, int, bytes, bytes] | RecordError:
+    try:
+        return _parse_json_row(text)
+    except RecordError as e:
+        return e
+
+
+@pytest.mark.parametrize("field", ["created", "ik_created"])
+@pytest.mark.parametrize(
+    "number",
+    [
+        "9" * 4301,  # past Python's 4,300-digit limit on int()
+        "1" * 5000,
+        str(2**63),  # 19 digits, one past the largest int64
+        "9999999999999999999",
+        "1" + "0" * 19,
+    ],
+    ids=["4301-digits", "5000-digits", "2**63", "19-nines", "20-digits"],
+)
+def test_a_created_out_of_range_is_a_record_error_on_every_path(
+    factory: SessionFactory, field: str, number: str
+) -> None:
+    text = canonical(**{field: number})
+    assert _parse_canonical(text) is None  # the strict reader decides
+    with pytest.raises(RecordError, match=r"Created|digits"):
+        _parse_row(text)
+    session = factory.get_session("p1")
+    session.encrypt_bytes(b"warm")  # the partition's key is cached: the inline path is tried
+    with pytest.raises(RecordError):
+        session.decrypt_bytes(text)
+    with pytest.raises(RecordError):
+        session.decrypt_bytes(text.encode())
+
+
+def test_the_largest_created_is_read_alike_on_both_paths() -> None:
+    text = canonical(created=str(MAX_CREATED), ik_created=str(MAX_CREATED))
+    fast = _parse_canonical(text)
+    assert fast is not None
+    assert fast == _parse_json_row(text)
+    assert fast[1] == MAX_CREATED
+
+
+def test_an_empty_key_id_is_a_record_error_not_another_partition(
+    factory: SessionFactory,
+) -> None:
+    text = canonical(ik_id="")
+    assert _parse_canonical(text) is None
+    with pytest.raises(RecordError, match="KeyId"):
+        factory.get_session("p1").decrypt_bytes(text)
+
+
+def test_an_out_of_range_message_does_not_print_thousands_of_digits() -> None:
+    text = canonical(created="9" * 4000)
+    with pytest.raises(RecordError) as caught:
+        _parse_row(text)
+    assert len(str(caught.value)) < 200
+
+
+_numbers = st.one_of(
+    st.integers(min_value=0, max_value=2**64).map(str),
+    st.integers(min_value=0, max_value=10**30).map(lambda n: "0" + str(n)),
+    st.integers(min_value=-(2**63), max_value=-1).map(str),
+    st.sampled_from(["", "0", "1e3", "1.0", "+1", " 1", "٣", "9" * 4301, str(MAX_CREATED)]),
+    st.text("0123456789", min_size=1, max_size=25),
+)
+_ids = st.one_of(
+    st.sampled_from(["_IK_p1_svc_prod", "", 'a"b', "a\\b", "a\nb", "\ud800", "é", "\u2028"]),
+    st.text(max_size=20),
+)
+_base64 = st.one_of(
+    st.binary(max_size=80).map(lambda b: base64.b64encode(b).decode()),
+    st.sampled_from(["", "A", "AAA", "AA==AA==", "AAAA\n", "A\u00e9AA"]),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(created=_numbers, key=_base64, ik_id=_ids, ik_created=_numbers, data=_base64)
+@example(created="9" * 4301, key=KEY, ik_id="_IK_p1_svc_prod", ik_created="1", data=DATA)
+@example(created=str(2**63), key=KEY, ik_id="_IK_p1_svc_prod", ik_created="1", data=DATA)
+def test_the_fast_path_accepts_only_what_the_strict_reader_accepts_and_reads_it_alike(
+    created: str, key: str, ik_id: str, ik_created: str, data: str
+) -> None:
+    text = canonical(created, key, ik_id, ik_created, data)
+    fast = _parse_canonical(text)
+    expected = strict(text)
+    if fast is not None:
+        assert not isinstance(expected, RecordError), f"fast path accepted: {expected}"
+        assert fast == expected
+    try:
+        found = _parse_row(text)  # whichever path: a result or a RecordError, nothing else
+    except RecordError:
+        assert isinstance(expected, RecordError)
+    else:
+        assert found == expected

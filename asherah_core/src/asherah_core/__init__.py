@@ -13,7 +13,9 @@ from .errors import (
     MetastoreError,
     PluginError,
     RecordError,
+    RecordTypeError,
     SessionError,
+    SessionTypeError,
 )
 from .hookspecs import (
     EnvelopeDescriber,
@@ -58,11 +60,13 @@ __all__ = [
     "PluginHost",
     "ProbeResult",
     "RecordError",
+    "RecordTypeError",
     "RegisterKms",
     "RegisterMetastore",
     "Session",
     "SessionError",
     "SessionFactory",
+    "SessionTypeError",
     "StaticKms",
     "available_kms",
     "available_metastores",

@@ -168,10 +168,12 @@ def test_metrics_hook_installed_before_setup_gets_row_timings_and_cache_events()
     kinds = [event["type"] for event in got]
     assert kinds.count("encrypt") == 2
     assert kinds.count("decrypt") == 1
-    assert "store" in kinds and "load" in kinds  # the new system and intermediate keys
+    assert "store" in kinds  # the new system and intermediate keys
+    assert "load" in kinds
     for event in got:
         if event["type"] in ("encrypt", "decrypt", "store", "load"):
-            assert isinstance(event["duration_ns"], int) and event["duration_ns"] > 0
+            assert isinstance(event["duration_ns"], int)
+            assert event["duration_ns"] > 0
     caches = {(e["type"], e["name"]) for e in got if e["type"].startswith("cache_")}
     assert ("cache_miss", "intermediate-key") in caches
     assert ("cache_hit", "intermediate-key") in caches
@@ -211,7 +213,8 @@ def test_metrics_hook_replacement_and_removal() -> None:
     seen = (len(first), len(second))
     compat.set_metrics_hook(None)
     compat.encrypt_bytes("p", b"x")
-    assert seen[0] > 0 and seen[1] > 0
+    assert seen[0] > 0
+    assert seen[1] > 0
     assert (len(first), len(second)) == seen
 
 
@@ -317,12 +320,14 @@ def test_go_mysql_tls_true_verifies_the_server() -> None:
     target = rdbms_target("u:pw@tcp(db:3306)/keys?tls=true&parseTime=true&loc=UTC", "", "c")
     context = target.connect_args["ssl"]
     assert isinstance(context, ssl.SSLContext)
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
 
 
 def test_go_mysql_skip_verify_encrypts_without_verifying() -> None:
     context = rdbms_target("u:pw@tcp(db)/k?tls=skip-verify", "", "c").connect_args["ssl"]
-    assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
+    assert context.verify_mode == ssl.CERT_NONE
+    assert not context.check_hostname
 
 
 def test_mysql_url_options_are_read_too() -> None:
@@ -478,7 +483,8 @@ def test_the_0_3_api_encrypts_to_text_and_decrypts_to_bytearray() -> None:
         text = crypt.encrypt("partition", b"data")
         assert isinstance(text, str)
         plain = crypt.decrypt("partition", text)
-        assert isinstance(plain, bytearray) and plain == bytearray(b"data")
+        assert isinstance(plain, bytearray)
+        assert plain == bytearray(b"data")
         assert crypt.decrypt("partition", crypt.encrypt("partition", "text")) == b"text"
     finally:
         crypt.shutdown()

@@ -12,6 +12,7 @@ when ``Metastore=sqlite`` alone), DynamoDB when ``DDB_TABLE`` is set, SQL when `
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,7 +20,9 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["ENVIRONMENT", "EnvExtras", "config_from_env"]
+__all__ = ["ALSO_READ", "ENVIRONMENT", "EnvExtras", "config_from_env"]
+
+logger = logging.getLogger(__name__)
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -80,6 +83,21 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any], str]] = {
 }
 
 
+# Variables read beside ENVIRONMENT, with their meaning.
+ALSO_READ: dict[str, str] = {
+    "AWS_REGION": "dynamodb: the region (DynamoDBRegion); aws: KmsKeyId's default region",
+    "AWS_ENDPOINT_URL": "dynamodb: the endpoint (DynamoDBEndpoint)",
+    "MYSQL_TLS_MODE": "MySQL: the tls option (true, skip-verify, false) of MYSQL_URL",
+    "REGION_SUFFIX": "the region suffix of key ids",
+    "CREATE_DATE_PRECISION_SECS": "CryptoPolicy.create_date_precision, seconds",
+    "INTERMEDIATE_KEY_CACHE_MAX_SIZE": "CryptoPolicy.intermediate_key_cache_max_size",
+    "SHARED_INTERMEDIATE_KEY_CACHE": "nothing: every session of a factory shares one cache",
+    "SESSION_CACHE": "nothing: false is ignored with a warning, as in the package",
+    "CACHE_SYSTEM_KEYS": "nothing: false is ignored with a warning, as in the package",
+    "CACHE_INTERMEDIATE_KEYS": "nothing: false is ignored with a warning, as in the package",
+}
+
+
 @dataclass(frozen=True)
 class EnvExtras:
     """Settings the environment gives that the PascalCase configuration has no key for."""
@@ -128,13 +146,19 @@ def _select_metastore(config: dict[str, Any], environ: Mapping[str, str]) -> Non
         url = environ.get("POSTGRES_URL") or environ.get("MYSQL_URL")
         if url is None:
             raise ConfigError("environment: Metastore=rdbms needs POSTGRES_URL or MYSQL_URL")
-        config["ConnectionString"] = url
         config["SQLMetastoreDBType"] = "postgres" if "POSTGRES_URL" in environ else "mysql"
+        tls = environ.get("MYSQL_TLS_MODE")
+        if tls is not None and "POSTGRES_URL" not in environ:
+            url += ("&" if "?" in url.rpartition("@")[2] else "?") + f"tls={tls.strip()}"
+        config["ConnectionString"] = url
     else:
         config["Metastore"] = store
 
 
 def _extras(environ: Mapping[str, str]) -> EnvExtras:
+    for name in ("SESSION_CACHE", "CACHE_SYSTEM_KEYS", "CACHE_INTERMEDIATE_KEYS"):
+        if environ.get(name, "").strip().lower() in _FALSE:
+            logger.warning("%s=false is ignored: that cache is always on here", name)
     # SHARED_INTERMEDIATE_KEY_CACHE needs nothing: every session of a factory shares its
     # intermediate-key cache here. The two counts below have no PascalCase key.
     counts: dict[str, int | None] = {}

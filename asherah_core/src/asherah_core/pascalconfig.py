@@ -102,6 +102,8 @@ KNOWN_KEYS: dict[str, str] = {
     "EnableCanaries": "accepted for compatibility; no effect here",
     "ConfigDriftForceRun": "accepted; this library keeps no configuration drift guard",
     "ConfigDriftForceUpdate": "accepted; this library keeps no configuration drift guard",
+    "ForceRunWithConfigDrift": "the package's other name for ConfigDriftForceRun; accepted",
+    "ForceUpdateConfigDriftGuard": "the package's other name for ConfigDriftForceUpdate; accepted",
     "PoolMaxOpen": "rdbms: most open connections (0 = unlimited)",
     "PoolMaxIdle": "rdbms: connections kept open when idle (default 2)",
     "PoolMaxLifetime": "rdbms: seconds before a connection is replaced (0 = unlimited)",

@@ -512,3 +512,55 @@ def test_a_0_3_duration_in_seconds_is_caught() -> None:
     )
     with pytest.raises(ConfigError, match="nanoseconds"):
         Asherah().setup(config)
+
+
+# Pool knobs, MYSQL_TLS_MODE, ignored cache switches ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, {"pool_size": 2, "max_overflow": -1}),
+        ({"PoolMaxOpen": 0, "PoolMaxIdle": 4}, {"pool_size": 4, "max_overflow": -1}),
+        ({"PoolMaxOpen": 10}, {"pool_size": 2, "max_overflow": 8}),
+        ({"PoolMaxOpen": 3, "PoolMaxIdle": 5}, {"pool_size": 3, "max_overflow": 0}),
+        (
+            {"PoolMaxLifetime": 600, "PoolMaxIdleTime": 60},
+            {"pool_size": 2, "max_overflow": -1, "pool_recycle": 60},
+        ),
+        ({"PoolMaxLifetime": 0}, {"pool_size": 2, "max_overflow": -1}),
+    ],
+)
+def test_pool_knobs_follow_go_where_zero_is_unlimited(
+    given: dict[str, int], expected: dict[str, int]
+) -> None:
+    from asherah_core.pascalconfig import _pool_options, _Reader  # noqa: PLC0415
+
+    assert _pool_options(_Reader({**TEST_KEY_CONFIG, **given})) == expected
+
+
+def test_a_negative_pool_knob_is_refused() -> None:
+    from asherah_core.pascalconfig import _pool_options, _Reader  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="PoolMaxOpen"):
+        _pool_options(_Reader({**TEST_KEY_CONFIG, "PoolMaxOpen": -1}))
+
+
+def test_mysql_tls_mode_becomes_the_tls_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asherah_core.compatenv import config_from_env  # noqa: PLC0415
+
+    environ = {"KMS": "test-debug-static", "MYSQL_URL": "u:p?w@tcp(db)/k", "MYSQL_TLS_MODE": "true"}
+    config, _ = config_from_env(environ)
+    assert config["ConnectionString"] == "u:p?w@tcp(db)/k?tls=true"
+    target = rdbms_target(config["ConnectionString"], "mysql", "env")
+    assert isinstance(target.connect_args["ssl"], ssl.SSLContext)
+
+
+def test_turning_a_cache_off_by_environment_is_ignored_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("KMS", "test-debug-static")
+    monkeypatch.setenv("CACHE_SYSTEM_KEYS", "false")
+    with caplog.at_level(logging.WARNING, "asherah_core"), compat.SessionFactory() as factory:
+        assert factory.policy.cache_system_keys
+    assert any("CACHE_SYSTEM_KEYS=false is ignored" in r.getMessage() for r in caplog.records)

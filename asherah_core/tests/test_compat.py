@@ -341,7 +341,6 @@ def test_mysql_url_options_are_read_too() -> None:
 @pytest.mark.parametrize(
     ("option", "named"),
     [
-        ("tls=preferred", "tls"),
         ("tls=custom", "tls"),
         ("loc=Local", "loc"),
         ("parseTime=maybe", "parseTime"),
@@ -564,3 +563,18 @@ def test_turning_a_cache_off_by_environment_is_ignored_with_a_warning(
     with caplog.at_level(logging.WARNING, "asherah_core"), compat.SessionFactory() as factory:
         assert factory.policy.cache_system_keys
     assert any("CACHE_SYSTEM_KEYS=false is ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_go_mysql_tls_false_turns_tls_off_and_preferred_is_the_drivers_default() -> None:
+    assert rdbms_target("u:pw@tcp(db)/k?tls=false", "", "c").connect_args == {"ssl_disabled": True}
+    assert rdbms_target("u:pw@tcp(db)/k?tls=preferred", "", "c").connect_args == {}
+
+
+def test_tls_with_a_pymysql_that_falls_back_to_plain_text_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.metadata  # noqa: PLC0415
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.1.1")
+    with pytest.raises(ConfigError, match=r"PyMySQL 1\.2"):
+        rdbms_target("u:pw@tcp(db)/k?tls=true", "", "c")

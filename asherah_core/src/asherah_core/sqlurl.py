@@ -14,6 +14,7 @@ part quoted, and the ``connect_args`` the driver needs.
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import re
 import ssl
@@ -148,6 +149,9 @@ def _bad(where: str, name: str, value: str, problem: str) -> ConfigError:
 
 def _tls(value: str, connect: dict[str, Any]) -> str | None:
     lowered = value.lower()
+    if lowered in ("true", "1", "skip-verify", "preferred") and _pymysql_too_old():
+        # Before 1.2 PyMySQL silently talks plain text to a server that offers no TLS.
+        return "TLS needs PyMySQL 1.2 or later here (older ones fall back to plain text)"
     if lowered in ("true", "1"):
         connect["ssl"] = ssl.create_default_context()  # verifies the chain and the host name
     elif lowered == "skip-verify":
@@ -156,16 +160,24 @@ def _tls(value: str, connect: dict[str, Any]) -> str | None:
         context.verify_mode = ssl.CERT_NONE
         connect["ssl"] = context
     elif lowered == "preferred":
-        return (
-            "TLS-if-offered is not available with PyMySQL; use tls=true (verified TLS) or "
-            "tls=skip-verify (encrypted, not verified)"
-        )
-    elif lowered not in ("false", "0"):
+        pass  # PyMySQL's own default: TLS when the server offers it, unverified, as in Go
+    elif lowered in ("false", "0"):
+        connect["ssl_disabled"] = True  # Go's tls=false: plain text, no attempt at TLS
+    else:
         return (
             "a named TLS configuration cannot be read from a connection string here; use "
             "tls=true or tls=skip-verify, or pass your own engine"
         )
     return None
+
+
+def _pymysql_too_old() -> bool:
+    """Whether an installed PyMySQL predates 1.2 (where a required TLS is enforced)."""
+    try:
+        text = importlib.metadata.version("PyMySQL")
+    except importlib.metadata.PackageNotFoundError:
+        return False  # no driver: the engine will say so
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:2]) < (1, 2)
 
 
 def _parse_time(value: str, connect: dict[str, Any]) -> str | None:

@@ -116,6 +116,13 @@ def test_no_configuration_takes_the_package_defaults(monkeypatch: pytest.MonkeyP
         assert isinstance(factory.metastore, InMemoryMetastore)
 
 
+def test_setup_does_not_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KMS", "test-debug-static")
+    with pytest.raises(ConfigError, match="setup takes the configuration mapping"):
+        compat.setup(None)  # type: ignore[arg-type]
+    assert not compat.get_setup_status()
+
+
 def test_the_environment_without_kms_is_refused() -> None:
     with pytest.raises(ConfigError, match="KMS is required"):
         compat.SessionFactory.from_env()

@@ -128,6 +128,11 @@ def setup(config: Mapping[str, Any]) -> None:
     with _lock:
         if _factory is not None:
             raise SessionError("asherah is already set up; call shutdown() first")
+        if config is None:
+            raise ConfigError(
+                "setup takes the configuration mapping (it reads no environment variables; "
+                "SessionFactory() does)"
+            )
         _factory = SessionFactory(config)
 
 

@@ -585,3 +585,50 @@ def test_tls_with_a_pymysql_that_falls_back_to_plain_text_is_refused(
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.1.1")
     with pytest.raises(ConfigError, match=r"PyMySQL 1\.2"):
         rdbms_target("u:pw@tcp(db)/k?tls=true", "", "c")
+
+
+# DynamoDBSigningRegion, KmsKeyId -----------------------------------------------------------
+
+
+def test_dynamodb_signing_region_signs_and_dynamodb_region_picks_the_endpoint() -> None:
+    pytest.importorskip("boto3")
+    config = {
+        **TEST_KEY_CONFIG,
+        "Metastore": "dynamodb",
+        "DynamoDBRegion": "us-east-1",
+        "DynamoDBSigningRegion": "us-west-2",
+    }
+    with compat.SessionFactory(config) as factory:
+        store: Any = factory.metastore
+        assert store.region == "us-west-2"
+        assert store._client.meta.endpoint_url == "https://dynamodb.us-east-1.amazonaws.com"
+
+
+class FakeAws:
+    """Stands in for asherah-aws-kms-v2's aws-v2 KMS: records its settings."""
+
+    def __init__(self) -> None:
+        self.settings: list[dict[str, Any]] = []
+
+    @hookimpl
+    def asherah_register_kms(self, register: Any) -> None:
+        def build(config: PluginConfig, crypto: Any) -> StaticKms:
+            self.settings.append(dict(config))
+            return StaticKms(b"a" * 32)
+
+        register("aws-v2", build)
+
+
+def test_kms_key_id_is_a_one_region_map(
+    default_host: Callable[[PluginHost], PluginHost], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_KMS", raising=False)
+    fake = FakeAws()
+    default_host(PluginHost(autoload=False, plugins=[("fake-aws", fake)]))
+    arn = "arn:aws:kms:eu-west-1:111122223333:key/abc"
+    with compat.SessionFactory({**TEST_KEY_CONFIG, "KMS": "aws", "KmsKeyId": arn}):
+        pass
+    assert fake.settings == [
+        {"regions": {"eu-west-1": {"arn": arn}}, "preferred_region": "eu-west-1"}
+    ]

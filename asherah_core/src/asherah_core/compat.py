@@ -20,7 +20,7 @@ from typing import Any
 from . import events
 from . import session as _session
 from .compat03 import Asherah, AsherahConfig
-from .compatenv import config_from_env
+from .compatenv import EnvExtras, config_from_env
 from .errors import ConfigError, SessionError
 from .pascalconfig import factory_arguments_from_asherah_config
 
@@ -98,7 +98,7 @@ class SessionFactory(_session.SessionFactory):
         return cls(None)
 
 
-def _with_env_extras(arguments: dict[str, Any], extras: Any) -> dict[str, Any]:
+def _with_env_extras(arguments: dict[str, Any], extras: EnvExtras) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if extras.create_date_precision is not None:
         changes["create_date_precision"] = extras.create_date_precision

@@ -337,7 +337,7 @@ METASTORE_DEPS = (
     *TEST_DEPS,
     "sqlalchemy>=2.0",
     "psycopg[binary]>=3.1",
-    "pymysql>=1.1",
+    "pymysql>=1.2",
     "boto3",
     "moto[server]>=5",
     ASHERAH_PACKAGE,  # the peer of the interoperability tests

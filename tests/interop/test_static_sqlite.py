@@ -310,3 +310,19 @@ def test_connection_string_forms_open_the_same_file(
     assert key_rows(expected) == before
     assert parent_of(ours) == parent_of(theirs)
     assert sorted(p.name for p in workdir.rglob("*")) == ["keys.db"]
+
+
+@pytest.mark.parametrize("name", ["k%41eys.db", "keys?.db", "k%3Fe ys#1.db"])
+def test_a_path_with_percent_or_question_mark_opens_the_same_file(
+    peer: Peer, tmp_path: Path, name: str
+) -> None:
+    """The peer takes a SQLite ``ConnectionString`` literally: ``%41`` and ``?`` are part of the
+    file name, and ours opens that same file (not ``kAeys.db``, not ``keys``)."""
+    expected = tmp_path / name
+    config = {**static_config(expected), "ConnectionString": f"sqlite://{expected}"}
+    [theirs] = peer.encrypt(config, [("user-42", b"x")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    [ours] = ours_encrypt(config, [("user-42", b"y")])
+    assert ours_decrypt(config, [("user-42", theirs)]) == [b"x"]
+    assert parent_of(ours) == parent_of(theirs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]

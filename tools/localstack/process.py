@@ -53,7 +53,7 @@ def _child_env(venv_python: Path, port: int, root: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         GATEWAY_LISTEN=f"127.0.0.1:{port}",
         LOCALSTACK_HOST=f"127.0.0.1:{port}",
-        SERVICES="kms",
+        SERVICES="kms,secretsmanager",  # secretsmanager: the secrets-manager KMS tests
         FILESYSTEM_ROOT=str(root),
         TMPDIR=str(root / "tmp"),  # its temp files go away with the rest
         AWS_ACCESS_KEY_ID="test",

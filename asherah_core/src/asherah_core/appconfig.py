@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .config import PluginConfig, kms_selection, read_config_file, selected_table
 from .errors import ConfigError
-from .kms import KeyManagementService
+from .factoryargs import assemble
 from .metastore.base import Metastore
+from .pascalconfig import factory_arguments_from_asherah_config
 from .plugins import PluginHost
 from .policy import CryptoPolicy
 
@@ -48,8 +49,6 @@ _POLICY_SIZES = (
 def factory_arguments(source: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
     """Return `SessionFactory`'s arguments from a TOML path or a PascalCase mapping."""
     if isinstance(source, Mapping):
-        from .pascalconfig import factory_arguments_from_asherah_config  # noqa: PLC0415
-
         return factory_arguments_from_asherah_config(source)
     if isinstance(source, str | os.PathLike):
         return _from_file(Path(source))
@@ -72,29 +71,6 @@ def _from_file(path: Path) -> dict[str, Any]:
         metastore=_metastore(raw, source, host)[1],
         build_kms=lambda: host.load_kms(name, kms_config),
     )
-
-
-def assemble(
-    *,
-    service: str,
-    product: str,
-    policy: CryptoPolicy,
-    metastore: Metastore,
-    build_kms: Callable[[], KeyManagementService],
-) -> dict[str, Any]:
-    """`SessionFactory`'s arguments; the metastore is closed if the KMS cannot be built."""
-    try:
-        kms = build_kms()
-    except BaseException:
-        metastore.close()
-        raise
-    return {
-        "service": service,
-        "product": product,
-        "kms": kms,
-        "metastore": metastore,
-        "policy": policy,
-    }
 
 
 def metastore_from_file(path: str | os.PathLike[str]) -> tuple[str, Metastore]:

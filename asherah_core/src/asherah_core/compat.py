@@ -10,18 +10,23 @@ over one process-wide factory. Errors are `AsherahError` subclasses (that packag
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import events
 from . import session as _session
+from .compat03 import Asherah, AsherahConfig
+from .compatenv import EnvExtras, config_from_env
 from .errors import ConfigError, SessionError
 from .pascalconfig import factory_arguments_from_asherah_config
 
 __all__ = [
+    "Asherah",
+    "AsherahConfig",
     "Session",
     "SessionFactory",
     "decrypt_bytes",
@@ -45,48 +50,46 @@ __all__ = [
 
 Session = _session.Session
 
-# Environment variables read by SessionFactory() / from_env(), as that package reads them.
-_ENV_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "SERVICE_NAME": ("ServiceName", str),
-    "PRODUCT_ID": ("ProductID", str),
-    "Metastore": ("Metastore", str),
-    "KMS": ("KMS", str),
-    "STATIC_MASTER_KEY_HEX": ("StaticMasterKeyHex", str),
-    "SQLITE_PATH": ("ConnectionString", str),
-    "POSTGRES_URL": ("ConnectionString", str),
-    "MYSQL_URL": ("ConnectionString", str),
-    "REGION_MAP": ("RegionMap", json.loads),
-    "PREFERRED_REGION": ("PreferredRegion", str),
-    "EXPIRE_AFTER_SECS": ("ExpireAfter", int),
-    "REVOKE_CHECK_INTERVAL_SECS": ("CheckInterval", int),
-    "SESSION_CACHE": ("EnableSessionCaching", lambda v: v.strip().lower() in ("1", "true")),
-    "SESSION_CACHE_MAX_SIZE": ("SessionCacheMaxSize", int),
-    "SESSION_CACHE_DURATION_SECS": ("SessionCacheDuration", int),
-    "DDB_TABLE": ("DynamoDBTableName", str),
-}
-
 
 class SessionFactory(_session.SessionFactory):
     """`asherah_core.SessionFactory` built from the ``asherah`` package's configuration.
 
     ``SessionFactory(config)`` and ``SessionFactory.from_config(config)`` take the PascalCase
     mapping; ``SessionFactory()`` and ``from_env()`` read the environment variables that
-    package reads (``SERVICE_NAME``, ``PRODUCT_ID``, ``Metastore``, ``KMS``, …).
+    package reads (``SERVICE_NAME``, ``PRODUCT_ID``, ``Metastore``, ``SQLITE_PATH``, ``KMS``, …;
+    see compatenv.py). `overrides` replace built arguments (``clock=``, ``meter=``, ``kms=``…);
+    what the configuration built and an override replaced, or what was built before
+    construction failed, is closed.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        arguments = factory_arguments_from_asherah_config(
-            _config_from_env() if config is None else config
-        )
+        if config is None:
+            env_config, extras = config_from_env(os.environ)
+            arguments = factory_arguments_from_asherah_config(env_config)
+            arguments = _with_env_extras(arguments, extras)
+        else:
+            arguments = factory_arguments_from_asherah_config(config)
+        built = {k: arguments[k] for k in ("kms", "metastore") if arguments.get(k) is not None}
+        for name, resource in built.items():
+            if name in overrides and overrides[name] is not resource:
+                resource.close()  # built from the configuration, then replaced
         arguments.update(overrides)
         service, product = arguments.pop("service"), arguments.pop("product")
-        super().__init__(service, product, **arguments)
+        try:
+            super().__init__(service, product, **arguments)
+        except BaseException:
+            for name, resource in built.items():
+                if name not in overrides:
+                    resource.close()
+            raise
 
     @classmethod
     def from_config(  # type: ignore[override]
         cls, config: Mapping[str, Any], **overrides: Any
     ) -> SessionFactory:
         """Build from the PascalCase configuration mapping."""
+        if config is None:
+            raise ConfigError("from_config needs a configuration mapping; use from_env()")
         return cls(config, **overrides)
 
     @classmethod
@@ -95,19 +98,22 @@ class SessionFactory(_session.SessionFactory):
         return cls(None)
 
 
-def _config_from_env() -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    for name, (key, convert) in _ENV_KEYS.items():
-        value = os.environ.get(name)
-        if value is None or value == "":
-            continue
+def _with_env_extras(arguments: dict[str, Any], extras: EnvExtras) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if extras.create_date_precision is not None:
+        changes["create_date_precision"] = extras.create_date_precision
+    if extras.intermediate_key_cache_max_size is not None:
+        changes["intermediate_key_cache_max_size"] = extras.intermediate_key_cache_max_size
+    if changes:
         try:
-            config[key] = convert(value)
-        except ValueError:
-            raise ConfigError(f"environment variable {name}: not a valid {key} value") from None
-    if "POSTGRES_URL" in os.environ or "MYSQL_URL" in os.environ:
-        config.setdefault("Metastore", "rdbms")
-    return config
+            arguments["policy"] = dataclasses.replace(arguments["policy"], **changes)
+        except BaseException:
+            arguments["metastore"].close()
+            arguments["kms"].close()
+            raise
+    if extras.region_suffix is not None:
+        arguments["region_suffix"] = extras.region_suffix
+    return arguments
 
 
 # The module-level API: one process-wide factory ------------------------------------------
@@ -122,6 +128,11 @@ def setup(config: Mapping[str, Any]) -> None:
     with _lock:
         if _factory is not None:
             raise SessionError("asherah is already set up; call shutdown() first")
+        if config is None:
+            raise ConfigError(
+                "setup takes the configuration mapping (it reads no environment variables; "
+                "SessionFactory() does)"
+            )
         _factory = SessionFactory(config)
 
 
@@ -217,7 +228,7 @@ def version() -> str:
 
 
 class _LogHook(logging.Handler):
-    def __init__(self, callback: Callable[[dict[str, str]], None]) -> None:
+    def __init__(self, callback: Callable[[dict[str, str]], object]) -> None:
         super().__init__(logging.DEBUG)
         self.callback = callback
 
@@ -232,17 +243,22 @@ class _LogHook(logging.Handler):
 
 
 _log_hook: _LogHook | None = None
+_LOGGERS = ("asherah_core", "asherah_aws_kms_v2", "asherah_vault_transit")
 
 
-def set_log_hook(callback: Callable[[dict[str, str]], None] | None) -> None:
+def set_log_hook(callback: Callable[[dict[str, str]], object] | None) -> None:
     """Send the log records of ``asherah_core`` and its plugins to `callback` (``None`` stops).
 
-    Each call gets ``{"level", "message", "target"}`` as in the ``asherah`` package.
+    Each call gets ``{"level", "message", "target"}`` as in the ``asherah`` package; records
+    below the loggers' level (WARNING unless ``Verbose: true`` or your logging setup lowers it)
+    are not sent. `TypeError` if `callback` is neither callable nor ``None``.
     """
     global _log_hook
+    if callback is not None and not callable(callback):
+        raise TypeError(f"the log hook must be callable or None, not {type(callback).__name__}")
     with _lock:
         old, _log_hook = _log_hook, (None if callback is None else _LogHook(callback))
-        for name in ("asherah_core", "asherah_aws_kms_v2"):
+        for name in _LOGGERS:
             logger = logging.getLogger(name)
             if old is not None:
                 logger.removeHandler(old)
@@ -250,12 +266,14 @@ def set_log_hook(callback: Callable[[dict[str, str]], None] | None) -> None:
                 logger.addHandler(_log_hook)
 
 
-def set_metrics_hook(callback: Callable[[dict[str, Any]], None] | None) -> None:
-    """Not offered: metrics go through OpenTelemetry (docs/metrics.md); `ConfigError` unless
-    `callback` is ``None``."""
-    if callback is not None:
-        raise ConfigError(
-            "set_metrics_hook is not offered: asherah-core records its metrics with "
-            "OpenTelemetry (ael.drr.encrypt, ael.cache.hit, …); install an SDK meter provider "
-            "and a reader instead (see the metrics documentation)"
-        )
+def set_metrics_hook(callback: Callable[[dict[str, Any]], object] | None) -> None:
+    """Send metrics events to `callback` (``None`` stops); replaces any earlier hook.
+
+    The events are the ``asherah`` package's: ``{"type": "encrypt" | "decrypt" | "store" |
+    "load", "duration_ns": int}`` and ``{"type": "cache_hit" | "cache_miss" | "cache_stale",
+    "name": "intermediate-key" | "system-key" | "session"}``. They come from the measurements
+    of our OpenTelemetry instruments (docs/metrics.md), which stay the primary interface.
+    A hook installed before `setup` applies to every factory. `TypeError` if `callback` is
+    neither callable nor ``None``.
+    """
+    events.set_hook(callback)

@@ -10,7 +10,9 @@ __all__ = [
     "MetastoreError",
     "PluginError",
     "RecordError",
+    "RecordTypeError",
     "SessionError",
+    "SessionTypeError",
 ]
 
 
@@ -46,3 +48,12 @@ class RecordError(AsherahError):
 
 class SessionError(AsherahError):
     """A session or factory was used wrongly: closed, another partition's row, bad argument."""
+
+
+class SessionTypeError(SessionError, TypeError):
+    """An argument of the wrong type: ``None`` or a ``str`` where data, text or a partition id
+    belongs. Also a `TypeError`, as the ``asherah`` package raises for these."""
+
+
+class RecordTypeError(RecordError, TypeError):
+    """A data row record that is not text at all (``None``, a number). Also a `TypeError`."""

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .cache import CachedKey, KeyCache, wipe
-from .errors import AsherahError, CryptoError, KmsError, MetastoreError, SessionError
+from .errors import (
+    AsherahError,
+    CryptoError,
+    KmsError,
+    MetastoreError,
+    SessionError,
+    SessionTypeError,
+)
 from .kms import KeyManagementService
 from .metastore.base import Metastore
 from .metrics import FrameworkMetrics
@@ -552,7 +559,7 @@ def _why_not(record: EnvelopeKeyRecord, policy: CryptoPolicy, now: float) -> str
 
 def _check_name(value: object, what: str) -> None:
     if not isinstance(value, str):
-        raise SessionError(f"{what} must be a string, not {type(value).__name__}")
+        raise SessionTypeError(f"{what} must be a string, not {type(value).__name__}")
     if not value:
         raise SessionError(f"{what} must not be empty")
     try:

@@ -15,6 +15,8 @@ from typing import Protocol
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 
+from . import events
+
 __all__ = ["LATENCY_BUCKETS", "METER_NAME", "CacheStats", "FrameworkMetrics", "metrics_for"]
 
 METER_NAME = "asherah_core"
@@ -72,8 +74,21 @@ class FrameworkMetrics:
         self._histogram = DurationHistograms(self._meter, LATENCY_BUCKETS).get
         self._caches: weakref.WeakSet[CacheStats] = weakref.WeakSet()
         self._retired: dict[tuple[str, str], int] = {}
-        self.encrypt = self._histogram("ael.drr.encrypt", "one encrypt of a data row")
-        self.decrypt = self._histogram("ael.drr.decrypt", "one decrypt of a data row")
+        # The counts last reported to the metrics hook, per live cache (under _lock).
+        self._reported: weakref.WeakKeyDictionary[CacheStats, tuple[int, int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.encrypt = events.Tap(
+            self._histogram("ael.drr.encrypt", "one encrypt of a data row"),
+            "encrypt",
+            self._report_caches,
+        )
+        self.decrypt = events.Tap(
+            self._histogram("ael.drr.decrypt", "one decrypt of a data row"),
+            "decrypt",
+            self._report_caches,
+        )
+        events.watch_installs(self)
         self.kms_encrypt = self._histogram("ael.kms.encryptkey", "one KMS encrypt_key (system key)")
         self.kms_decrypt = self._histogram("ael.kms.decryptkey", "one KMS decrypt_key (system key)")
         self.keys_created: Counter = self._meter.create_counter(
@@ -109,9 +124,31 @@ class FrameworkMetrics:
                     key = (cache.name, attribute)
                     self._retired[key] = self._retired.get(key, 0) + getattr(cache, attribute)
 
-    def metastore(self, kind: str, operation: str) -> Histogram:
+    def metastore(self, kind: str, operation: str) -> events.Tap:
         """The histogram ``ael.metastore.<kind>.<operation>`` (load, loadlatest, store)."""
-        return self._histogram(f"ael.metastore.{kind}.{operation}", f"metastore {operation}")
+        return events.Tap(
+            self._histogram(f"ael.metastore.{kind}.{operation}", f"metastore {operation}"),
+            "store" if operation == "store" else "load",
+        )
+
+    def rebase(self) -> None:
+        """Count cache events for a newly installed metrics hook from now on."""
+        with self._lock:
+            for cache in list(self._caches):
+                self._reported[cache] = (cache.hits, cache.misses, cache.stale)
+
+    def _report_caches(self, hook: events.Hook) -> None:
+        """Send the hook one event per cache hit, miss and stale entry since the last report."""
+        found: list[tuple[str, str]] = []
+        with self._lock:
+            for cache in list(self._caches):
+                now = (cache.hits, cache.misses, cache.stale)
+                before = self._reported.get(cache, (0, 0, 0))
+                self._reported[cache] = now
+                for kind, count, seen in zip(_CACHE_EVENTS, now, before, strict=True):
+                    found.extend([(kind, cache.name)] * max(0, count - seen))
+        for kind, name in found:
+            events.deliver(hook, {"type": kind, "name": name})
 
     def _observe(self, attribute: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(options: CallbackOptions) -> Iterator[Observation]:
@@ -125,6 +162,8 @@ class FrameworkMetrics:
 
         return callback
 
+
+_CACHE_EVENTS = ("cache_hit", "cache_miss", "cache_stale")
 
 _default: FrameworkMetrics | None = None
 _default_lock = threading.Lock()

@@ -1,90 +1,119 @@
 """The ``asherah`` PyPI package's PascalCase configuration, translated to our factory's arguments.
 
-Every key that package documents is read here, with its unit (durations in seconds) and its
-default; a key we do not support, or a value of the wrong type, is a `ConfigError` naming it.
-``KMS = "aws"`` builds our ``aws-v2`` plugin with the same ``RegionMap`` and
-``PreferredRegion``.
+Every key that package reads (its ``asherah-config`` crate is the list) is read here, with its
+unit (durations in seconds) and its default; a key we do not support, or a value of the wrong
+type, is a `ConfigError` naming it. ``KMS = "aws"`` builds our ``aws-v2`` plugin with the same
+``RegionMap`` and ``PreferredRegion``; ``"secrets-manager"`` the ``secrets-manager`` KMS of
+``asherah-aws-kms-v2``; ``"vault"`` the ``vault`` plugin of ``asherah-vault-transit``.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
-from .appconfig import assemble
 from .config import PluginConfig
 from .errors import ConfigError
+from .factoryargs import assemble
 from .kms import KeyManagementService
 from .metastore.base import Metastore
 from .metastore.memory import InMemoryMetastore
 from .plugins import PluginHost
 from .policy import CryptoPolicy
+from .sqlurl import rdbms_target, sqlite_url
 from .static import StaticKms
 
-__all__ = ["KNOWN_KEYS", "factory_arguments_from_asherah_config"]
+__all__ = [
+    "KNOWN_KEYS",
+    "TEST_DEBUG_STATIC_MASTER_KEY",
+    "factory_arguments_from_asherah_config",
+]
+
+logger = logging.getLogger(__name__)
 
 WHERE = "asherah configuration"
 AWS_PLUGIN = "aws-v2"
 AWS_DISTRIBUTION = "asherah-aws-kms-v2"
+SECRETS_MANAGER_PLUGIN = "secrets-manager"
+VAULT_PLUGIN = "vault"
+VAULT_DISTRIBUTION = "asherah-vault-transit"
+
+TEST_DEBUG_STATIC_MASTER_KEY = b"thisIsAStaticMasterKeyForTesting"
+"""The public test key ``KMS: "test-debug-static"`` uses without ``StaticMasterKeyHex`` (as the
+``asherah`` package does): anyone can read it, so it protects nothing."""
+
+STATIC_KEY_WARNING = "Using static master key. This is for testing only — do NOT use in production."
+
+# The package's test-only names and what they mean.
+METASTORE_ALIASES = {"test-debug-memory": "memory", "test-debug-sqlite": "sqlite"}
+VAULT_NAMES = ("vault", "vault-transit")
+
+# PascalCase Vault key -> the asherah-vault-transit plugin's setting.
+VAULT_SETTINGS = {
+    "VaultAddr": "address",
+    "VaultTransitKey": "transit_key",
+    "VaultTransitMount": "transit_mount",
+    "VaultToken": "token",
+    "VaultAuthMethod": "auth_method",
+    "VaultAuthRole": "auth_role",
+    "VaultAuthMount": "auth_mount",
+    "VaultApproleRoleId": "approle_role_id",
+    "VaultApproleSecretId": "approle_secret_id",
+    "VaultClientCert": "client_cert",
+    "VaultClientKey": "client_key",
+    "VaultK8sTokenPath": "k8s_token_path",
+}
 
 KNOWN_KEYS: dict[str, str] = {
     "ServiceName": "service name (required)",
     "ProductID": "product id (required)",
-    "Metastore": "memory, sqlite, rdbms or dynamodb (required)",
+    "Metastore": "memory, sqlite, rdbms or dynamodb; test-debug-memory and test-debug-sqlite "
+    "are the package's test names for memory and sqlite (required)",
     "ConnectionString": "sqlite file path or rdbms connection string",
     "SQLMetastoreDBType": "rdbms dialect: mysql or postgres",
-    "KMS": "static or aws (required)",
-    "StaticMasterKeyHex": "the static KMS master key, 64 hex digits",
+    "KMS": "static, test-debug-static, aws, secrets-manager or vault (required)",
+    "StaticMasterKeyHex": "the static KMS master key, 64 hex digits (test-debug-static: "
+    "the public test key when absent)",
+    "KmsKeyId": "aws: one key ARN (single-region form, instead of RegionMap)",
+    "SecretsManagerSecretId": "secrets-manager: the secret holding the master key",
     "RegionMap": "aws: region -> KMS key ARN",
     "PreferredRegion": "aws: the region tried first",
     "EnableRegionSuffix": "append the region to key ids (DynamoDB global tables)",
     "AwsProfileName": "aws: a named profile of the shared AWS configuration",
     "DynamoDBEndpoint": "dynamodb: endpoint URL",
     "DynamoDBRegion": "dynamodb: region",
-    "DynamoDBSigningRegion": "dynamodb: signing region (same as DynamoDBRegion here)",
+    "DynamoDBSigningRegion": "dynamodb: the region requests are signed for (DynamoDBRegion "
+    "then only picks the endpoint)",
     "DynamoDBTableName": "dynamodb: table name (EncryptionKey)",
-    "ReplicaReadConsistency": "dynamodb: eventual, global or session (reads here are strong)",
+    "ReplicaReadConsistency": "rdbms (Aurora MySQL): eventual, global or session; reads here "
+    "always go to the connection's server, so only eventual (the default) is accepted",
     "ExpireAfter": "key expiry, seconds",
     "CheckInterval": "revocation check interval, seconds",
     "EnableSessionCaching": "cache sessions",
     "SessionCacheMaxSize": "session cache size",
     "SessionCacheDuration": "session cache duration, seconds",
-    "Verbose": "more logging (accepted; use the logging module's levels)",
+    "Verbose": "debug logging: lowers the asherah loggers to DEBUG",
     "DisableZeroCopy": "accepted for compatibility; no effect here",
     "NullDataCheck": "accepted for compatibility; no effect here",
     "EnableCanaries": "accepted for compatibility; no effect here",
     "ConfigDriftForceRun": "accepted; this library keeps no configuration drift guard",
     "ConfigDriftForceUpdate": "accepted; this library keeps no configuration drift guard",
-    "PoolMaxOpen": "rdbms: most open connections",
-    "PoolMaxIdle": "rdbms: connections kept open when idle",
-    "PoolMaxLifetime": "rdbms: seconds before a connection is replaced",
-    "PoolMaxIdleTime": "rdbms: accepted; SQLAlchemy's pool has no idle timeout",
+    "ForceRunWithConfigDrift": "the package's other name for ConfigDriftForceRun; accepted",
+    "ForceUpdateConfigDriftGuard": "the package's other name for ConfigDriftForceUpdate; accepted",
+    "PoolMaxOpen": "rdbms: most open connections (0 = unlimited)",
+    "PoolMaxIdle": "rdbms: connections kept open when idle (default 2)",
+    "PoolMaxLifetime": "rdbms: seconds before a connection is replaced (0 = unlimited)",
+    "PoolMaxIdleTime": "rdbms: seconds idle before a connection is replaced (0 = unlimited)",
+    **{key: f"vault: {setting}" for key, setting in VAULT_SETTINGS.items()},
 }
 
 UNSUPPORTED: dict[str, str] = {
-    "SecretsManagerSecretId": "secrets-manager KMS",
     "RecoveryRegionSuffixes": "cross-region key recovery",
     "SelfHealRecoveredKeys": "cross-region key recovery",
-    **dict.fromkeys(
-        (
-            "VaultAddr",
-            "VaultToken",
-            "VaultAuthMethod",
-            "VaultAuthRole",
-            "VaultAuthMount",
-            "VaultApproleRoleId",
-            "VaultApproleSecretId",
-            "VaultClientCert",
-            "VaultClientKey",
-            "VaultK8sTokenPath",
-            "VaultTransitKey",
-            "VaultTransitMount",
-        ),
-        "Vault KMS",
-    ),
 }
 
 
@@ -95,6 +124,8 @@ def factory_arguments_from_asherah_config(config: Mapping[str, Any]) -> dict[str
     product = reader.text("ProductID", required=True)
     policy = _policy(reader)
     suffix_enabled = reader.flag("EnableRegionSuffix", False)
+    if reader.flag("Verbose", False):
+        verbose_logging()
     return assemble(
         service=service,
         product=product,
@@ -102,6 +133,15 @@ def factory_arguments_from_asherah_config(config: Mapping[str, Any]) -> dict[str
         metastore=_metastore(reader, suffix_enabled),
         build_kms=lambda: _kms(reader),
     )
+
+
+def verbose_logging() -> None:
+    """What ``Verbose: true`` does: the asherah loggers pass DEBUG records (to `set_log_hook`
+    and any handler); a logger already set lower stays as it is."""
+    for name in ("asherah_core", "asherah_aws_kms_v2", "asherah_vault_transit"):
+        named = logging.getLogger(name)
+        if named.getEffectiveLevel() > logging.DEBUG:
+            named.setLevel(logging.DEBUG)
 
 
 class _Reader:
@@ -164,6 +204,8 @@ class _Reader:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, f"expected a number of seconds, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise self.error(key, f"must be a finite number of seconds, got {value}")
         if value <= 0:
             raise self.error(key, f"must be a positive number of seconds, got {value}")
         try:
@@ -197,7 +239,8 @@ def _policy(reader: _Reader) -> CryptoPolicy:
 
 
 def _metastore(reader: _Reader, region_suffix: bool) -> Metastore:
-    kind = reader.text("Metastore", required=True).strip().lower()
+    given = reader.text("Metastore", required=True).strip().lower()
+    kind = METASTORE_ALIASES.get(given, given)
     builders: dict[str, Callable[[_Reader, bool], Metastore]] = {
         "memory": lambda r, s: InMemoryMetastore(),
         "sqlite": _sqlite,
@@ -205,74 +248,70 @@ def _metastore(reader: _Reader, region_suffix: bool) -> Metastore:
         "dynamodb": _dynamodb,
     }
     if kind not in builders:
-        raise reader.error("Metastore", f"expected one of {', '.join(builders)}, got {kind!r}")
+        raise reader.error(
+            "Metastore",
+            f"expected one of {', '.join([*builders, *METASTORE_ALIASES])}, got {given!r}",
+        )
     return builders[kind](reader, region_suffix)
 
 
 def _sqlite(reader: _Reader, region_suffix: bool) -> Metastore:
     from .metastore.sql import SqlMetastore  # noqa: PLC0415 - an extra
 
-    target = reader.text("ConnectionString", required=True).strip()
-    # As the asherah package reads it: "sqlite://" is cut off and the rest is a file path, so
-    # "sqlite:///srv/keys.db" is the absolute /srv/keys.db (SQLAlchemy would read it relative).
-    for prefix in ("sqlite://", "sqlite:", "file:"):
-        if target.startswith(prefix):
-            target = target[len(prefix) :]
-            break
-    url = "sqlite://" if target in ("", ":memory:") else f"sqlite:///{target}"
+    url = sqlite_url(reader.text("ConnectionString", required=True))
     return SqlMetastore(url, create_table=True)  # as the asherah package does for SQLite
 
 
 def _rdbms(reader: _Reader, region_suffix: bool) -> Metastore:
     from .metastore.sql import SqlMetastore  # noqa: PLC0415 - an extra
 
-    options: dict[str, Any] = {}
-    size = reader.integer("PoolMaxOpen")
-    idle = reader.integer("PoolMaxIdle")
-    lifetime = reader.seconds("PoolMaxLifetime")
-    if idle is not None:
-        options["pool_size"] = max(1, idle)
-    if size is not None:
-        options["max_overflow"] = max(0, size - options.get("pool_size", min(5, size)))
-        options.setdefault("pool_size", max(1, min(5, size)))
-    if lifetime is not None:
-        options["pool_recycle"] = lifetime.total_seconds()
-    return SqlMetastore(rdbms_url(reader), engine_options=options)
-
-
-def rdbms_url(reader: _Reader) -> str:
-    """A SQLAlchemy URL from ``ConnectionString`` (a URL, or Go's MySQL DSN)."""
-    text = reader.text("ConnectionString", required=True).strip()
-    kind = reader.text("SQLMetastoreDBType", "").strip().lower()
-    schemes = {
-        "mysql": "mysql+pymysql",
-        "postgres": "postgresql+psycopg",
-        "postgresql": "postgresql+psycopg",
-    }
-    if "://" in text:
-        scheme, rest = text.split("://", 1)
-        driver = schemes.get(scheme.lower(), scheme)
-        return f"{driver}://{rest}"
-    if kind in ("", "mysql") and "@" in text and "(" in text:
-        return _mysql_dsn_url(reader, text)
-    raise reader.error(
-        "ConnectionString",
-        "expected a URL such as mysql://user:pass@host:3306/db or postgres://user@host/db, "
-        "or a Go MySQL DSN such as user:pass@tcp(host:3306)/db",
-    )
-
-
-def _mysql_dsn_url(reader: _Reader, dsn: str) -> str:
-    credentials, _, rest = dsn.rpartition("@")
-    user, _, password = credentials.partition(":")
-    if not rest.startswith("tcp(") or ")" not in rest:
+    consistency = reader.text("ReplicaReadConsistency", "eventual").strip().lower()
+    if consistency not in ("eventual", "global", "session"):
         raise reader.error(
-            "ConnectionString", "a MySQL DSN must look like user:pass@tcp(host:port)/db"
+            "ReplicaReadConsistency", f"expected eventual, global or session, got {consistency!r}"
         )
-    address, _, tail = rest[4:].partition(")")
-    database = tail.lstrip("/").split("?", 1)[0]
-    auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
-    return f"mysql+pymysql://{auth}@{address}/{database}"
+    if consistency != "eventual":
+        raise reader.error(
+            "ReplicaReadConsistency",
+            f"{consistency!r} sets Aurora MySQL's aurora_replica_read_consistency; this library "
+            "sends every read to the server it is connected to, so point ConnectionString at "
+            "the writer instead",
+        )
+    target = rdbms_target(
+        reader.text("ConnectionString", required=True),
+        reader.text("SQLMetastoreDBType", ""),
+        WHERE,
+    )
+    options = _pool_options(reader)
+    if target.connect_args:
+        options["connect_args"] = target.connect_args
+    return SqlMetastore(target.url, engine_options=options)
+
+
+def _pool_options(reader: _Reader) -> dict[str, Any]:
+    """The package's pool knobs as SQLAlchemy's QueuePool settings (0 means unlimited, as in
+    Go's database/sql)."""
+    counts: dict[str, int | None] = {}
+    for key in ("PoolMaxOpen", "PoolMaxIdle", "PoolMaxLifetime", "PoolMaxIdleTime"):
+        value = reader.integer(key)
+        if value is not None and value < 0:
+            raise reader.error(key, f"must be 0 (unlimited) or more, got {value}")
+        counts[key] = value
+    most, idle = counts["PoolMaxOpen"], counts["PoolMaxIdle"]
+    idle = 2 if idle is None else idle  # the package's default
+    options: dict[str, Any] = {}
+    if most:  # a bound: at most `most` connections, `idle` of them kept
+        options["pool_size"] = max(1, min(idle, most))
+        options["max_overflow"] = most - options["pool_size"]
+    else:  # 0 or absent: no bound on open connections
+        options["pool_size"] = max(1, idle)
+        options["max_overflow"] = -1
+    lifetimes = [v for v in (counts["PoolMaxLifetime"], counts["PoolMaxIdleTime"]) if v]
+    if lifetimes:
+        # QueuePool replaces a connection older than pool_recycle when it is checked out; the
+        # shorter of the two limits is the one that must hold.
+        options["pool_recycle"] = min(lifetimes)
+    return options
 
 
 def _dynamodb(reader: _Reader, region_suffix: bool) -> Metastore:
@@ -282,21 +321,45 @@ def _dynamodb(reader: _Reader, region_suffix: bool) -> Metastore:
         raise reader.error(
             "Metastore", f"dynamodb needs boto3: pip install 'asherah-core[dynamodb]' ({e})"
         ) from None
-    region = reader.text("DynamoDBRegion", "") or reader.text("DynamoDBSigningRegion", "")
+    region = reader.text("DynamoDBRegion", "").strip()
+    signing = reader.text("DynamoDBSigningRegion", "").strip()
+    endpoint = reader.text("DynamoDBEndpoint", "").strip()
+    if not endpoint and region and signing and region != signing:
+        # As the package does: the endpoint from DynamoDBRegion, signatures for the other.
+        suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+        endpoint = f"https://dynamodb.{region}.{suffix}"
     return DynamoDbMetastore(
         reader.text("DynamoDBTableName", "EncryptionKey") or "EncryptionKey",
-        region=region or None,
-        endpoint_url=reader.text("DynamoDBEndpoint", "") or None,
+        region=(signing or region) or None,
+        endpoint_url=endpoint or None,
         region_suffix=region_suffix,
     )
 
 
 def _kms(reader: _Reader) -> KeyManagementService:
     kind = reader.text("KMS", required=True).strip().lower()
-    if kind == "static":
-        hex_key = reader.text("StaticMasterKeyHex", "").strip()
-        if not hex_key:
-            raise reader.error("StaticMasterKeyHex", "required when KMS is static (64 hex digits)")
+    if kind in ("static", "test-debug-static"):
+        return _static_kms(reader, test_key=kind == "test-debug-static")
+    if kind == "aws":
+        return _aws_kms(reader)
+    if kind == "secrets-manager":
+        return _secrets_manager_kms(reader)
+    if kind in VAULT_NAMES:
+        return _vault_kms(reader)
+    raise reader.error(
+        "KMS", f"expected static, test-debug-static, aws, secrets-manager or vault, got {kind!r}"
+    )
+
+
+def _static_kms(reader: _Reader, *, test_key: bool) -> KeyManagementService:
+    hex_key = reader.text("StaticMasterKeyHex", "").strip()
+    if not hex_key and not test_key:
+        raise reader.error(
+            "StaticMasterKeyHex",
+            "required when KMS is static (64 hex digits); KMS test-debug-static uses the "
+            "public test key",
+        )
+    if hex_key:
         try:
             key = bytes.fromhex(hex_key)
         except ValueError:
@@ -305,21 +368,70 @@ def _kms(reader: _Reader) -> KeyManagementService:
             raise reader.error(
                 "StaticMasterKeyHex", f"must be 32 bytes (64 hex digits), got {len(key)}"
             )
-        return StaticKms(key)
-    if kind != "aws":
-        raise reader.error("KMS", f"expected static or aws, got {kind!r}")
-    return _aws_kms(reader)
+    else:
+        key = TEST_DEBUG_STATIC_MASTER_KEY
+    logger.warning(STATIC_KEY_WARNING)
+    return StaticKms(key)
+
+
+def _plugin(reader: _Reader, name: str, distribution: str, kms: str) -> PluginHost:
+    host = PluginHost.default()
+    if name not in host.available():
+        raise reader.error(
+            "KMS",
+            f"{kms!r} needs a plugin that is not installed: pip install {distribution} "
+            f"(it registers the KMS {name!r})",
+        )
+    return host
+
+
+def _secrets_manager_kms(reader: _Reader) -> KeyManagementService:
+    host = _plugin(reader, SECRETS_MANAGER_PLUGIN, AWS_DISTRIBUTION, "secrets-manager")
+    secret = reader.text("SecretsManagerSecretId", "").strip()
+    if not secret:
+        raise reader.error("SecretsManagerSecretId", "required when KMS is secrets-manager")
+    settings: dict[str, Any] = {"secret_id": secret}
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        settings["region"] = region
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or os.environ.get(
+        "AWS_ENDPOINT_URL"
+    )
+    if endpoint:
+        settings["endpoint"] = endpoint
+    if reader.present("AwsProfileName"):
+        settings["profile"] = reader.text("AwsProfileName")
+    return host.load_kms(
+        SECRETS_MANAGER_PLUGIN,
+        PluginConfig(settings, path=WHERE, source="SecretsManagerSecretId"),
+    )
+
+
+def _vault_kms(reader: _Reader) -> KeyManagementService:
+    host = _plugin(reader, VAULT_PLUGIN, VAULT_DISTRIBUTION, "vault")
+    settings = {
+        setting: reader.text(key) for key, setting in VAULT_SETTINGS.items() if reader.present(key)
+    }
+    return host.load_kms(VAULT_PLUGIN, PluginConfig(settings, path=WHERE, source="VaultAddr"))
 
 
 def _aws_kms(reader: _Reader) -> KeyManagementService:
-    host = PluginHost.default()
-    if AWS_PLUGIN not in host.available():
-        raise reader.error(
-            "KMS",
-            f"'aws' needs our AWS KMS plugin: pip install {AWS_DISTRIBUTION} "
-            f"(it registers the KMS {AWS_PLUGIN!r})",
-        )
+    host = _plugin(reader, AWS_PLUGIN, AWS_DISTRIBUTION, "aws")
     region_map = reader.config.get("RegionMap")
+    key_id = reader.text("KmsKeyId", "").strip()
+    if region_map is None and key_id:
+        # The single-key form: the key's region is the ARN's (arn:aws:kms:REGION:…).
+        parts = key_id.split(":")
+        region = parts[3] if len(parts) > 5 and parts[0] == "arn" else ""
+        region = (
+            region
+            or reader.text("DynamoDBSigningRegion", "")
+            or reader.text("DynamoDBRegion", "")
+            or os.environ.get("AWS_REGION", "")
+        )
+        if not region:
+            raise reader.error("KmsKeyId", "give a key ARN (it names the region) or set AWS_REGION")
+        region_map = {region: key_id}
     if not isinstance(region_map, Mapping) or not region_map:
         raise reader.error("RegionMap", "required for KMS 'aws': a mapping of region to key ARN")
     regions: dict[str, Any] = {}

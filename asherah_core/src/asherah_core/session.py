@@ -26,7 +26,7 @@ from . import rotation
 from ._closing import ClosesOnExit
 from .aead import NONCE_SIZE, TAG_SIZE
 from .cache import CachedKey
-from .errors import CryptoError, RecordError, SessionError
+from .errors import CryptoError, RecordError, RecordTypeError, SessionError, SessionTypeError
 from .keys import KeyHierarchy, Partition
 from .kms import KeyManagementService
 from .metastore.base import Metastore
@@ -692,7 +692,7 @@ def _parse_canonical(text: str) -> tuple[str, int, bytes, bytes] | None:
 def _parse_json_row(text: object) -> tuple[str, int, bytes, bytes]:
     """A record not in the canonical compact form: the strict reader, which names problems."""
     if not isinstance(text, str | bytes | bytearray):
-        raise RecordError(f"data row record: expected JSON text, got {type(text).__name__}")
+        raise RecordTypeError(f"data row record: expected JSON text, got {type(text).__name__}")
     meta = (record := DataRowRecord.from_json(text)).parent_key_meta
     return meta.key_id, meta.created, record.key.encrypted_key, record.data
 
@@ -707,7 +707,7 @@ def _as_buffer(data: object) -> bytes | bytearray | memoryview:
             return data.cast("B") if data.c_contiguous else data.tobytes()
         except TypeError:
             return data.tobytes()
-    raise SessionError(
+    raise SessionTypeError(
         f"data must be bytes, bytearray or memoryview, not {type(data).__name__}"
         + ("; use encrypt_text for str" if isinstance(data, str) else "")
     )
@@ -715,7 +715,7 @@ def _as_buffer(data: object) -> bytes | bytearray | memoryview:
 
 def _utf8(text: object) -> bytes:
     if not isinstance(text, str):
-        raise SessionError(f"text must be str, not {type(text).__name__}")
+        raise SessionTypeError(f"text must be str, not {type(text).__name__}")
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:

@@ -74,13 +74,10 @@ def rewrap(session: RotatingSession, text: str | bytes | bytearray) -> str:
     text = _as_text(text)
     row = DataRowRecord.from_json(text)
     current, cipher = session._current_key()
-    try:
-        if _names(row, current):
-            return text
-        old, old_cipher = session._decrypting_key(*_meta(row))
-        new, data = _resealed(row, old, old_cipher, current, cipher)
-    finally:
-        _release(current)
+    if _names(row, current):
+        return text
+    old, old_cipher = session._decrypting_key(*_meta(row))
+    new, data = _resealed(row, old, old_cipher, current, cipher)
     return _checked(new, data, session.decrypt_bytes(new))
 
 
@@ -89,13 +86,10 @@ async def rewrap_async(session: RotatingSession, text: str | bytes | bytearray) 
     text = _as_text(text)
     row = DataRowRecord.from_json(text)
     current, cipher = await session._current_key_async()
-    try:
-        if _names(row, current):
-            return text
-        old, old_cipher = await session._decrypting_key_async(*_meta(row))
-        new, data = _resealed(row, old, old_cipher, current, cipher)
-    finally:
-        _release(current)
+    if _names(row, current):
+        return text
+    old, old_cipher = await session._decrypting_key_async(*_meta(row))
+    new, data = _resealed(row, old, old_cipher, current, cipher)
     return _checked(new, data, await session.decrypt_bytes_async(new))
 
 
@@ -198,10 +192,7 @@ def _resealed(
     """The row key opened with the old key and sealed with the current one, as a new record
     (``Data`` and the row key's ``Created`` as they were); and the data, opened to prove the
     row key is the right one before anything is written."""
-    try:
-        row_key = bytearray(_open(old_cipher, row.key.encrypted_key, old.meta, "data row key"))
-    finally:
-        _release(old)
+    row_key = bytearray(_open(old_cipher, row.key.encrypted_key, old.meta, "data row key"))
     try:
         if len(row_key) != 32:
             raise CryptoError(f"the data row key is {len(row_key)} bytes, not 32")
@@ -237,9 +228,3 @@ def _checked(new: str, data: bytes, reopened: bytes) -> str:
     if not hmac.compare_digest(data, reopened):  # pragma: no cover - AES-GCM would have failed
         raise CryptoError("the new record opens to other data; the row was left as it is")
     return new
-
-
-def _release(key: CachedKey) -> None:
-    """Zero a key no cache holds (caching off), as the session does after each call."""
-    if not key.cached:
-        key.zero()

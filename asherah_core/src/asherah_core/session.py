@@ -14,8 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import pybase64
 from cryptography.exceptions import InvalidTag
@@ -557,7 +556,8 @@ class Session(ClosesOnExit):
             cipher = entry.aead
             if cipher is not None:
                 return entry, cipher
-        return _loaded(partial(self._keys.intermediate_key_for_encrypt, self.partition))
+        entry = self._keys.intermediate_key_for_encrypt(self.partition)
+        return entry, entry.cipher()
 
     async def _current_key_async(self) -> tuple[CachedKey, AESGCM]:
         """Coroutine version of `_current_key`: a miss runs in a worker thread."""
@@ -567,7 +567,8 @@ class Session(ClosesOnExit):
             cipher = entry.aead
             if cipher is not None:
                 return entry, cipher
-        return await _loaded_in_worker(self._keys.intermediate_key_for_encrypt, self.partition)
+        entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
+        return entry, entry.cipher()
 
     # Life cycle ---------------------------------------------------------------------------
 

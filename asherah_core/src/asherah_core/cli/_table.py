@@ -104,13 +104,3 @@ def open_engine(args: argparse.Namespace) -> sa.Engine:
 def shown_url(engine: sa.Engine) -> str:
     """The engine's URL with the password hidden."""
     return engine.url.render_as_string(hide_password=True)
-
-
-def key_value(text: str | None) -> Any:
-    """``--start-after``: an integer when it looks like one (integer keys compare as numbers)."""
-    if text is None:
-        return None
-    stripped = text.strip()
-    if stripped.lstrip("-").isdigit() and len(stripped) < 20:
-        return int(stripped)
-    return text

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from asherah_core.errors import AsherahError
+from asherah_core.rewrap_report import FailedRows, start_key
 
 from ._common import (
     EXIT_FAILED,
@@ -30,7 +31,7 @@ from ._common import (
     printable,
     warn,
 )
-from ._table import add_table_options, key_value, open_engine, row_table, shown_url
+from ._table import add_table_options, open_engine, row_table, shown_url
 
 if TYPE_CHECKING:
     from asherah_core.table_rotation import RewrapSummary
@@ -108,12 +109,12 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         )
     engine = open_engine(args)
     shown = _Progress(args.progress, sys.stderr)
-    failures = _FailureLog(shown)
-    logger = logging.getLogger("asherah_core.table_rotation")
-    saved = (logger.level, logger.propagate)
-    logger.addHandler(failures)
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False  # the failures go to stderr once, through this handler
+    failures = FailedRows(
+        lambda line: sys.stderr.write(f"{PROG}: warning: {printable(line)}\n"),
+        limit=MAX_FAILURES_SHOWN,
+        before=shown.done,  # off the bar's line, if one is drawn
+    )
+    failures.attach()  # the failures go to stderr once, through this handler
     last: list[RewrapSummary] = []
 
     def progress(summary: RewrapSummary) -> None:
@@ -137,7 +138,7 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
                 mode="reencrypt" if args.reencrypt else "rewrap",
                 batch_size=args.batch_size,
                 dry_run=args.dry_run,
-                start_after=key_value(args.start_after),
+                start_after=start_key(args.start_after),
                 count=shown.wants_total,
                 progress=progress,
             )
@@ -153,9 +154,7 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         failure = _db_failure(e, engine)
         return error(f"{shown_url(engine)}: {failure}; run again to finish{_resume(last)}", 1)
     finally:
-        logger.removeHandler(failures)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
+        failures.detach()
         with contextlib.suppress(Exception):  # a connection left mid-statement by Ctrl-C
             engine.dispose()
     shown.done()
@@ -238,28 +237,6 @@ class _CtrlC:
     def _on_sigint(self, signum: int, frame: object) -> None:
         self.pressed = True
         raise KeyboardInterrupt
-
-
-class _FailureLog(logging.Handler):
-    """Shows the first failed rows on stderr (their key and reason); counts the rest."""
-
-    def __init__(self, progress: _Progress) -> None:
-        super().__init__(logging.WARNING)
-        self.progress = progress
-        self.shown = 0
-        self.hidden = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.shown >= MAX_FAILURES_SHOWN:
-            self.hidden += 1
-            return
-        self.shown += 1
-        self.progress.done()  # off the bar's line, if one is drawn
-        sys.stderr.write(f"{PROG}: warning: {printable(record.getMessage())}\n")
-
-    def flush_hidden(self) -> None:
-        if self.hidden:
-            sys.stderr.write(f"{PROG}: warning: {self.hidden} more failed row(s) not shown\n")
 
 
 class _Progress:

@@ -9,7 +9,6 @@ factory from ``settings.ASHERAH``. Exit status 1 (`CommandError`) when a row fai
 from __future__ import annotations
 
 import json
-import logging
 import time
 from argparse import ArgumentTypeError
 from typing import TYPE_CHECKING, Any
@@ -18,12 +17,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from asherah_core.errors import AsherahError
 from asherah_core.integrations.django.factory import get_factory
+from asherah_core.rewrap_report import FailedRows, start_key
 
 if TYPE_CHECKING:  # imported in handle(): SQLAlchemy may be missing, said by a CommandError
     from asherah_core.table_rotation import RewrapSummary
 
 DEFAULT_BATCH_SIZE = 500  # table_rotation.DEFAULT_BATCH_SIZE
-MAX_FAILURES_SHOWN = 20
 LOG_EVERY_SECONDS = 5.0
 
 
@@ -99,12 +98,8 @@ class Command(BaseCommand):
             )
         target = field_rows(options["field"], database=options["database"], where=options["where"])
         engine = engine_for(target.database, options["url"])
-        failures = _FailureLog(self)
-        logger = logging.getLogger("asherah_core.table_rotation")
-        saved = (logger.level, logger.propagate)
-        logger.addHandler(failures)
-        logger.setLevel(logging.WARNING)
-        logger.propagate = False  # each failed row shown once, here
+        failures = FailedRows(lambda line: self.stderr.write(f"warning: {line}"))
+        failures.attach()  # each failed row shown once, here
         progress = _Progress(self, options["verbosity"])
         try:
             summary = rewrap_table(
@@ -116,7 +111,7 @@ class Command(BaseCommand):
                 mode="reencrypt" if options["reencrypt"] else "rewrap",
                 batch_size=options["batch_size"],
                 dry_run=options["dry_run"],
-                start_after=_key_value(options["start_after"]),
+                start_after=start_key(options["start_after"]),
                 progress=progress,
             )
         except AsherahError as error:
@@ -127,9 +122,7 @@ class Command(BaseCommand):
                 f"same command again to finish{_resume(progress.last)}"
             ) from None
         finally:
-            logger.removeHandler(failures)
-            logger.setLevel(saved[0])
-            logger.propagate = saved[1]
+            failures.detach()
             engine.dispose()
         failures.flush_hidden()
         selected = key is not None or system_key is not None
@@ -187,37 +180,6 @@ class _Progress:
             f"{sum(summary.failed.values())} failed; {rate:,.0f} rows/s; last key "
             f"{summary.last_key!s}"
         )
-
-
-class _FailureLog(logging.Handler):
-    """Writes the first failed rows (their key and reason) to the command's stderr."""
-
-    def __init__(self, command: BaseCommand) -> None:
-        super().__init__(logging.WARNING)
-        self.command = command
-        self.shown = 0
-        self.hidden = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.shown >= MAX_FAILURES_SHOWN:
-            self.hidden += 1
-            return
-        self.shown += 1
-        self.command.stderr.write(f"warning: {record.getMessage()}")
-
-    def flush_hidden(self) -> None:
-        if self.hidden:
-            self.command.stderr.write(f"warning: {self.hidden} more failed row(s) not shown")
-
-
-def _key_value(text: str | None) -> Any:
-    """``--start-after``: an integer when it looks like one (integer keys compare as numbers)."""
-    if text is None:
-        return None
-    stripped = text.strip()
-    if stripped.lstrip("-").isdigit() and len(stripped) < 20:
-        return int(stripped)
-    return text
 
 
 def _reasons(counts: Any) -> str:

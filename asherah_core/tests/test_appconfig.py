@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from asherah_core import ConfigError, CryptoPolicy, PluginHost, SessionFactory, StaticKms
+from asherah_core import (
+    ConfigError,
+    CryptoPolicy,
+    PluginHost,
+    SessionError,
+    SessionFactory,
+    StaticKms,
+)
 from asherah_core.metastore import InMemoryMetastore
 from asherah_core.pascalconfig import KNOWN_KEYS
 
@@ -77,6 +84,21 @@ def test_toml_defaults_to_the_memory_metastore(tmp_path: Path) -> None:
     with SessionFactory.from_config(str(config)) as factory:
         assert isinstance(factory.metastore, InMemoryMetastore)
         assert factory.policy == CryptoPolicy()
+        assert factory.strict_names is False
+
+
+def test_toml_strict_names(tmp_path: Path) -> None:
+    config = tmp_path / "plugins.toml"
+    text = TOML.format(db=tmp_path / "keys.db").replace(
+        'product = "prod"', 'product = "prod"\nstrict_names = true'
+    )
+    config.write_text(text, encoding="utf-8")
+    with SessionFactory.from_config(config) as factory:
+        assert factory.strict_names is True
+        with pytest.raises(SessionError, match="strict_names"):
+            factory.get_session("tenant_7")
+        session = factory.get_session("tenant-7")
+        assert session.decrypt_bytes(session.encrypt_bytes(b"x")) == b"x"
 
 
 @pytest.mark.parametrize(
@@ -91,6 +113,7 @@ def test_toml_defaults_to_the_memory_metastore(tmp_path: Path) -> None:
             "create_date_precision",
         ),
         (('service = "svc"', 'service = "svc"\nextra = 1'), "extra"),
+        (('service = "svc"', 'service = "svc"\nstrict_names = "yes"'), "strict_names"),
         (('plugin = "sql"', 'plugin = "nosuch"'), "nosuch"),
     ],
 )

@@ -62,15 +62,18 @@ def _from_file(path: Path) -> dict[str, Any]:
     source, raw = read_config_file(path)
     name, kms_config = kms_selection(raw, source)
     asherah = PluginConfig(raw.get("asherah", {}), path="asherah", source=source)
-    asherah.check_keys(("service", "product", "policy"))
+    asherah.check_keys(("service", "product", "strict_names", "policy"))
+    strict_names = asherah.get_bool("strict_names", False)
     host = PluginHost.default()
-    return assemble(
+    arguments = assemble(
         service=asherah.get_str("service"),
         product=asherah.get_str("product"),
         policy=policy_from_config(asherah.get_table("policy")),
         metastore=_metastore(raw, source, host)[1],
         build_kms=lambda: host.load_kms(name, kms_config),
     )
+    arguments["strict_names"] = strict_names
+    return arguments
 
 
 def metastore_from_file(path: str | os.PathLike[str]) -> tuple[str, Metastore]:

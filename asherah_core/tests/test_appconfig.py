@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -189,6 +190,26 @@ def test_pascal_case_sqlite(tmp_path: Path) -> None:
         text = factory.get_session("p1").encrypt_bytes(b"x")
     with SessionFactory.from_config(config) as again:
         assert again.get_session("p1").decrypt_bytes(text) == b"x"
+
+
+@pytest.mark.parametrize("connection", ["", ":memory:", "sqlite://:memory:"])
+def test_pascal_case_sqlite_in_memory_is_one_database_for_every_thread(connection: str) -> None:
+    config = {**BASE, "Metastore": "sqlite", "ConnectionString": connection}
+    with SessionFactory.from_config(config) as factory:
+        text = factory.get_session("p1").encrypt_bytes(b"x")
+        opened: list[bytes] = []
+        worker = threading.Thread(
+            target=lambda: opened.append(factory.get_session("p1").decrypt_bytes(text))
+        )
+        worker.start()
+        worker.join()
+        assert opened == [b"x"]
+        assert factory.metastore.kind == "sql"
+
+
+def test_pascal_case_sqlite_needs_a_connection_string() -> None:
+    with pytest.raises(ConfigError, match=r"ConnectionString.*missing required setting"):
+        SessionFactory.from_config({**BASE, "Metastore": "sqlite"})
 
 
 def test_every_documented_key_is_known() -> None:

@@ -258,7 +258,12 @@ def _metastore(reader: _Reader, region_suffix: bool) -> Metastore:
 def _sqlite(reader: _Reader, region_suffix: bool) -> Metastore:
     from .metastore.sql import SqlMetastore  # noqa: PLC0415 - an extra
 
-    url = sqlite_url(reader.text("ConnectionString", required=True))
+    if not reader.present("ConnectionString"):
+        raise reader.error(
+            "ConnectionString",
+            'missing required setting (a file path; "" or ":memory:" for an in-memory database)',
+        )
+    url = sqlite_url(reader.text("ConnectionString"))  # "" is in memory, as documented
     return SqlMetastore(url, create_table=True)  # as the asherah package does for SQLite
 
 

@@ -204,6 +204,29 @@ def test_keys_lists_rows_by_id_then_created(backend: Backend) -> None:
     assert listed == [(prefix + "_a", T0 + 60), (prefix + "_b", T0), (prefix + "_b", T0 + 60)]
 
 
+def test_list_keys_marks_a_bad_row_and_lists_every_other(backend: Backend) -> None:
+    if backend.put_raw is None:
+        pytest.skip("the in-memory metastore holds parsed records only")
+    metastore = backend.make()
+    prefix = backend.new_id("listbad")
+    metastore.store(prefix + "_a", T0, record())
+    backend.put_raw(prefix + "_b", T0, BAD_RECORDS["Key not base64"])
+    metastore.store(prefix + "_c", T0, record())
+    listed = list(metastore.list_keys(prefix))
+    assert [(row.key_id, row.created) for row in listed] == [
+        (prefix + "_a", T0),
+        (prefix + "_b", T0),
+        (prefix + "_c", T0),
+    ]
+    assert [row.record is None for row in listed] == [False, True, False]
+    assert listed[1].problem is not None
+    assert prefix + "_b" in listed[1].problem
+    assert "not*base64" not in listed[1].problem  # the stored value itself is not repeated
+    # keys() is the strict form: it stops at the bad row.
+    with pytest.raises(MetastoreError, match=prefix + "_b"):
+        list(metastore.keys(prefix))
+
+
 def test_a_closed_metastore_raises_metastore_error(backend: Backend) -> None:
     if backend.kind == "memory":
         pytest.skip("the in-memory metastore has nothing to close")

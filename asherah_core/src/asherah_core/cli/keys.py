@@ -11,6 +11,7 @@ from typing import Any
 
 from asherah_core.appconfig import metastore_from_file
 from asherah_core.errors import MetastoreError
+from asherah_core.metastore.base import ListedKey
 
 from ._common import (
     EXIT_FAILED,
@@ -26,7 +27,6 @@ from ._common import (
     utc,
     warn,
 )
-from ._keylist import ListedKey, listed_keys
 from ._table import add_table_options
 
 __all__ = ["add_commands"]
@@ -78,7 +78,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     name, metastore = metastore_from_file(config_path(args))
     rows: list[dict[str, Any]] = []
     with metastore:
-        for listed in listed_keys(metastore, args.prefix):
+        for listed in metastore.list_keys(args.prefix):
             rows.append(_key_row(listed))
     bad = [row for row in rows if "error" in row]
     if args.json:

@@ -20,7 +20,6 @@ from ._common import (
     printable,
     utc,
 )
-from ._keylist import listed_keys
 from ._table import open_engine, row_table, shown_url
 
 __all__ = ["show_usage"]
@@ -38,7 +37,7 @@ def show_usage(args: argparse.Namespace) -> int:
             usage = key_usage(engine, rows, metastore)
             stored = {
                 (k.key_id, k.created): k.record
-                for k in listed_keys(metastore, args.prefix)
+                for k in metastore.list_keys(args.prefix)
                 if k.key_id is not None and k.created is not None
             }
     finally:

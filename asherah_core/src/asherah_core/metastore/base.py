@@ -4,17 +4,41 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import ClassVar
 
 from asherah_core._closing import ClosesOnExit
 from asherah_core.errors import MetastoreError
 from asherah_core.records import EnvelopeKeyRecord
 
-__all__ = ["Metastore", "StoredKey"]
+__all__ = ["ListedKey", "Metastore", "StoredKey", "readable"]
 
 StoredKey = tuple[str, int, EnvelopeKeyRecord]
 """One row of a metastore: key id, ``Created`` (Unix seconds) and the record."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListedKey:
+    """One row of a listing (`Metastore.list_keys`): its record, or why it could not be read.
+
+    ``record`` is ``None`` exactly when ``problem`` says what was wrong; ``key_id`` and
+    ``created`` are whatever of the row could be read.
+    """
+
+    key_id: str | None
+    created: int | None
+    record: EnvelopeKeyRecord | None
+    problem: str | None = None
+
+
+def readable(listed: Iterable[ListedKey]) -> Iterator[StoredKey]:
+    """The rows of a listing as `Metastore.keys` yields them: `MetastoreError` at the first row
+    that could not be read."""
+    for row in listed:
+        if row.record is None or row.key_id is None or row.created is None:
+            raise MetastoreError(row.problem or "a key row could not be read")
+        yield row.key_id, row.created, row.record
 
 
 class Metastore(ClosesOnExit, abc.ABC):
@@ -55,6 +79,19 @@ class Metastore(ClosesOnExit, abc.ABC):
         For operators (``asherah-kms keys``); not used on the encrypt or decrypt path.
         """
         raise MetastoreError(f"{self.kind} metastore: listing keys is not supported")
+
+    def list_keys(self, prefix: str = "") -> Iterator[ListedKey]:
+        """`keys` for an operator who must see every row: a row that cannot be read is listed
+        with the reason (`ListedKey.problem`) and the listing goes on.
+
+        The SQL and DynamoDB metastores read each row on its own; this default keeps what
+        `keys` yields before a failure and ends with the failure as one entry.
+        """
+        try:
+            for key_id, created, record in self.keys(prefix):
+                yield ListedKey(key_id, created, record)
+        except MetastoreError as e:
+            yield ListedKey(None, None, None, f"the listing stopped: {e}")
 
     def revoke(self, key_id: str, created: int) -> bool:
         """Mark ``(key_id, created)`` revoked; return False when there is no such row.

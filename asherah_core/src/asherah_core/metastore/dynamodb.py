@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 from asherah_core.errors import MetastoreError, RecordError
 from asherah_core.records import EnvelopeKeyRecord
 
-from .base import Metastore, StoredKey
+from .base import ListedKey, Metastore, StoredKey, readable
 
 try:
     import boto3
@@ -228,7 +228,11 @@ class DynamoDbMetastore(Metastore):
 
     def keys(self, prefix: str = "") -> Iterator[StoredKey]:
         """Yield every item whose id starts with `prefix`, by id then created (a full scan)."""
-        rows: list[StoredKey] = []
+        yield from readable(self.list_keys(prefix))
+
+    def list_keys(self, prefix: str = "") -> Iterator[ListedKey]:
+        """`keys`, each item read on its own: one that cannot be read is listed with why."""
+        rows: list[ListedKey] = []
         start: Mapping[str, Any] | None = None
         while True:
             kwargs: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
@@ -240,13 +244,22 @@ class DynamoDbMetastore(Metastore):
                 kwargs["ExclusiveStartKey"] = start
             page = self._call("list keys", None, functools.partial(self._client.scan, **kwargs))
             for item in page.get("Items") or []:
-                key_id, created = self._item_key(item)
-                rows.append((key_id, created, self._parse(item, key_id)))
+                rows.append(self._listed(item))
             start = page.get("LastEvaluatedKey")
             if not start:
                 break
-        rows.sort(key=lambda row: (row[0], row[1]))
+        rows.sort(key=lambda row: (row.key_id or "", row.created or 0))
         yield from rows
+
+    def _listed(self, item: Mapping[str, Any]) -> ListedKey:
+        try:
+            key_id, created = self._item_key(item)
+        except MetastoreError as e:
+            return ListedKey(None, None, None, str(e))
+        try:
+            return ListedKey(key_id, created, self._parse(item, key_id))
+        except MetastoreError as e:
+            return ListedKey(key_id, created, None, str(e))
 
     def revoke(self, key_id: str, created: int) -> bool:
         """Set ``KeyRecord.Revoked``; False when there is no such item. Other fields stay."""

@@ -19,7 +19,7 @@ from urllib.parse import quote_plus
 from asherah_core.errors import MetastoreError, RecordError
 from asherah_core.records import EnvelopeKeyRecord
 
-from .base import Metastore, StoredKey
+from .base import ListedKey, Metastore, StoredKey, readable
 
 try:
     import sqlalchemy as sa
@@ -348,19 +348,32 @@ class SqlMetastore(Metastore):
 
     def keys(self, prefix: str = "") -> Iterator[StoredKey]:
         """Yield every row whose id starts with `prefix` (drift-guard rows left out)."""
+        yield from readable(self.list_keys(prefix))
+
+    def list_keys(self, prefix: str = "") -> Iterator[ListedKey]:
+        """`keys`, each row read on its own: one that cannot be read is listed with why."""
         t = self._table
         query = sa.select(t.c.id, t.c.created, self._record).order_by(t.c.id, t.c.created)
         rows = self._run("list keys", None, lambda c: c.execute(query).all())
         for key_id, created, text in rows:
+            if not isinstance(key_id, str):
+                problem = f"{self._where}: a row's id is not text ({type(key_id).__name__})"
+                yield ListedKey(None, None, None, problem)
+                continue
             if key_id.startswith(DRIFT_GUARD_PREFIX) or not key_id.startswith(prefix):
                 continue
             try:
                 seconds = _unix_seconds(created)
-            except (TypeError, ValueError):
-                raise MetastoreError(
-                    f"{self._where}: the created column of {key_id!r} is not a time"
-                ) from None
-            yield key_id, seconds, self._parse(text, key_id)
+            except (TypeError, ValueError, OverflowError):
+                problem = f"{self._where}: the created column of {key_id!r} is not a time"
+                yield ListedKey(key_id, None, None, problem)
+                continue
+            try:
+                record = self._parse(text, key_id)
+            except MetastoreError as e:
+                yield ListedKey(key_id, seconds, None, str(e))
+                continue
+            yield ListedKey(key_id, seconds, record)
 
     def revoke(self, key_id: str, created: int) -> bool:
         """Set ``Revoked`` in the row's key record; False when there is no such row."""

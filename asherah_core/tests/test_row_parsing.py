@@ -11,8 +11,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from asherah_core import RecordError
-from asherah_core.records import MAX_CREATED
-from asherah_core.session import _parse_canonical, _parse_json_row, _parse_row
+from asherah_core.cache import CachedKey
+from asherah_core.records import MAX_CREATED, KeyMeta
+from asherah_core.session import _parse_canonical, _parse_json_row, _parse_row, _sealed_by
 
 if TYPE_CHECKING:
     from asherah_core import SessionFactory
@@ -130,3 +131,41 @@ def test_the_fast_path_accepts_only_what_the_strict_reader_accepts_and_reads_it_
         assert isinstance(expected, RecordError)
     else:
         assert found == expected
+
+
+_META = st.sampled_from(
+    [
+        KeyMeta("_IK_p1_svc_prod", 1796221020),
+        KeyMeta('_IK_"quoted"_svc_prod', 7),
+        KeyMeta("_IK_é\u2028_svc_prod", 0),
+        KeyMeta("_IK_p1_svc_prod", MAX_CREATED),
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(created=_numbers, key=_base64, meta=_META, data=_base64)
+@example(created="1796221020", key=KEY, meta=KeyMeta("_IK_p1_svc_prod", 1), data=DATA)
+def test_the_reader_of_a_keys_own_rows_accepts_only_what_the_strict_reader_reads_alike(
+    created: str, key: str, meta: KeyMeta, data: str
+) -> None:
+    middle = CachedKey(meta, bytes(32)).row_middle
+    text = f'{{"Key":{{"Created":{created},"Key":"{key}{middle}{data}"}}'
+    found = _sealed_by(text, middle)
+    expected = strict(text)
+    if found is not None:
+        assert not isinstance(expected, RecordError), f"fast path accepted: {expected}"
+        assert (meta.key_id, meta.created, *found) == expected
+        assert len(found[0]) >= 28
+        assert len(found[1]) >= 28
+    elif created == "1796221020" and key == KEY and data == DATA:
+        raise AssertionError("a plain row of the key was not read by its fast path")
+
+
+def test_a_row_written_by_the_session_is_read_by_the_fast_path(factory: SessionFactory) -> None:
+    session = factory.get_session("p1")
+    text = session.encrypt_bytes(b"x" * 100)
+    middle = session._ik_latest[session._ik_id].row_middle
+    found = _sealed_by(text, middle)
+    assert found is not None
+    assert (*_parse_json_row(text)[:2], *found) == _parse_json_row(text)

@@ -205,8 +205,7 @@ class KeyCache:
 
 def wipe(buffer: bytearray) -> None:
     """Overwrite `buffer` with zeros in place (the only copy of key bytes Python lets us reach)."""
-    for i in range(len(buffer)):
-        buffer[i] = 0
+    buffer[:] = bytes(len(buffer))  # same length: overwritten where it is, never moved
 
 
 def _json_str(text: str) -> str:

@@ -275,7 +275,7 @@ def test_a_driver_failure_on_a_hot_statement_is_a_metastore_error(tmp_path: Path
             lambda: store.load_latest("_IK_a_s_p"),
             lambda: store.store("_IK_a_s_p", 10, record(10)),
         ):
-            with pytest.raises(MetastoreError, match="no such table.*create_table"):
+            with pytest.raises(MetastoreError, match=r"no such table.*create_table"):
                 call()
         store.create_table()  # the pool's connection was returned: it goes on working
         assert store.store("_IK_a_s_p", 10, record(10))

@@ -455,7 +455,7 @@ class SqlMetastore(Metastore):
         with self._one_at_a_time:
             try:
                 conn = self._engine.raw_connection()  # the pool's checkout (and pre-ping)
-            except sa_exc.SQLAlchemyError as e:
+            except (sa_exc.SQLAlchemyError, self._dbapi_error) as e:  # the driver's own, here
                 raise MetastoreError(self._failure(what, key_id, e)) from None
             except (OSError, UnicodeError, ValueError, TypeError) as e:
                 raise MetastoreError(

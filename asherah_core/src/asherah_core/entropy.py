@@ -26,8 +26,8 @@ __all__ = ["BLOCKS", "BLOCK_SIZE", "RandomBlocks", "blocks", "wipe"]
 
 BLOCK_SIZE = 56
 """One row's randomness: a 32-byte data row key and two 12-byte nonces."""
-BLOCKS = 64
-"""Blocks per refill: 3,584 bytes, one `os.urandom` call every 64 rows of a thread."""
+BLOCKS = 256
+"""Blocks per refill: 14,336 bytes, one `os.urandom` call every 256 rows of a thread."""
 _SIZE = BLOCK_SIZE * BLOCKS
 _ZEROS = bytes(BLOCK_SIZE)
 

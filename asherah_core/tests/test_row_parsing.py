@@ -4,6 +4,7 @@ reader refuses, never reads a field differently, and every failure is a `RecordE
 from __future__ import annotations
 
 import base64
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -212,7 +213,7 @@ def test_both_base64_ways_write_and_read_the_same_rows(factory: SessionFactory) 
             _b64.contended_until = 0.0
 
 
-def test_a_few_slow_calls_close_together_switch_to_binascii_and_a_lone_one_does_not(
+def test_slow_calls_close_together_in_several_threads_switch_to_binascii(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(_b64, "contended_until", 0.0)
@@ -220,7 +221,12 @@ def test_a_few_slow_calls_close_together_switch_to_binascii_and_a_lone_one_does_
     monkeypatch.setattr(_b64, "_last_strike", 0.0)
     _b64.contended(100.0)
     _b64.contended(100.5)  # too far apart: the scheduler, not the GIL
-    assert _b64.contended_until == 0.0
     _b64.contended(100.501)
-    _b64.contended(100.502)  # the third within STRIKE_SECONDS of the one before
-    assert _b64.contended_until == 100.502 + _b64.HOLD_SECONDS
+    _b64.contended(100.502)  # three close together, but all in this thread
+    assert _b64.contended_until == 0.0
+    _b64.contended(200.0)
+    _b64.contended(200.001)
+    other = threading.Thread(target=_b64.contended, args=(200.002,))
+    other.start()
+    other.join()
+    assert _b64.contended_until == 200.002 + _b64.HOLD_SECONDS

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from asherah_core import SessionError, SessionFactory
-from asherah_core import session as session_module
 
 if TYPE_CHECKING:
     from conftest import CountingKms, CountingMetastore, FactoryMaker
@@ -28,7 +27,7 @@ def test_misses_go_to_a_worker_and_hits_stay_inline(
         hops.append(getattr(func, "__name__", "?"))
         return await real_to_thread(func, *args, **kwargs)
 
-    monkeypatch.setattr(session_module.asyncio, "to_thread", counting_to_thread)
+    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
 
     async def main() -> None:
         loop_thread = threading.get_ident()
@@ -77,7 +76,7 @@ def test_warm_async_calls_never_touch_to_thread(
     async def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a cache hit went to a worker thread")
 
-    monkeypatch.setattr(session_module.asyncio, "to_thread", refuse)
+    monkeypatch.setattr(asyncio, "to_thread", refuse)
 
     async def main() -> None:
         assert await session.decrypt_bytes_async(await session.encrypt_bytes_async(b"y")) == b"y"

@@ -243,3 +243,40 @@ def test_the_memory_metastore_takes_any_created() -> None:
     assert store.revoke("k", 10**5000) is False
     assert store.store("k", NANOSECONDS, record(60))
     assert store.load("k", NANOSECONDS) == record(60)
+
+
+# The hot statements on the driver, and through SQLAlchemy when someone listens --------------
+
+
+def test_the_hot_statements_run_on_the_driver_and_read_what_they_wrote(tmp_path: Path) -> None:
+    store = SqlMetastore(f"sqlite:///{tmp_path / 'k.db'}", create_table=True)
+    seen: list[str] = []
+    with store:
+        assert store.store("_IK_a_s_p", 10, record(10))
+        assert not store.store("_IK_a_s_p", 10, record(10))  # the duplicate: False, not raised
+        assert store.store("_IK_a_s_p", 20, record(20))
+        assert store.load("_IK_a_s_p", 10) == record(10)
+        assert store.load("_IK_a_s_p", 15) is None
+        assert store.load_latest("_IK_a_s_p") == record(20)
+        assert store.load_latest("_IK_b_s_p") is None
+        sa.event.listen(store.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        assert store.load("_IK_a_s_p", 20) == record(20)  # now through the Connection
+        assert store.load_latest("_IK_a_s_p") == record(20)
+        assert not store.store("_IK_a_s_p", 20, record(20))
+        assert store.store("_IK_a_s_p", 30, record(30))
+    assert [s.split()[0] for s in seen] == ["SELECT", "SELECT", "INSERT", "INSERT"]
+
+
+def test_a_driver_failure_on_a_hot_statement_is_a_metastore_error(tmp_path: Path) -> None:
+    store = SqlMetastore(f"sqlite:///{tmp_path / 'k.db'}")  # no table
+    with store:
+        for call in (
+            lambda: store.load("_IK_a_s_p", 10),
+            lambda: store.load_latest("_IK_a_s_p"),
+            lambda: store.store("_IK_a_s_p", 10, record(10)),
+        ):
+            with pytest.raises(MetastoreError, match=r"no such table.*create_table"):
+                call()
+        store.create_table()  # the pool's connection was returned: it goes on working
+        assert store.store("_IK_a_s_p", 10, record(10))
+        assert store.load("_IK_a_s_p", 10) == record(10)

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from .framework import FrameworkConfig
-from .framework_report import PLOT_NAME, framework_goals, framework_plot
+from .framework_report import (
+    PLOT_NAME,
+    THREADS_PLOT_NAME,
+    framework_goals,
+    framework_plot,
+    threads_plot,
+)
 from .orm import OrmConfig
 from .report import environment, goals, markdown, plot
 from .run import Config, run, say
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 kms_rows=100,
                 memory_rows=5_000,
                 memory_partitions=100,
+                sql_calls=300,
             ),
         )
     results = run(endpoint, config)
@@ -80,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         plot(results, args.output_dir / "benchmarks-latency.png")
     if results.framework is not None:
         framework_plot(results.framework, args.output_dir / PLOT_NAME)
+        threads_plot(results.framework, args.output_dir / THREADS_PLOT_NAME)
     print(page)
     say(f"wrote {args.output_dir / 'benchmarks.md'} and its plots")
     failed = [g.what for g in goals(results) if not g.passed] if results.latency else []

@@ -10,6 +10,7 @@ are taken round by round (ours / theirs), then the median.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -46,6 +47,7 @@ __all__ = [
     "KmsCount",
     "Op",
     "run_framework",
+    "thread_label",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +68,8 @@ class FrameworkConfig:
     cold_per_round: int = 8
     old_rows_per_round: int = 25
     threads: int = 8
+    """The thread count of the threaded goal (a row of `thread_counts`)."""
+    thread_counts: tuple[int, ...] = (1, 2, 4, 8, 16)
     processes: int = 8
     throughput_seconds: float = 1.0
     throughput_repeats: int = 3
@@ -75,6 +79,8 @@ class FrameworkConfig:
     kms_regions: int = 3
     memory_rows: int = 100_000
     memory_partitions: int = 1000
+    sql_calls: int = 2000
+    """Calls per measurement of each way to run SqlMetastore's statements (best of 5)."""
     seed: int = 20261202
 
 
@@ -112,6 +118,10 @@ class FrameworkResults:
     """``(latency_ms, "encrypt" | "decrypt", side) -> counts``."""
     memory: dict[Side, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    load: list[tuple[str, tuple[float, float, float]]] = field(default_factory=list)
+    """The machine's load averages (1, 5, 15 min) when each part began and at the end."""
+    sql_paths: list[tuple[str, str, float]] = field(default_factory=list)
+    """``(statement, path, microseconds)``: the ways to run SqlMetastore's hot statements."""
 
     def summary(self, side: Side, op: Op) -> Summary:
         return summarize(list(self.samples[(side, op)].values()))
@@ -134,8 +144,13 @@ def run_framework(
     started = time.monotonic()
     results = FrameworkResults(config=cfg)
     with tempfile.TemporaryDirectory(prefix="asherah-bench-") as folder:
+        _note_load(results, "timed rounds")
         timed_rounds(Path(folder), cfg, results)
-        _say("framework: throughput, 1 and 8 threads sharing one factory")
+        _say("framework: SqlMetastore's load and store, each way SQLAlchemy offers")
+        results.sql_paths = sql_paths(Path(folder), cfg.sql_calls)
+        counts = ", ".join(map(str, cfg.thread_counts))
+        _say(f"framework: throughput, {counts} threads sharing one factory")
+        _note_load(results, "threads")
         thread_rates(cfg, results)
         _say(f"framework: throughput, {cfg.processes} processes")
         process_rates(cfg, results)
@@ -145,9 +160,22 @@ def run_framework(
             f"framework: peak memory, {cfg.memory_rows:,} rows over "
             f"{cfg.memory_partitions:,} partitions, a child process per side"
         )
+        _note_load(results, "memory")
         results.memory = {side: _memory_child(side, cfg) for side in SIDES}
+        _note_load(results, "end")
     results.seconds = time.monotonic() - started
     return results
+
+
+def _note_load(results: FrameworkResults, when: str) -> None:
+    """Record the load averages (what `uptime` prints): the machine is shared."""
+    with contextlib.suppress(OSError):  # not on every platform
+        results.load.append((when, os.getloadavg()))
+
+
+def thread_label(threads: int) -> str:
+    """The `FrameworkResults.rates` label of a thread count."""
+    return f"{threads} thread{'s' * (threads > 1)}"
 
 
 # --- Timed rounds: warm, async, cold partition, old rows -------------------------------------
@@ -344,6 +372,113 @@ class _OldRows:
         self.rows.clear()
 
 
+# --- SqlMetastore's hot statements -----------------------------------------------------------
+
+
+def sql_paths(folder: Path, calls: int) -> list[tuple[str, str, float]]:
+    """Microseconds per call of a key row's load and store on a SQLite file, each way.
+
+    The ways: SQLAlchemy's `Connection.execute` of the `text()` statement (what SqlMetastore
+    did before), `exec_driver_sql`, the pooled DBAPI connection (`Engine.raw_connection`, what
+    it does now), `sqlite3` alone (the floor), and the whole `SqlMetastore` call (with reading
+    the record, or writing it). Best of 5 runs of `calls` calls each.
+    """
+    import sqlite3  # noqa: PLC0415
+    import timeit  # noqa: PLC0415
+
+    from asherah_core.metastore.sql import SqlMetastore  # noqa: PLC0415
+    from asherah_core.records import EnvelopeKeyRecord, KeyMeta  # noqa: PLC0415
+
+    path = folder / "sql-paths.db"
+    store = SqlMetastore(f"sqlite:///{path}", create_table=True)
+    record = EnvelopeKeyRecord(1796000000, os.urandom(60), KeyMeta("_SK_bench_framework", 1))
+    for i in range(1000):
+        store.store(f"_IK_p{i}_bench_framework", 1796000000, record)
+    engine = store.engine
+    created = store.dialect.created(1796000000)
+    select = "SELECT key_record FROM encryption_key WHERE id = ? AND created = ?"
+    insert = "INSERT INTO encryption_key (id, created, key_record) VALUES (?, ?, ?)"
+    text = record.to_json()
+    counter = iter(range(10**9))
+    select_text = store._select_one  # the statements it ran before
+    insert_text = store._insert
+
+    def ids() -> str:
+        return f"_IK_new{next(counter)}_bench_framework"
+
+    def load_connection() -> object:
+        with engine.connect() as conn:
+            args = {"b_id": "_IK_p500_bench_framework", "b_created": created}
+            return conn.execute(select_text, args).scalar()
+
+    def load_driver_sql() -> object:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(select, ("_IK_p500_bench_framework", created)).scalar()
+
+    def load_raw() -> object:
+        conn = engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(select, ("_IK_p500_bench_framework", created))
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            conn.close()
+        return row
+
+    db = sqlite3.connect(path)
+
+    def load_sqlite3() -> object:
+        return db.execute(select, ("_IK_p500_bench_framework", created)).fetchone()
+
+    def store_connection() -> None:
+        with engine.begin() as conn:
+            args = {"b_id": ids(), "b_created": created, "b_record": text}
+            conn.execute(insert_text, args)
+
+    def store_driver_sql() -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(insert, (ids(), created, text))
+
+    def store_raw() -> None:
+        conn = engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(insert, (ids(), created, text))
+            cursor.close()
+            conn.commit()
+        finally:
+            conn.close()
+
+    def store_sqlite3() -> None:
+        db.execute(insert, (ids(), created, text))
+        db.commit()
+
+    ways: list[tuple[str, str, Callable[[], object]]] = [
+        ("load", "`Connection.execute(text(...))` (before)", load_connection),
+        ("load", "`Connection.exec_driver_sql`", load_driver_sql),
+        ("load", "`Engine.raw_connection()`: the pooled DBAPI connection (now)", load_raw),
+        ("load", "`sqlite3` alone, one open connection (the floor)", load_sqlite3),
+        ("load", "`SqlMetastore.load`, the record read", lambda: store.load(
+            "_IK_p500_bench_framework", 1796000000)),
+        ("store", "`Connection.execute(text(...))` in `Engine.begin()` (before)",
+         store_connection),
+        ("store", "`Connection.exec_driver_sql` in `Engine.begin()`", store_driver_sql),
+        ("store", "`Engine.raw_connection()`, commit (now)", store_raw),
+        ("store", "`sqlite3` alone, commit (the floor)", store_sqlite3),
+        ("store", "`SqlMetastore.store`, the record written",
+         lambda: store.store(ids(), 1796000000, record)),
+    ]  # fmt: skip
+    out = []
+    for statement, way, call in ways:
+        n = max(10, calls // 10) if statement == "store" else calls  # a commit syncs the file
+        best = min(timeit.repeat(call, number=n, repeat=5)) / n
+        out.append((statement, way, best * 1e6))
+    db.close()
+    store.close()
+    return out
+
+
 # --- Throughput ---------------------------------------------------------------------------------
 
 
@@ -365,8 +500,8 @@ def thread_rates(cfg: FrameworkConfig, results: FrameworkResults) -> None:
 
     ops = {side: operation(f) for side, f in factories.items()}
     for repeat in range(cfg.throughput_repeats):
-        for threads in (1, cfg.threads):
-            label = f"{threads} thread{'s' * (threads > 1)}"
+        for threads in cfg.thread_counts:
+            label = thread_label(threads)
             for side in SIDES if repeat % 2 == 0 else reversed(SIDES):
                 rate = throughput(ops[side], threads, cfg.throughput_seconds)
                 results.rates.setdefault((side, label), []).append(rate)
@@ -604,11 +739,7 @@ def profile_pieces(repeat: int = 5, number: int = 5000) -> list[tuple[str, str, 
         ),
     ]
     pieces += _pybase64_pieces(sealed, text)
-    parse = _our_parser()
-    if parse is not None:
-        pieces.append(
-            (dec, "ours: reading the record (asherah_core.session._parse_row)", lambda: parse(drr))
-        )
+    pieces += _our_pieces(sessions[OURS], data, drr)
     histogram = _sdk_histogram()
     if histogram is not None:
         pieces.append(
@@ -655,9 +786,55 @@ def _pybase64_pieces(sealed: bytes, text: str) -> list[tuple[str, str, Callable[
     ]  # fmt: skip
 
 
-def _our_parser() -> Callable[[str], object] | None:
-    """Our record reader, if this version of asherah_core has the one named here."""
-    from asherah_core import session  # noqa: PLC0415
+def _our_pieces(
+    session: SessionLike, data: bytes, drr: str
+) -> list[tuple[str, str, Callable[[], object]]]:
+    """Pieces of our own hot paths, as far as this version of asherah_core has them: the
+    record readers, the random buffer, and the floor of a decrypt in Python."""
+    import pybase64  # noqa: PLC0415
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
 
-    parse = getattr(session, "_parse_row", None)
-    return parse if callable(parse) else None
+    from asherah_core import session as module  # noqa: PLC0415
+
+    enc, dec = "encrypt 1 KB", "decrypt 1 KB"
+    out: list[tuple[str, str, Callable[[], object]]] = []
+    parse_row = getattr(module, "_parse_row", None)
+    if callable(parse_row):
+        out.append(
+            (dec, "ours: the general reader of a canonical record (`_parse_row`)",
+             lambda: parse_row(drr))
+        )  # fmt: skip
+    entry = getattr(session, "_ik_latest", {}).get(getattr(session, "_ik_id", None))
+    sealed_by = getattr(module, "_sealed_by", None)
+    middle = getattr(entry, "row_middle", None)
+    if callable(sealed_by) and middle is not None:
+        out.append(
+            (dec, "ours: reading a row of the partition's latest key (`_sealed_by`)",
+             lambda: sealed_by(drr, middle))
+        )  # fmt: skip
+    cipher = getattr(entry, "aead", None)
+    if middle is not None and cipher is not None:
+        at = drr.index(middle)
+
+        def floor() -> bytes:
+            sealed_key = pybase64.b64decode(drr[at - 80 : at], None, True)
+            sealed_data = pybase64.b64decode(drr[at + len(middle) : -2], None, True)
+            row_key = cipher.decrypt(sealed_key[-12:], sealed_key[:-12], None)
+            return AESGCM(row_key).decrypt(sealed_data[-12:], sealed_data[:-12], None)
+
+        if floor() == data:
+            out.append(
+                (dec, "the floor: fields by slicing, 2 base64 decodes, 2 AESGCM opens",
+                 floor)
+            )  # fmt: skip
+    try:
+        from asherah_core import entropy  # noqa: PLC0415
+    except ImportError:
+        return out
+
+    def random_block() -> None:
+        block = entropy.blocks.block()
+        entropy.wipe(block)
+
+    out.append((enc, "ours: a 56-byte block of the thread's random buffer, wiped", random_block))
+    return out

@@ -56,6 +56,7 @@ class CachedKey:
         "meta",
         "meta_json",
         "revoked",
+        "row_middle",
     )
 
     def __init__(self, meta: KeyMeta, key: bytes | bytearray, *, revoked: bool = False) -> None:
@@ -68,6 +69,9 @@ class CachedKey:
         self.encrypt_until = 0.0
         # The ParentKeyMeta of a row this key seals, as JSON, made once (see session.py).
         self.meta_json = f'{{"KeyId":{_json_str(meta.key_id)},"Created":{meta.created}}}'
+        # What stands between a row's sealed key and its data in a row this key seals: the
+        # session writes it, and reads a row by comparing it (see session.py).
+        self.row_middle = f'","ParentKeyMeta":{self.meta_json}}},"Data":"'
 
     def cipher(self) -> AESGCM:
         """The AES-256-GCM object of this key; `SessionError` once the key was zeroed (which
@@ -201,8 +205,7 @@ class KeyCache:
 
 def wipe(buffer: bytearray) -> None:
     """Overwrite `buffer` with zeros in place (the only copy of key bytes Python lets us reach)."""
-    for i in range(len(buffer)):
-        buffer[i] = 0
+    buffer[:] = bytes(len(buffer))  # same length: overwritten where it is, never moved
 
 
 def _json_str(text: str) -> str:

@@ -9,7 +9,6 @@ over one process-wide factory. Errors are `AsherahError` subclasses (that packag
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
@@ -19,6 +18,7 @@ from typing import Any
 
 from . import events
 from . import session as _session
+from ._tothread import to_thread
 from .compat03 import Asherah, AsherahConfig
 from .compatenv import EnvExtras, config_from_env
 from .errors import ConfigError, SessionError
@@ -152,12 +152,12 @@ def get_setup_status() -> bool:
 
 async def setup_async(config: Mapping[str, Any]) -> None:
     """`setup` in a worker thread."""
-    await asyncio.to_thread(setup, config)
+    await to_thread(setup, config)
 
 
 async def shutdown_async() -> None:
     """`shutdown` in a worker thread."""
-    await asyncio.to_thread(shutdown)
+    await to_thread(shutdown)
 
 
 def _current() -> SessionFactory:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 import os
 import time
 from dataclasses import dataclass
 
 from ._closing import ClosesOnExit
+from ._tothread import to_thread
 from .errors import AsherahError
 
 __all__ = ["KeyManagementService", "ProbeResult"]
@@ -48,11 +48,11 @@ class KeyManagementService(ClosesOnExit, abc.ABC):
 
     async def encrypt_key_async(self, key: bytes) -> bytes:
         """Coroutine version of `encrypt_key`; runs it in a worker thread."""
-        return await asyncio.to_thread(self.encrypt_key, key)
+        return await to_thread(self.encrypt_key, key)
 
     async def decrypt_key_async(self, encrypted: bytes) -> bytes:
         """Coroutine version of `decrypt_key`; runs it in a worker thread."""
-        return await asyncio.to_thread(self.decrypt_key, encrypted)
+        return await to_thread(self.decrypt_key, encrypted)
 
     def diagnose(self) -> list[ProbeResult]:
         """Round-trip a random key and report what worked; plugins report per region.

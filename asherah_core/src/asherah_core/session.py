@@ -8,7 +8,6 @@ run that part in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -21,8 +20,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from opentelemetry.metrics import Meter
 
-from . import rotation
+from . import _b64, entropy, rotation
 from ._closing import ClosesOnExit
+from ._tothread import to_thread
 from .aead import NONCE_SIZE, TAG_SIZE
 from .cache import CachedKey
 from .errors import CryptoError, RecordError, RecordTypeError, SessionError, SessionTypeError
@@ -39,10 +39,10 @@ __all__ = ["Session", "SessionFactory"]
 MAX_DATA_SIZE = 2**31 - 1
 """The largest payload AES-GCM here takes in one call (bytes)."""
 
-_b64encode = pybase64.b64encode_as_string
 _b64decode = pybase64.b64decode
-_urandom = os.urandom
 _perf = time.perf_counter
+_random_blocks = entropy.blocks
+_ZERO_BLOCK = bytes(entropy.BLOCK_SIZE)
 
 
 class SessionFactory(ClosesOnExit):
@@ -271,29 +271,15 @@ class Session(ClosesOnExit):
         start = _perf()
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
-        cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
-        if cipher is not None and entry is not None and type(data) is bytes and not self._closed:
-            # The hot path, inline: a cached key, bytes in, no lock, no I/O.
-            self._intermediate.hits += 1
-            random = _urandom(56)  # one call: the row key and both nonces
-            row_key = random[:32]
-            nonce = random[32:44]
-            key_nonce = random[44:]
-            if len(data) <= MAX_DATA_SIZE:
-                sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
-                sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
-                text = (
-                    f'{{"Key":{{"Created":{int(now)},"Key":"{_b64encode(sealed_key)}",'
-                    f'"ParentKeyMeta":{entry.meta_json}}},"Data":"{_b64encode(sealed_data)}"}}'
-                )
-                self._encrypt_hist.record(_perf() - start)
-                return text
-        if cipher is None or entry is None or self._closed:
-            self._check_open()
-            entry = self._keys.intermediate_key_for_encrypt(self.partition)
-            cipher = entry.cipher()
+        if (
+            entry is not None
+            and now < entry.encrypt_until
+            and not self._closed
+            and (cipher := entry.aead) is not None
+        ):
+            self._intermediate.hits += 1  # the hot path: a cached key, no lock, no I/O
         else:
-            self._intermediate.hits += 1
+            entry, cipher = self._encrypting_key()
         return self._seal(data, entry, cipher, now, start)
 
     async def encrypt_bytes_async(self, data: bytes | bytearray | memoryview) -> str:
@@ -301,13 +287,15 @@ class Session(ClosesOnExit):
         start = _perf()
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
-        cipher = entry.aead if entry is not None and now < entry.encrypt_until else None
-        if cipher is None or entry is None or self._closed:
-            self._check_open()
-            entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
-            cipher = entry.cipher()
-        else:
+        if (
+            entry is not None
+            and now < entry.encrypt_until
+            and not self._closed
+            and (cipher := entry.aead) is not None
+        ):
             self._intermediate.hits += 1
+        else:
+            entry, cipher = await self._encrypting_key_async()
         return self._seal(data, entry, cipher, now, start)
 
     async def encrypt_async(self, data: bytes | bytearray | memoryview) -> DataRowRecord:
@@ -330,25 +318,38 @@ class Session(ClosesOnExit):
         now: float,
         start: float,
     ) -> str:
+        """The one sealing of a row: a new row key and two nonces from this thread's random
+        buffer (wiped once used), the data under the row key, the row key under `cipher`."""
         if type(data) is not bytes:
             data = _as_buffer(data)
-        random = _urandom(56)  # one call: the row key and both nonces
-        row_key = random[:32]
-        nonce = random[32:44]
+        block = _random_blocks.block()
         try:
-            sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
+            nonce = block[32:44]
+            key_nonce = block[44:]
+            row_key = block[:32]
+            sealed = b"".join(
+                (
+                    cipher.encrypt(key_nonce, row_key, None),
+                    key_nonce,
+                    AESGCM(row_key).encrypt(nonce, data, None),
+                    nonce,
+                )
+            )  # the sealed key (60 bytes) and the sealed data, each with its nonce
         except OverflowError:
             raise SessionError(
                 f"data is {len(data)} bytes; at most {MAX_DATA_SIZE} bytes per row"
             ) from None
-        key_nonce = random[44:]
-        sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
-        text = (
-            f'{{"Key":{{"Created":{int(now)},"Key":"'
-            f'{_b64encode(sealed_key)}","ParentKeyMeta":{entry.meta_json}}},'
-            f'"Data":"{_b64encode(sealed_data)}"}}'
-        )
-        self._encrypt_hist.record(_perf() - start)
+        finally:
+            block[:] = _ZERO_BLOCK  # the row key and nonces leave the buffer once used
+        # One base64 call for both: the 60-byte sealed key is whole groups of 3 bytes, so its
+        # base64 is the first 80 characters (see _b64 for why calls are counted).
+        coded = _perf()
+        both = _b64.encode(sealed, coded)
+        text = f'{_HEAD}{int(now)}{_KEY}{both[:80]}{entry.row_middle}{both[80:]}"}}'
+        end = _perf()
+        if end - coded > _b64.SLOW_SECONDS:
+            _b64.contended(end)
+        self._encrypt_hist.record(end - start)
         return text
 
     # Decrypt ------------------------------------------------------------------------------
@@ -363,6 +364,7 @@ class Session(ClosesOnExit):
         start = _perf()
         meta = record.parent_key_meta
         entry, cipher = self._decrypting_key(meta.key_id, meta.created)
+        _check_sizes(record.key.encrypted_key, record.data)
         return self._open(entry, cipher, record.key.encrypted_key, record.data, start)
 
     async def decrypt_async(self, record: DataRowRecord) -> bytes:
@@ -375,38 +377,42 @@ class Session(ClosesOnExit):
         start = _perf()
         meta = record.parent_key_meta
         entry, cipher = await self._decrypting_key_async(meta.key_id, meta.created)
+        _check_sizes(record.key.encrypted_key, record.data)
         return self._open(entry, cipher, record.key.encrypted_key, record.data, start)
 
     def decrypt_bytes(self, text: str | bytes | bytearray) -> bytes:
         """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah)."""
         start = _perf()
-        if type(text) is str and text.startswith(_HEAD) and text.endswith(_TAIL):
-            found = _parse_canonical(text)
-            if found is not None and found[0] == self._ik_id and not self._closed:
-                # The hot path, inline: the canonical form, this partition, a cached key.
-                entry = self._ik_keys.get((found[0], found[1]))
-                cipher = None if entry is None else entry.aead
-                sealed_key = found[2]
-                sealed_data = found[3]
-                if cipher is not None and len(sealed_key) == 60 and len(sealed_data) >= 28:
-                    self._intermediate.hits += 1
-                    try:
-                        row_key = cipher.decrypt(sealed_key[-12:], sealed_key[:-12], None)
-                        data = AESGCM(row_key).decrypt(sealed_data[-12:], sealed_data[:-12], None)
-                    except InvalidTag:
-                        pass  # the general path below names what failed
-                    else:
-                        self._decrypt_hist.record(_perf() - start)
-                        return data
-        ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
-        entry, cipher = self._decrypting_key(ik_id, ik_created)
+        entry = self._ik_latest.get(self._ik_id)
+        if (
+            entry is not None
+            and (sealed := _sealed_by(text, entry.row_middle)) is not None
+            and not self._closed
+            and (cipher := entry.aead) is not None
+        ):
+            # The hot path: a row sealed by the partition's latest key, which is cached.
+            self._intermediate.hits += 1
+            return self._open(entry, cipher, sealed[0], sealed[1], start)
+        ik_id, created, sealed_key, sealed_data = _parse_row(text)
+        entry, cipher = self._decrypting_key(ik_id, created)
+        _check_sizes(sealed_key, sealed_data)
         return self._open(entry, cipher, sealed_key, sealed_data, start)
 
     async def decrypt_bytes_async(self, text: str | bytes | bytearray) -> bytes:
         """Coroutine version of `decrypt_bytes`; a cache hit runs inline, a miss in a worker."""
         start = _perf()
-        ik_id, ik_created, sealed_key, sealed_data = _parse_row(text)
-        entry, cipher = await self._decrypting_key_async(ik_id, ik_created)
+        entry = self._ik_latest.get(self._ik_id)
+        if (
+            entry is not None
+            and (sealed := _sealed_by(text, entry.row_middle)) is not None
+            and not self._closed
+            and (cipher := entry.aead) is not None
+        ):
+            self._intermediate.hits += 1
+            return self._open(entry, cipher, sealed[0], sealed[1], start)
+        ik_id, created, sealed_key, sealed_data = _parse_row(text)
+        entry, cipher = await self._decrypting_key_async(ik_id, created)
+        _check_sizes(sealed_key, sealed_data)
         return self._open(entry, cipher, sealed_key, sealed_data, start)
 
     def decrypt_text(self, text: str | bytes | bytearray) -> str:
@@ -433,7 +439,7 @@ class Session(ClosesOnExit):
         if cached is not None:
             return cached
         self._check_open()
-        entry = await asyncio.to_thread(self._keys.intermediate_key, KeyMeta(ik_id, created))
+        entry = await to_thread(self._keys.intermediate_key, KeyMeta(ik_id, created))
         return entry, entry.cipher()
 
     def _cached_decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM] | None:
@@ -452,16 +458,7 @@ class Session(ClosesOnExit):
     def _open(
         self, entry: CachedKey, cipher: AESGCM, sealed_key: bytes, sealed_data: bytes, start: float
     ) -> bytes:
-        if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
-            raise RecordError(
-                f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "
-                f"least {NONCE_SIZE + TAG_SIZE}"
-            )
-        if len(sealed_data) < NONCE_SIZE + TAG_SIZE:
-            raise RecordError(
-                f"data row record Data is {len(sealed_data)} bytes; sealed data is at "
-                f"least {NONCE_SIZE + TAG_SIZE} (tag and nonce)"
-            )
+        """The one opening of a row (sizes checked by the reader: `_sealed_by`, `_check_sizes`)."""
         try:
             row_key = cipher.decrypt(sealed_key[-NONCE_SIZE:], sealed_key[:-NONCE_SIZE], None)
         except InvalidTag:
@@ -556,8 +553,7 @@ class Session(ClosesOnExit):
             cipher = entry.aead
             if cipher is not None:
                 return entry, cipher
-        entry = self._keys.intermediate_key_for_encrypt(self.partition)
-        return entry, entry.cipher()
+        return self._encrypting_key()
 
     async def _current_key_async(self) -> tuple[CachedKey, AESGCM]:
         """Coroutine version of `_current_key`: a miss runs in a worker thread."""
@@ -567,7 +563,18 @@ class Session(ClosesOnExit):
             cipher = entry.aead
             if cipher is not None:
                 return entry, cipher
-        entry = await asyncio.to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
+        return await self._encrypting_key_async()
+
+    def _encrypting_key(self) -> tuple[CachedKey, AESGCM]:
+        """The current key when the cached one would not do: loaded, or made and stored."""
+        self._check_open()
+        entry = self._keys.intermediate_key_for_encrypt(self.partition)
+        return entry, entry.cipher()
+
+    async def _encrypting_key_async(self) -> tuple[CachedKey, AESGCM]:
+        """Coroutine version of `_encrypting_key`: the key hierarchy runs in a worker thread."""
+        self._check_open()
+        entry = await to_thread(self._keys.intermediate_key_for_encrypt, self.partition)
         return entry, entry.cipher()
 
     # Life cycle ---------------------------------------------------------------------------
@@ -688,6 +695,56 @@ def _parse_canonical(text: str) -> tuple[str, int, bytes, bytes] | None:
     except ValueError:
         return None
     return ik_id, number, sealed_key, sealed_data
+
+
+def _sealed_by(text: object, middle: str) -> tuple[bytes, bytes] | None:
+    """The sealed row key and data of `text` when it is a canonical record sealed by the key
+    whose `CachedKey.row_middle` is `middle`, else `None` (the general reader then decides).
+
+    That record is exactly what `Session._seal` writes: the row's ``Created`` (1 to 18 digits,
+    no leading zero), 80 characters of base64 (a 60-byte sealed row key), `middle` (the key's
+    ``ParentKeyMeta`` as written), the data's base64 (at least 40 characters), both base64
+    fields strict and without padding inside (they are decoded as one), so the JSON reader
+    would read every field of it alike.
+    """
+    if type(text) is not str or not text.startswith(_HEAD):
+        return None
+    key_at = text.find(_KEY, 19, 44)  # after 1 to 18 digits
+    if key_at < 0:
+        return None
+    created = text[18:key_at]
+    if not (created.isdigit() and created.isascii()) or (created[0] == "0" and key_at > 19):
+        return None
+    data_at = key_at + 88 + len(middle)
+    if (
+        not text.startswith(middle, key_at + 88)
+        or len(text) - 42 < data_at
+        or not text.endswith(_TAIL)
+    ):
+        return None
+    coded = _perf()
+    try:  # one base64 call for both (see Session._seal): 80 characters are 60 bytes
+        both = _b64.decode(text[key_at + 8 : key_at + 88] + text[data_at:-2], coded)
+    except ValueError:
+        return None
+    end = _perf()
+    if end - coded > _b64.SLOW_SECONDS:
+        _b64.contended(end)
+    return both[:60], both[60:]
+
+
+def _check_sizes(sealed_key: bytes, sealed_data: bytes) -> None:
+    """`RecordError` unless both sealed values of a row are long enough to open."""
+    if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
+        raise RecordError(
+            f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "
+            f"least {NONCE_SIZE + TAG_SIZE}"
+        )
+    if len(sealed_data) < NONCE_SIZE + TAG_SIZE:
+        raise RecordError(
+            f"data row record Data is {len(sealed_data)} bytes; sealed data is at "
+            f"least {NONCE_SIZE + TAG_SIZE} (tag and nonce)"
+        )
 
 
 def _parse_json_row(text: object) -> tuple[str, int, bytes, bytes]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.metadata
 import math
 import re
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,6 +147,8 @@ def _bad(where: str, name: str, value: str, problem: str) -> ConfigError:
 
 
 def _tls(value: str, connect: dict[str, Any]) -> str | None:
+    import ssl  # noqa: PLC0415 - only for tls=: it loads OpenSSL, ~4 MiB of resident memory
+
     lowered = value.lower()
     if lowered in ("true", "1", "skip-verify", "preferred") and _pymysql_too_old():
         # Before 1.2 PyMySQL silently talks plain text to a server that offers no TLS.

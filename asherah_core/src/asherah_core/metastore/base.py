@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
 from asherah_core._closing import ClosesOnExit
+from asherah_core._tothread import to_thread
 from asherah_core.errors import MetastoreError
 from asherah_core.records import EnvelopeKeyRecord
 
@@ -109,15 +109,15 @@ class Metastore(ClosesOnExit, abc.ABC):
 
     async def load_async(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
         """Coroutine version of `load`."""
-        return await asyncio.to_thread(self.load, key_id, created)
+        return await to_thread(self.load, key_id, created)
 
     async def load_latest_async(self, key_id: str) -> EnvelopeKeyRecord | None:
         """Coroutine version of `load_latest`."""
-        return await asyncio.to_thread(self.load_latest, key_id)
+        return await to_thread(self.load_latest, key_id)
 
     async def store_async(self, key_id: str, created: int, record: EnvelopeKeyRecord) -> bool:
         """Coroutine version of `store`."""
-        return await asyncio.to_thread(self.store, key_id, created, record)
+        return await to_thread(self.store, key_id, created, record)
 
     def close(self) -> None:
         """Release connections this metastore opened itself. Safe to call more than once."""

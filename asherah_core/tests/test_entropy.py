@@ -1,0 +1,143 @@
+"""The per-thread random buffer behind row keys and nonces: each byte from os.urandom, handed
+out once, wiped after use, never shared between threads, never reused by a forked child."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from asherah_core import SessionFactory, entropy
+from asherah_core.entropy import BLOCK_SIZE, BLOCKS, RandomBlocks, wipe
+
+
+def buffer_of(blocks: RandomBlocks) -> bytes:
+    """A copy of the calling thread's whole buffer (what it holds now)."""
+    return bytes(blocks.mine.buffer)
+
+
+def test_blocks_are_consecutive_slices_of_one_urandom_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = os.urandom
+
+    def counting(n: int) -> bytes:
+        calls.append(n)
+        return real(n)
+
+    monkeypatch.setattr(entropy.os, "urandom", counting)
+    blocks = RandomBlocks()
+    first = bytes(blocks.block())
+    filled = buffer_of(blocks)
+    second = bytes(blocks.block())
+    assert calls == [BLOCK_SIZE * BLOCKS]
+    assert filled[:BLOCK_SIZE] == first
+    assert filled[BLOCK_SIZE : 2 * BLOCK_SIZE] == second
+    for _ in range(BLOCKS - 2):
+        blocks.block()
+    assert calls == [BLOCK_SIZE * BLOCKS]
+    blocks.block()  # the 65th block: a refill
+    assert calls == [BLOCK_SIZE * BLOCKS] * 2
+
+
+def test_a_wiped_block_is_zero_in_the_buffer() -> None:
+    blocks = RandomBlocks()
+    block = blocks.block()
+    assert any(block)  # 56 random bytes are all zero with probability 2**-448
+    wipe(block)
+    assert buffer_of(blocks)[:BLOCK_SIZE] == bytes(BLOCK_SIZE)
+    assert any(buffer_of(blocks)[BLOCK_SIZE:])  # the unused rest is still random
+
+
+def test_an_encrypt_leaves_no_used_random_byte_in_the_buffer(factory: SessionFactory) -> None:
+    session = factory.get_session("p1")
+    session.encrypt_bytes(b"warm")  # the key is cached; the buffer is filled
+    while entropy.blocks.mine.at >= BLOCK_SIZE * (BLOCKS - 1):
+        session.encrypt_bytes(b"warm")  # past a refill, so the next one is inside the buffer
+    before = entropy.blocks.mine.at
+    session.encrypt_bytes(b"data")
+    assert entropy.blocks.mine.at == before + BLOCK_SIZE
+    assert buffer_of(entropy.blocks)[before : before + BLOCK_SIZE] == bytes(BLOCK_SIZE)
+    assert any(buffer_of(entropy.blocks)[before + BLOCK_SIZE :])
+
+
+def test_threads_never_share_bytes() -> None:
+    blocks = RandomBlocks()
+    seen: list[bytes] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine = [bytes(blocks.block()) for _ in range(3 * BLOCKS)]
+        with lock:
+            seen.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 4 * 3 * BLOCKS
+    assert len(set(seen)) == len(seen)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_uses_its_parents_bytes() -> None:
+    blocks = entropy.blocks
+    blocks.block()  # the buffer is filled; most of it is not used yet
+    parent_buffer = buffer_of(blocks)
+    parent_next = parent_buffer[blocks.mine.at : blocks.mine.at + BLOCK_SIZE]
+    assert any(parent_next)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its first block and its buffer, then leave at once
+        code = 1
+        try:
+            os.close(read_end)
+            left_over = buffer_of(blocks)  # the parent's bytes, wiped in the child
+            first = bytes(blocks.block())
+            os.write(write_end, left_over + first)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    received = b""
+    while chunk := os.read(read_end, 65536):
+        received += chunk
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    left_over, first = received[: len(parent_buffer)], received[len(parent_buffer) :]
+    assert len(first) == BLOCK_SIZE
+    assert left_over == bytes(len(parent_buffer))  # wiped in the child by the fork hook
+    assert first != parent_next
+    assert first not in parent_buffer  # not anywhere in what the parent held
+    # The parent goes on with its own bytes, untouched by the child's fork hook.
+    assert bytes(blocks.block()) == parent_next
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_buffer_the_fork_hook_did_not_wipe_is_refilled_in_the_child() -> None:
+    generation = entropy._generation
+    # Like another thread's buffer, which the child keeps but the hook cannot reach: the
+    # generation each buffer checks makes it refill before it hands out a byte.
+    other = RandomBlocks()
+    other.block()
+    parent_other = buffer_of(other)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            os.write(write_end, bytes(other.block()) + bytes([entropy._generation - generation]))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    received = os.read(read_end, 1024)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    first, bumped = received[:BLOCK_SIZE], received[BLOCK_SIZE]
+    assert bumped == 1
+    assert first not in parent_other

@@ -4,14 +4,13 @@ reader refuses, never reads a field differently, and every failure is a `RecordE
 from __future__ import annotations
 
 import base64
-import threading
 from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from asherah_core import RecordError, _b64
+from asherah_core import RecordError
 from asherah_core.cache import CachedKey
 from asherah_core.records import MAX_CREATED, KeyMeta
 from asherah_core.session import _parse_canonical, _parse_json_row, _parse_row, _sealed_by
@@ -144,11 +143,6 @@ _META = st.sampled_from(
 )
 
 
-BASE64_WAYS = pytest.mark.parametrize(
-    "contended_until", [0.0, 1e300], ids=["pybase64", "binascii-while-threads-contend"]
-)
-
-
 @settings(max_examples=500, deadline=None)
 @given(created=_numbers, key=_base64, meta=_META, data=_base64)
 @example(created="1796221020", key=KEY, meta=KeyMeta("_IK_p1_svc_prod", 1), data=DATA)
@@ -159,17 +153,12 @@ BASE64_WAYS = pytest.mark.parametrize(
     data="0000000000000000000000000000000000000000=",
 )
 @example(created="1", key=KEY[:-4] + "AA==", meta=KeyMeta("_IK_p1_svc_prod", 1), data=DATA)
-@BASE64_WAYS
 def test_the_reader_of_a_keys_own_rows_accepts_only_what_the_strict_reader_reads_alike(
-    contended_until: float, created: str, key: str, meta: KeyMeta, data: str
+    created: str, key: str, meta: KeyMeta, data: str
 ) -> None:
     middle = CachedKey(meta, bytes(32)).row_middle
     text = f'{{"Key":{{"Created":{created},"Key":"{key}{middle}{data}"}}'
-    _b64.contended_until = contended_until
-    try:
-        found = _sealed_by(text, middle)
-    finally:
-        _b64.contended_until = 0.0
+    found = _sealed_by(text, middle)
     expected = strict(text)
     if found is not None:
         assert not isinstance(expected, RecordError), f"fast path accepted: {expected}"
@@ -180,53 +169,10 @@ def test_the_reader_of_a_keys_own_rows_accepts_only_what_the_strict_reader_reads
         raise AssertionError("a plain row of the key was not read by its fast path")
 
 
-@BASE64_WAYS
-def test_a_row_written_by_the_session_is_read_by_the_fast_path(
-    factory: SessionFactory, contended_until: float, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_b64, "contended_until", contended_until)
+def test_a_row_written_by_the_session_is_read_by_the_fast_path(factory: SessionFactory) -> None:
     session = factory.get_session("p1")
     text = session.encrypt_bytes(b"x" * 100)
     middle = session._ik_latest[session._ik_id].row_middle
     found = _sealed_by(text, middle)
     assert found is not None
     assert (*_parse_json_row(text)[:2], *found) == _parse_json_row(text)
-
-
-def test_both_base64_ways_write_and_read_the_same_rows(factory: SessionFactory) -> None:
-    session = factory.get_session("p1")
-    rows = {}
-    for until in (0.0, 1e300):  # pybase64, then binascii (threads contending)
-        _b64.contended_until = until
-        try:
-            rows[until] = [session.encrypt_bytes(bytes([n]) * n) for n in (0, 1, 2, 3, 100)]
-        finally:
-            _b64.contended_until = 0.0
-    for until in (0.0, 1e300):
-        _b64.contended_until = until
-        try:
-            for written in rows.values():
-                assert [session.decrypt_bytes(r) for r in written] == [
-                    bytes([n]) * n for n in (0, 1, 2, 3, 100)
-                ]
-        finally:
-            _b64.contended_until = 0.0
-
-
-def test_slow_calls_close_together_in_several_threads_switch_to_binascii(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(_b64, "contended_until", 0.0)
-    monkeypatch.setattr(_b64, "_strikes", 0)
-    monkeypatch.setattr(_b64, "_last_strike", 0.0)
-    _b64.contended(100.0)
-    _b64.contended(100.5)  # too far apart: the scheduler, not the GIL
-    _b64.contended(100.501)
-    _b64.contended(100.502)  # three close together, but all in this thread
-    assert _b64.contended_until == 0.0
-    _b64.contended(200.0)
-    _b64.contended(200.001)
-    other = threading.Thread(target=_b64.contended, args=(200.002,))
-    other.start()
-    other.join()
-    assert _b64.contended_until == 200.002 + _b64.HOLD_SECONDS

@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from opentelemetry.metrics import Meter
 
-from . import _b64, entropy, rotation
+from . import entropy, rotation
 from ._closing import ClosesOnExit
 from ._tothread import to_thread
 from .aead import NONCE_SIZE, TAG_SIZE
@@ -40,6 +40,7 @@ MAX_DATA_SIZE = 2**31 - 1
 """The largest payload AES-GCM here takes in one call (bytes)."""
 
 _b64decode = pybase64.b64decode
+_b64encode = pybase64.b64encode_as_string
 _perf = time.perf_counter
 _random_blocks = entropy.blocks
 _ZERO_BLOCK = bytes(entropy.BLOCK_SIZE)
@@ -342,14 +343,10 @@ class Session(ClosesOnExit):
         finally:
             block[:] = _ZERO_BLOCK  # the row key and nonces leave the buffer once used
         # One base64 call for both: the 60-byte sealed key is whole groups of 3 bytes, so its
-        # base64 is the first 80 characters (see _b64 for why calls are counted).
-        coded = _perf()
-        both = _b64.encode(sealed, coded)
+        # base64 is the first 80 characters.
+        both = _b64encode(sealed)
         text = f'{_HEAD}{int(now)}{_KEY}{both[:80]}{entry.row_middle}{both[80:]}"}}'
-        end = _perf()
-        if end - coded > _b64.SLOW_SECONDS:
-            _b64.contended(end)
-        self._encrypt_hist.record(end - start)
+        self._encrypt_hist.record(_perf() - start)
         return text
 
     # Decrypt ------------------------------------------------------------------------------
@@ -722,14 +719,10 @@ def _sealed_by(text: object, middle: str) -> tuple[bytes, bytes] | None:
         or not text.endswith(_TAIL)
     ):
         return None
-    coded = _perf()
     try:  # one base64 call for both (see Session._seal): 80 characters are 60 bytes
-        both = _b64.decode(text[key_at + 8 : key_at + 88] + text[data_at:-2], coded)
+        both = _b64decode(text[key_at + 8 : key_at + 88] + text[data_at:-2], None, True)
     except ValueError:
         return None
-    end = _perf()
-    if end - coded > _b64.SLOW_SECONDS:
-        _b64.contended(end)
     return both[:60], both[60:]
 
 

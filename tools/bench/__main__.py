@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     results = run(endpoint, config)
     page = markdown(results, environment(endpoint), COMMAND)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "benchmarks.md").write_text(page, encoding="utf-8")
+    target = args.output_dir / "benchmarks.md"
+    page = with_kept_sections(page, target)
+    target.write_text(page, encoding="utf-8")
     if results.latency:
         plot(results, args.output_dir / "benchmarks-latency.png")
     if results.framework is not None:
@@ -95,6 +97,24 @@ def main(argv: list[str] | None = None) -> int:
         failed += [g.what for g in framework_goals(results.framework) if not g.passed]
     say(f"{len(failed)} goal(s) missed" if failed else "every goal met")
     return 0
+
+
+KEPT_MARKER = (
+    "<!-- Written by hand below this line: nox -s bench keeps it when it rewrites the page. -->"
+)
+"""Sections of benchmarks.md measured by other commands (``nox -s bench_rewrap``) follow it."""
+
+
+def with_kept_sections(page: str, target: Path) -> str:
+    """`page` followed by what the current page holds from `KEPT_MARKER` on, if anything."""
+    try:
+        current = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return page
+    at = current.find(KEPT_MARKER)
+    if at < 0:
+        return page
+    return page.rstrip("\n") + "\n\n" + current[at:]
 
 
 if __name__ == "__main__":

@@ -402,8 +402,8 @@ def _behind(
         over = g.shortfall
         lines.append(
             f"- **{g.what}**: {g.value.median:.2f} {TIMES} against a target of "
-            f"{g.target}, {over:.2f} {TIMES} off it ({(over - 1) * 100:.0f} % more "
-            "time than the target allows)."
+            f"{g.target}, {over:.2f} {TIMES} off it ({(over - 1) * 100:.0f} % beyond "
+            "what the target allows)."
         )
     if not missed:
         lines.append("- No goal missed in this run.")

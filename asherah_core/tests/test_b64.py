@@ -1,0 +1,163 @@
+"""The row fields' base64: pybase64 alone, msgspec while threads contend. Both ways give the
+same result for every input, the switch needs slow rows in two threads close together, and a
+process that never contends never imports msgspec."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pybase64
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from asherah_core import SessionFactory, _b64
+
+
+@pytest.fixture
+def contended(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The msgspec way for every field of this test; pybase64 again after it."""
+    _b64._load()
+    monkeypatch.setattr(_b64, "left", 10**9)
+
+
+@pytest.fixture
+def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No contention seen yet."""
+    monkeypatch.setattr(_b64, "left", 0)
+    monkeypatch.setattr(_b64, "_last_thread", 0)
+    monkeypatch.setattr(_b64, "_last_at", float("-inf"))
+
+
+@contextmanager
+def msgspec_way() -> Iterator[None]:
+    """The msgspec way inside the block (a context manager: Hypothesis runs a test many times
+    within one function-scoped fixture)."""
+    _b64._load()
+    _b64.left = 10**9
+    try:
+        yield
+    finally:
+        _b64.left = 0
+
+
+def reference(text: str) -> bytes | None:
+    try:
+        return pybase64.b64decode(text, None, True)
+    except ValueError:
+        return None
+
+
+_texts = st.one_of(
+    st.binary(max_size=120).map(lambda b: base64.b64encode(b).decode()),
+    st.text("ABCDEFabcdef0189+/=", max_size=24),
+    st.text('AQ=\\/"u00é \n\t-_', max_size=16),
+    st.text(max_size=16),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=_texts)
+@example(text="\\/JwE")  # a JSON escape: msgspec would read it as "/JwE"
+@example(text="AA==")
+@example(text="AB==")  # bits left over past the last byte
+@example(text="AAA")  # padding missing
+@example(text="AA==AA==")  # padding inside
+@example(text='AA"A')
+@example(text="AAAA\n")
+def test_both_ways_decode_alike_and_refuse_alike(text: str) -> None:
+    with msgspec_way():
+        before = _b64.left
+        try:
+            found: bytes | None = _b64.decode(text)
+        except ValueError:
+            found = None
+        assert found == reference(text)
+        assert _b64.left <= before
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_both_ways_encode_alike(data: bytes) -> None:
+    with msgspec_way():
+        assert _b64.encode(data) == base64.b64encode(data).decode()
+        assert _b64.left == 10**9 - 1
+
+
+def test_long_fields_always_go_through_pybase64(contended: None) -> None:
+    data = bytes(range(256)) * 40  # 10,240 bytes: beyond SMALL as text and as bytes
+    text = base64.b64encode(data).decode()
+    before = _b64.left
+    assert _b64.decode(text) == data
+    assert _b64.encode(data) == text
+    assert _b64.left == before  # neither counted as a msgspec field
+
+
+def _slow_in_another_thread(now: float) -> None:
+    other = threading.Thread(target=_b64.slow, args=(now,))
+    other.start()
+    other.join()
+
+
+def test_slow_rows_of_one_thread_change_nothing(quiet: None) -> None:
+    for now in (100.0, 100.001, 100.002, 100.003):
+        _b64.slow(now)  # the scheduler or a cache miss, not other threads
+    assert _b64.left == 0
+
+
+def test_slow_rows_of_two_threads_far_apart_change_nothing(quiet: None) -> None:
+    _b64.slow(100.0)
+    _slow_in_another_thread(100.0 + 2 * _b64.WINDOW_SECONDS)
+    assert _b64.left == 0
+
+
+def test_slow_rows_of_two_threads_close_together_switch_for_a_while(quiet: None) -> None:
+    _b64.slow(100.0)
+    _slow_in_another_thread(100.0 + _b64.WINDOW_SECONDS / 2)
+    assert _b64.left == _b64.HOLD
+    assert _b64._decode_quoted is not _b64._not_loaded
+    text = base64.b64encode(b"row").decode()
+    for _ in range(3):
+        assert _b64.decode(text) == b"row"
+    assert _b64.left == _b64.HOLD - 3  # back to pybase64 once HOLD fields went through
+
+
+def test_a_session_writes_and_reads_the_same_rows_both_ways(
+    factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = factory.get_session("p1")
+    sizes = (0, 1, 2, 3, 100, 1024, 9000)  # 9,000 bytes: beyond SMALL, pybase64 either way
+    rows = {}
+    _b64._load()
+    for left in (0, 10**9):  # pybase64, then msgspec (threads contending)
+        monkeypatch.setattr(_b64, "left", left)
+        rows[left] = [session.encrypt_bytes(bytes([n % 256]) * n) for n in sizes]
+    for left in (0, 10**9):
+        monkeypatch.setattr(_b64, "left", left)
+        for written in rows.values():
+            assert [session.decrypt_bytes(r) for r in written] == [
+                bytes([n % 256]) * n for n in sizes
+            ]
+
+
+def test_a_process_whose_threads_never_contend_does_not_import_msgspec() -> None:
+    script = (
+        "import sys\n"
+        "from asherah_core import SessionFactory, StaticKms\n"
+        "from asherah_core.metastore import InMemoryMetastore\n"
+        "f = SessionFactory('s', 'p', kms=StaticKms(bytes(range(32))),"
+        " metastore=InMemoryMetastore())\n"
+        "s = f.get_session('p1')\n"
+        "for _ in range(2000):\n"
+        "    assert s.decrypt_bytes(s.encrypt_bytes(b'x' * 1024)) == b'x' * 1024\n"
+        "print('msgspec' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "False"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -260,3 +262,22 @@ def test_overrides_replace_configured_arguments(clock: Any) -> None:
 def test_neither_path_nor_mapping() -> None:
     with pytest.raises(ConfigError, match="TOML file or a mapping"):
         SessionFactory.from_config(5)  # type: ignore[arg-type]
+
+
+def test_a_factory_of_built_in_parts_does_not_import_package_metadata() -> None:
+    """importlib.metadata (with email, zipfile, csv: about 4 MiB of memory) is imported only
+    when plugins are discovered; the package's configuration with built-in parts needs none."""
+    script = (
+        "import sys\n"
+        "from asherah_core import SessionFactory\n"
+        "f = SessionFactory.from_config({'ServiceName': 's', 'ProductID': 'p',"
+        " 'Metastore': 'memory', 'KMS': 'static',"
+        " 'StaticMasterKeyHex': '41' * 32})\n"
+        "s = f.get_session('p1')\n"
+        "assert s.decrypt_bytes(s.encrypt_bytes(b'x')) == b'x'\n"
+        "print(sorted(m for m in ('importlib.metadata', 'email') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -3,14 +3,13 @@ one asked for."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pluggy
 
@@ -21,6 +20,9 @@ from .errors import AsherahError, ConfigError, PluginError
 from .hookspecs import EnvelopeDescriber, KmsFactory, MetastoreFactory
 from .kms import KeyManagementService
 from .metastore.base import Metastore
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 __all__ = [
     "BLOCKED_PLUGINS_ENV",
@@ -208,6 +210,8 @@ class PluginHost:
         # the host empty and a retry reports the same error instead of a phantom duplicate.
         pm = pluggy.PluginManager("asherah")
         pm.add_hookspecs(hookspecs)
+        import importlib.metadata  # noqa: PLC0415 - about 4 MiB; only when plugins are loaded
+
         core = importlib.metadata.version("asherah-core") if _installed("asherah-core") else "?"
         candidates: list[tuple[PluginInfo, object]] = [
             (PluginInfo("static", "asherah-core", core), _static_plugin),
@@ -261,6 +265,8 @@ class PluginHost:
         if self._entry_points is not None:
             eps = self._entry_points
         else:
+            import importlib.metadata  # noqa: PLC0415 - see _load
+
             eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
         found: list[tuple[PluginInfo, object]] = []
         seen: set[tuple[str, str]] = set()
@@ -380,6 +386,8 @@ def _built(
 
 
 def _installed(dist: str) -> bool:
+    import importlib.metadata  # noqa: PLC0415 - see PluginHost._load
+
     try:
         importlib.metadata.distribution(dist)
     except importlib.metadata.PackageNotFoundError:

@@ -14,7 +14,6 @@ part quoted, and the ``connect_args`` the driver needs.
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import re
 from collections.abc import Callable
@@ -174,6 +173,8 @@ def _tls(value: str, connect: dict[str, Any]) -> str | None:
 
 def _pymysql_too_old() -> bool:
     """Whether an installed PyMySQL predates 1.2 (where a required TLS is enforced)."""
+    import importlib.metadata  # noqa: PLC0415 - about 4 MiB of imports, for this check only
+
     try:
         text = importlib.metadata.version("PyMySQL")
     except importlib.metadata.PackageNotFoundError:

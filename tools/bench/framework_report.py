@@ -492,23 +492,21 @@ def _findings(fr: FrameworkResults, pieces: list[tuple[str, str, float]]) -> lis
     lines += [
         "- **Threads.** `py-spy` on 8 threads sharing one factory found about 90 % of the "
         "samples waiting at the `pybase64` calls of a pair: pybase64 lets go of the GIL in "
-        "every call, however short, and each time the thread then waits to take it back. "
-        "Timed beside one busy Python thread, a 1 KB pybase64 decode took over 100 µs instead "
-        "of 0.5 µs; `binascii`, which holds the GIL, 6 µs; the AEAD calls of `cryptography` "
-        "hold it too. So a row now makes one base64 call per direction (the 60-byte sealed key "
-        "is whole groups of 3 bytes, so key and data are encoded and decoded as one). Switching "
-        "to binascii while pybase64 calls were seen waiting in several threads was tried: "
-        "side by side with the code before these changes on this machine (load average about "
-        "1), 8 threads made 42,000 to 49,000 pairs/s against 33,000 to 54,000 before, one "
-        "thread 80,000 to 97,000 against 86,000 to 94,000: no clear gain, within the noise of "
-        "a shared 2-core machine, so it was left out (it needed process-wide state). The "
-        "rate of threads also depends on the machine's load: an "
-        "earlier run of the old code with the load average at 2 reached 0.97 of its one-thread "
-        "rate with 8 threads (another process holding a core leaves fewer hand-offs). What "
-        "remains is CPython's GIL itself: threads doing the same Python work on 2 cores hand "
-        "it over and wake each other, and the package lets go of the GIL for its whole call, "
-        "so its threads use both cores; a GIL-bound implementation cannot reach its rate with "
-        "threads (processes can: see the 8 processes row).",
+        "every call, however short, and the thread then waits to take it back, so with "
+        "threads each call was a hand-off of the GIL and a context switch (`strace`: about "
+        "158,000 futex calls for 40,000 pairs in 8 threads). `binascii` and msgspec hold the "
+        "GIL, as do the AEAD calls of `cryptography`. So a row makes one base64 call per "
+        "direction, and while threads contend, fields of up to 8 KB go through msgspec's "
+        "base64 (slower than pybase64 by about a microsecond a field, see the pieces below, "
+        "but no hand-off): the same 40,000 pairs then made about 2,600 futex calls. "
+        "Contention is seen as rows slower than 50 µs in two different threads within 10 ms; "
+        "one thread alone keeps pybase64. binascii was tried first and gave no clear gain: it "
+        "decodes 1 KB in 3 to 6 µs. What remains between 8 threads and one is msgspec's extra "
+        "microsecond a field and the threads themselves (with msgspec in every thread, 8 "
+        "threads made about 0.85 of one thread's rate with the same codec). The package lets "
+        "go of the GIL for its whole call, so its threads use both cores; a GIL-bound "
+        "implementation cannot reach its rate with threads (processes can: see the 8 "
+        "processes row).",
         "- **Uncached old rows and cold partitions.** `SqlMetastore.load` took about 70 µs "
         "through SQLAlchemy's `Connection` (a pooled connection checked out and returned, a "
         "transaction begun, a result object) where SQLite's own read is about 8 µs; each way "
@@ -521,8 +519,11 @@ def _findings(fr: FrameworkResults, pieces: list[tuple[str, str, float]]) -> lis
         "was imports. `asyncio`, imported by the KMS and metastore interfaces and the session "
         "for `to_thread` only, loads `ssl` and the system's OpenSSL, about 6 MiB; the "
         "PascalCase reader imported `ssl` for the MySQL `tls=` option. Both are now imported "
-        "when first needed. What remains: `cryptography` (its own OpenSSL, about 6.7 MiB), "
-        "`importlib.metadata` for plugin discovery (about 4 MiB), pluggy, OpenTelemetry.",
+        "when first needed, and so is `importlib.metadata` (about 4 MiB with `email`, "
+        "`zipfile` and `csv`), now only when plugins are discovered: the package's "
+        "configuration with built-in parts needs none. What remains: `cryptography` (its own "
+        "OpenSSL, about 6.7 MiB), OpenTelemetry's API, pluggy, and the 1,000 sessions and "
+        "their keys.",
     ]
     return lines
 

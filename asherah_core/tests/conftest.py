@@ -4,6 +4,7 @@ the framework's fake clock, counting KMS and counting metastore."""
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
 import sys
 import textwrap
 import threading
@@ -288,3 +289,24 @@ def make_factory(
 def factory(make_factory: FactoryMaker) -> SessionFactory:
     """One factory on the shared fakes."""
     return make_factory()
+
+
+ModulesImported = Callable[[str, tuple[str, ...]], list[str]]
+
+
+@pytest.fixture
+def modules_imported() -> ModulesImported:
+    """Run a script in a new interpreter; return which of the named modules it imported (for
+    the imports kept off the common paths: each costs resident memory)."""
+
+    def run(script: str, modules: tuple[str, ...]) -> list[str]:
+        check = f"\nimport sys\nprint(sorted(m for m in {modules!r} if m in sys.modules))\n"
+        out = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(script) + check],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return [name.strip(" '") for name in out.strip()[1:-1].split(",") if name.strip()]
+
+    return run

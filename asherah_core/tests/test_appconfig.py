@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,6 +20,9 @@ from asherah_core import (
 )
 from asherah_core.metastore import InMemoryMetastore
 from asherah_core.pascalconfig import KNOWN_KEYS
+
+if TYPE_CHECKING:
+    from conftest import ModulesImported
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 HEX_KEY = b"thisIsAStaticMasterKeyForTesting".hex()
@@ -264,20 +265,16 @@ def test_neither_path_nor_mapping() -> None:
         SessionFactory.from_config(5)  # type: ignore[arg-type]
 
 
-def test_a_factory_of_built_in_parts_does_not_import_package_metadata() -> None:
+def test_a_factory_of_built_in_parts_does_not_import_package_metadata(
+    modules_imported: ModulesImported,
+) -> None:
     """importlib.metadata (with email, zipfile, csv: about 4 MiB of memory) is imported only
     when plugins are discovered; the package's configuration with built-in parts needs none."""
-    script = (
-        "import sys\n"
-        "from asherah_core import SessionFactory\n"
-        "f = SessionFactory.from_config({'ServiceName': 's', 'ProductID': 'p',"
-        " 'Metastore': 'memory', 'KMS': 'static',"
-        " 'StaticMasterKeyHex': '41' * 32})\n"
-        "s = f.get_session('p1')\n"
-        "assert s.decrypt_bytes(s.encrypt_bytes(b'x')) == b'x'\n"
-        "print(sorted(m for m in ('importlib.metadata', 'email') if m in sys.modules))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], check=True, capture_output=True, text=True
-    ).stdout
-    assert out.strip() == "[]"
+    script = """
+        from asherah_core import SessionFactory
+        f = SessionFactory.from_config({'ServiceName': 's', 'ProductID': 'p',
+            'Metastore': 'memory', 'KMS': 'static', 'StaticMasterKeyHex': '41' * 32})
+        s = f.get_session('p1')
+        assert s.decrypt_bytes(s.encrypt_bytes(b'x')) == b'x'
+    """
+    assert modules_imported(script, ("importlib.metadata", "email")) == []

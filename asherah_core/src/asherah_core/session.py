@@ -15,7 +15,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import pybase64
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from opentelemetry.metrics import Meter
@@ -39,8 +38,6 @@ __all__ = ["Session", "SessionFactory"]
 MAX_DATA_SIZE = 2**31 - 1
 """The largest payload AES-GCM here takes in one call (bytes)."""
 
-_b64decode = pybase64.b64decode
-_b64encode = pybase64.b64encode_as_string
 _SLOW = _b64.SLOW_SECONDS
 _perf = time.perf_counter
 _random_blocks = entropy.blocks
@@ -344,8 +341,8 @@ class Session(ClosesOnExit):
         finally:
             block[:] = _ZERO_BLOCK  # the row key and nonces leave the buffer once used
         # One base64 call for both: the 60-byte sealed key is whole groups of 3 bytes, so its
-        # base64 is the first 80 characters. (pybase64 unless threads contend: see _b64.)
-        both = _b64encode(sealed) if not _b64.left else _b64.encode(sealed)
+        # base64 is the first 80 characters.
+        both = _b64.encode(sealed)
         text = f'{_HEAD}{int(now)}{_KEY}{both[:80]}{entry.row_middle}{both[80:]}"}}'
         took = _perf() - start
         self._encrypt_hist.record(took)
@@ -727,8 +724,7 @@ def _sealed_by(text: object, middle: str) -> tuple[bytes, bytes] | None:
     ):
         return None
     try:  # one base64 call for both (see Session._seal): 80 characters are 60 bytes
-        coded = text[key_at + 8 : key_at + 88] + text[data_at:-2]
-        both = _b64decode(coded, None, True) if not _b64.left else _b64.decode(coded)
+        both = _b64.decode(text[key_at + 8 : key_at + 88] + text[data_at:-2])
     except ValueError:
         return None
     return both[:60], both[60:]

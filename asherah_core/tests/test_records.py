@@ -100,6 +100,12 @@ def test_unknown_fields_of_a_key_record_survive_a_round_trip() -> None:
     assert json.loads(record.with_revoked().to_json())["Future"] == {"nested": [1, 2]}
 
 
+def test_a_key_record_of_known_fields_only_has_no_extra() -> None:
+    record = EnvelopeKeyRecord.from_json(json.dumps(ik_record(Revoked=True)))
+    assert dict(record.extra) == {}
+    assert json.loads(record.to_json()) == ik_record(Revoked=True)
+
+
 def test_unknown_fields_of_a_data_row_are_ignored() -> None:
     value = row()
     value["Extra"] = 1
@@ -144,6 +150,7 @@ def test_reads_bytes_text() -> None:
         (ik_record(ParentKeyMeta={"Created": 1}), "ParentKeyMeta.KeyId"),
         (ik_record(ParentKeyMeta={"KeyId": "", "Created": 1}), "ParentKeyMeta.KeyId"),
         (ik_record(ParentKeyMeta={"KeyId": 3, "Created": 1}), "ParentKeyMeta.KeyId"),
+        (ik_record(ParentKeyMeta={"KeyId": "k\ud800", "Created": 1}), "ParentKeyMeta.KeyId"),
         (ik_record(ParentKeyMeta={"KeyId": "k"}), "ParentKeyMeta.Created"),
         (ik_record(Revoked="yes"), "Revoked"),
         (ik_record(Revoked=1), "Revoked"),

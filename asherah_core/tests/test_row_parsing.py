@@ -4,6 +4,7 @@ reader refuses, never reads a field differently, and every failure is a `RecordE
 from __future__ import annotations
 
 import base64
+import json
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from asherah_core import RecordError, _b64
-from asherah_core.cache import CachedKey
+from asherah_core.cache import CachedKey, _json_str
 from asherah_core.records import MAX_CREATED, KeyMeta
 from asherah_core.session import _parse_canonical, _parse_json_row, _parse_row, _sealed_by
 
@@ -192,3 +193,15 @@ def test_a_row_written_by_the_session_is_read_by_the_fast_path(factory: SessionF
     found = _sealed_by(text, middle)
     assert found is not None
     assert (*_parse_json_row(text)[:2], *found) == _parse_json_row(text)
+
+
+@given(st.text())
+@example('"')
+@example("a\\b")
+@example("\x7f")
+@example("\u2028")
+@example("\xa0")
+@example("caf\xe9")
+@example("\ud800")
+def test_a_keys_id_in_its_rows_is_written_as_json_dumps_writes_it(key_id: str) -> None:
+    assert _json_str(key_id) == json.dumps(key_id, ensure_ascii=False)

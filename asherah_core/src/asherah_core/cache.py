@@ -209,4 +209,8 @@ def wipe(buffer: bytearray) -> None:
 
 
 def _json_str(text: str) -> str:
+    """`text` as a JSON string, as ``json.dumps(text, ensure_ascii=False)`` writes it: printable
+    text without quotes or backslashes is written as it is (json.dumps escapes nothing else)."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
     return json.dumps(text, ensure_ascii=False)

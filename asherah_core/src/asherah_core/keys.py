@@ -483,7 +483,11 @@ class KeyHierarchy:
         error: str | None = None
         try:
             result = call()
-            if result is not None and not isinstance(result, EnvelopeKeyRecord | bool):
+            if (
+                result is not None
+                and type(result) is not EnvelopeKeyRecord
+                and not isinstance(result, EnvelopeKeyRecord | bool)
+            ):
                 raise MetastoreError(
                     f"{self.metastore.kind} metastore returned {type(result).__name__} for "
                     f"{key_id!r}, not a key record"

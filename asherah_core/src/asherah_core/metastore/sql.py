@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -126,10 +127,16 @@ def _shown_number(value: int) -> str:
     return f"{'-' if value < 0 else ''}(an integer of {value.bit_length()} bits)"
 
 
+# Both are pure functions of an int and return immutable values, so they are remembered: keys
+# made in the same precision window share a created, and a cold row's load makes one each.
+
+
+@functools.lru_cache(maxsize=1024)
 def _text_created(created: int) -> Any:
     return (_FIRST_DATETIME + timedelta(seconds=created - _FIRST_SECOND)).isoformat(" ")
 
 
+@functools.lru_cache(maxsize=1024)
 def _datetime_created(created: int) -> Any:
     return _FIRST_DATETIME + timedelta(seconds=created - _FIRST_SECOND)
 

@@ -294,8 +294,9 @@ def bench(session: nox.Session) -> None:
     install_project(session, *BENCH_DEPS)
     # What a user of asherah-core installs today: cryptography 51 makes a new AESGCM (one per
     # row) about half the cost of 50's. The AWS Encryption SDK's primitives declare
-    # cryptography<51, which would hold the whole venv at 50; the SDK is only a peer in the KMS
-    # part, whose rows run it (and would fail) on this version. A separate call, so pip takes it.
+    # cryptography<51, which would hold the whole venv at 50. The SDK is only a peer in the KMS
+    # part, and its rows there run on 51 (a failure would stop the run). A separate pip call,
+    # so that the SDK's cap does not make the resolver refuse it.
     session.install("cryptography>=51")
     session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"

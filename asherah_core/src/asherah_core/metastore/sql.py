@@ -127,8 +127,8 @@ def _shown_number(value: int) -> str:
     return f"{'-' if value < 0 else ''}(an integer of {value.bit_length()} bits)"
 
 
-# Both are pure functions of an int and return immutable values, so they are remembered: keys
-# made in the same precision window share a created, and a cold row's load makes one each.
+# Both are pure functions of an int that return immutable values, so they are remembered:
+# every load and store binds one, and the keys of one precision window share it.
 
 
 @functools.lru_cache(maxsize=1024)

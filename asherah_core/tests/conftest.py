@@ -10,12 +10,20 @@ import textwrap
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from asherah_core import KeyManagementService, PluginHost, ProbeResult, SessionFactory, StaticKms
+from asherah_core import (
+    KeyManagementService,
+    PluginHost,
+    ProbeResult,
+    SessionFactory,
+    StaticKms,
+    _b64,
+)
 from asherah_core.metastore import EnvelopeKeyRecord, InMemoryMetastore, Metastore, StoredKey
 
 MASTER_KEY = b"thisIsAStaticMasterKeyForTesting"
@@ -310,3 +318,24 @@ def modules_imported() -> ModulesImported:
         return [name.strip(" '") for name in out.strip()[1:-1].split(",") if name.strip()]
 
     return run
+
+
+Base64Way = Callable[[int], AbstractContextManager[None]]
+
+
+@contextmanager
+def _base64_way(left: int) -> Iterator[None]:
+    _b64._load()
+    _b64.left = left
+    try:
+        yield
+    finally:
+        _b64.left = 0
+
+
+@pytest.fixture(scope="session")
+def base64_way() -> Base64Way:
+    """``with base64_way(left):`` the row fields' base64 as `_b64` picks it: 0, pybase64; more,
+    msgspec for that many fields (as while threads contend); pybase64 again after the block.
+    Session-scoped, so Hypothesis tests may use it (it holds no state)."""
+    return _base64_way

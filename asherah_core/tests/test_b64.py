@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pybase64
@@ -18,7 +16,7 @@ from hypothesis import strategies as st
 from asherah_core import SessionFactory, _b64
 
 if TYPE_CHECKING:
-    from conftest import ModulesImported
+    from conftest import Base64Way, ModulesImported
 
 
 @pytest.fixture
@@ -34,18 +32,6 @@ def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_b64, "left", 0)
     monkeypatch.setattr(_b64, "_last_thread", 0)
     monkeypatch.setattr(_b64, "_last_at", float("-inf"))
-
-
-@contextmanager
-def msgspec_way() -> Iterator[None]:
-    """The msgspec way inside the block (a context manager: Hypothesis runs a test many times
-    within one function-scoped fixture)."""
-    _b64._load()
-    _b64.left = 10**9
-    try:
-        yield
-    finally:
-        _b64.left = 0
 
 
 def reference(text: str) -> bytes | None:
@@ -73,8 +59,8 @@ _texts = st.one_of(
 @example(text='AA"A')
 @example(text="AAAA\n")
 @example(text="\ud800AAA")  # a lone surrogate: no UTF-8 for msgspec, not base64 for pybase64
-def test_both_ways_decode_alike_and_refuse_alike(text: str) -> None:
-    with msgspec_way():
+def test_both_ways_decode_alike_and_refuse_alike(base64_way: Base64Way, text: str) -> None:
+    with base64_way(10**9):
         before = _b64.left
         try:
             found: bytes | None = _b64.decode(text)
@@ -86,8 +72,8 @@ def test_both_ways_decode_alike_and_refuse_alike(text: str) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=200))
-def test_both_ways_encode_alike(data: bytes) -> None:
-    with msgspec_way():
+def test_both_ways_encode_alike(base64_way: Base64Way, data: bytes) -> None:
+    with base64_way(10**9):
         assert _b64.encode(data) == base64.b64encode(data).decode()
         assert _b64.left == 10**9 - 1
 

@@ -11,13 +11,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from asherah_core import RecordError, _b64
+from asherah_core import RecordError
 from asherah_core.cache import CachedKey, _json_str
 from asherah_core.records import MAX_CREATED, KeyMeta
 from asherah_core.session import _parse_canonical, _parse_json_row, _parse_row, _sealed_by
 
 if TYPE_CHECKING:
     from asherah_core import SessionFactory
+    from conftest import Base64Way
 
 KEY = base64.b64encode(bytes(60)).decode()
 DATA = base64.b64encode(bytes(40)).decode()
@@ -123,15 +124,11 @@ _base64 = st.one_of(
 @example(created=str(2**63), key=KEY, ik_id="_IK_p1_svc_prod", ik_created="1", data=DATA)
 @BASE64_WAYS
 def test_the_fast_path_accepts_only_what_the_strict_reader_accepts_and_reads_it_alike(
-    left: int, created: str, key: str, ik_id: str, ik_created: str, data: str
+    base64_way: Base64Way, left: int, created: str, key: str, ik_id: str, ik_created: str, data: str
 ) -> None:
     text = canonical(created, key, ik_id, ik_created, data)
-    _b64._load()
-    _b64.left = left
-    try:
+    with base64_way(left):
         fast = _parse_canonical(text)
-    finally:
-        _b64.left = 0
     expected = strict(text)
     if fast is not None:
         assert not isinstance(expected, RecordError), f"fast path accepted: {expected}"
@@ -166,16 +163,12 @@ _META = st.sampled_from(
 @example(created="1", key=KEY[:-4] + "AA==", meta=KeyMeta("_IK_p1_svc_prod", 1), data=DATA)
 @BASE64_WAYS
 def test_the_reader_of_a_keys_own_rows_accepts_only_what_the_strict_reader_reads_alike(
-    left: int, created: str, key: str, meta: KeyMeta, data: str
+    base64_way: Base64Way, left: int, created: str, key: str, meta: KeyMeta, data: str
 ) -> None:
     middle = CachedKey(meta, bytes(32)).row_middle
     text = f'{{"Key":{{"Created":{created},"Key":"{key}{middle}{data}"}}'
-    _b64._load()
-    _b64.left = left
-    try:
+    with base64_way(left):
         found = _sealed_by(text, middle)
-    finally:
-        _b64.left = 0
     expected = strict(text)
     if found is not None:
         assert not isinstance(expected, RecordError), f"fast path accepted: {expected}"

@@ -20,6 +20,7 @@ from urllib.parse import quote_plus
 from asherah_core.errors import MetastoreError, RecordError
 from asherah_core.records import EnvelopeKeyRecord
 
+from ._kept import kept_for
 from .base import ListedKey, Metastore, StoredKey, readable
 
 try:
@@ -293,6 +294,10 @@ class SqlMetastore(Metastore):
         self._dbapi_integrity: type[Exception] = getattr(
             dialect.dbapi, "IntegrityError", sa_exc.IntegrityError
         )
+        # Up to pool_size - 1 connections kept checked out between the hot statements, for a
+        # SQLite file of an engine made here (see _kept.py): the pool's checkout and return
+        # cost about as much as SQLite's read of a key row.
+        self._kept = kept_for(self._engine) if self._owns_engine else None
         self._closed = False
         if create_table:
             self.create_table()
@@ -427,6 +432,8 @@ class SqlMetastore(Metastore):
         """Dispose of the engine's connections if this metastore created the engine."""
         if not self._closed:
             self._closed = True
+            if self._kept is not None:
+                self._kept.close()
             self._dispose()
 
     def __repr__(self) -> str:
@@ -467,31 +474,32 @@ class SqlMetastore(Metastore):
     def _driver(
         self, what: str, key_id: str, statement: _DriverStatement, params: dict[str, Any]
     ) -> Any:
-        """Run `statement` on a DBAPI connection from the engine's pool: the first column of
-        its first row for a query, or commit for an insert. Errors as `_errors` makes them;
-        a connection the driver reports as lost is invalidated, as SQLAlchemy would do."""
+        """Run `statement` on a DBAPI connection, a kept one (_kept.py) or the pool's: the
+        first column of its first row for a query, or commit for an insert. Errors as `_errors`
+        makes them; a connection the driver reports as lost is invalidated, as SQLAlchemy
+        would do. A connection is kept again only after its statement ended."""
         if self._closed:
             raise MetastoreError(f"{self._where}: closed")
+        kept = self._kept
         with self._one_at_a_time:
-            try:
-                conn = self._engine.raw_connection()  # the pool's checkout (and pre-ping)
-            except (sa_exc.SQLAlchemyError, self._dbapi_error) as e:  # the driver's own, here
-                raise MetastoreError(self._failure(what, key_id, e)) from None
-            except (OSError, UnicodeError, ValueError, TypeError) as e:
-                raise MetastoreError(
-                    f"{self._where}: {what}{_for(key_id)} failed: {type(e).__name__}"
-                ) from None
+            conn = None if kept is None else kept.take()
+            if conn is None:
+                conn = self._checkout(what, key_id)
             cursor = None
+            ended = False  # the statement ended (committed or rolled back): it may be kept
             try:
                 cursor = conn.cursor()
                 cursor.execute(statement.sql, statement.arguments(params))
                 if statement.query:
                     row = cursor.fetchone()
+                    ended = True
                     return None if row is None else row[0]
                 conn.commit()
+                ended = True
                 return None
             except self._dbapi_integrity as e:
                 conn.rollback()
+                ended = True
                 if what == "store":
                     raise _Duplicate from None
                 raise MetastoreError(self._failure(what, key_id, e)) from None
@@ -507,7 +515,19 @@ class SqlMetastore(Metastore):
                 if cursor is not None:
                     with contextlib.suppress(Exception):
                         cursor.close()
-                conn.close()  # back to the pool, which rolls back what is left open
+                if not (ended and kept is not None and kept.give(conn)):
+                    conn.close()  # back to the pool, which rolls back what is left open
+
+    def _checkout(self, what: str, key_id: str) -> Any:
+        """A DBAPI connection from the engine's pool (its checkout runs the pre-ping)."""
+        try:
+            return self._engine.raw_connection()
+        except (sa_exc.SQLAlchemyError, self._dbapi_error) as e:  # the driver's own, here
+            raise MetastoreError(self._failure(what, key_id, e)) from None
+        except (OSError, UnicodeError, ValueError, TypeError) as e:
+            raise MetastoreError(
+                f"{self._where}: {what}{_for(key_id)} failed: {type(e).__name__}"
+            ) from None
 
     def _run(self, what: str, key_id: str | None, work: Callable[[sa.Connection], _T]) -> _T:
         with self._errors(what, key_id), self._begin() as conn:

@@ -21,7 +21,7 @@ from asherah_core.metastore import EnvelopeKeyRecord
 
 sa = pytest.importorskip("sqlalchemy")
 from asherah_core.metastore._kept import KeptConnections, kept_for  # noqa: E402
-from asherah_core.metastore.sql import SqlMetastore  # noqa: E402
+from asherah_core.metastore.sql import SqlMetastore, passes_text_statements  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -219,6 +219,57 @@ def test_a_connection_left_in_a_transaction_goes_back_to_the_pool(tmp_path: Path
     assert kept.idle() == 0
     assert writable_now(path)  # the pool rolled the read transaction back
     store.close()
+
+
+def test_a_listener_that_passes_text_statements_keeps_the_driver_path(tmp_path: Path) -> None:
+    store = SqlMetastore(f"sqlite:///{tmp_path / 'k.db'}", create_table=True)
+    kept = store._kept
+    assert kept is not None
+    seen: list[object] = []
+
+    def passing(conn: Any, statement: Any, *rest: Any) -> tuple[Any, ...]:
+        seen.append(statement)
+        return (statement, *rest[:2])
+
+    sa.event.listen(store.engine, "before_execute", passes_text_statements(passing), retval=True)
+    assert store.store("_IK_a_s_p", 10, record(10))
+    assert store.load("_IK_a_s_p", 10) == record(10)
+    assert (seen, kept.idle()) == ([], 1)  # on the kept connection, past the listener
+
+    def other(conn: Any, statement: Any, *rest: Any) -> tuple[Any, ...]:
+        seen.append(statement)
+        return (statement, *rest[:2])
+
+    sa.event.listen(store.engine, "before_execute", other, retval=True)
+    assert store.load("_IK_a_s_p", 10) == record(10)  # now through the Connection
+    assert len(seen) == 2  # both listeners saw it
+    store.close()
+
+
+def test_encrypted_columns_leave_the_metastore_on_its_driver_path(tmp_path: Path) -> None:
+    from asherah_core import SessionFactory, StaticKms  # noqa: PLC0415
+    from asherah_core.integrations.sqlalchemy import EncryptedText  # noqa: PLC0415
+
+    store = SqlMetastore(f"sqlite:///{tmp_path / 'k.db'}", create_table=True)
+    factory = SessionFactory(
+        "s", "p", kms=StaticKms(b"thisIsAStaticMasterKeyForTesting"), metastore=store
+    )
+    # Attaching an encrypted column makes the integration listen on every Engine.
+    sa.Table(
+        "notes", sa.MetaData(), sa.Column("body", EncryptedText(factory, partition=lambda: "t"))
+    )
+    assert sa.engine.Engine.dispatch.before_execute
+    counts = PoolCounts(store.engine)
+    with factory:
+        session = factory.get_session("tenant-1")
+        assert session.decrypt_bytes(session.encrypt_bytes(b"row")) == b"row"
+        fresh = SessionFactory(
+            "s", "p", kms=StaticKms(b"thisIsAStaticMasterKeyForTesting"), metastore=store
+        )
+        row = fresh.get_session("tenant-1")
+        assert row.decrypt_bytes(session.encrypt_bytes(b"row 2")) == b"row 2"
+        assert (counts.out, store._kept.idle() if store._kept else None) == (1, 1)
+        fresh.close()
 
 
 def test_many_threads_on_a_small_pool_leak_no_connection(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from sqlalchemy.sql.operators import OperatorType
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import concurrency
 
+from asherah_core.metastore.sql import passes_text_statements
 from asherah_core.session import SessionFactory
 
 from .records import (
@@ -299,6 +300,7 @@ def _on_attach(column: Column[Any], table: Any) -> None:
         event.listen(Engine, "before_execute", _seal_parameters, retval=True)
 
 
+@passes_text_statements  # returns anything but an Insert or Update as it came
 def _seal_parameters(
     conn: Connection,
     statement: Any,

@@ -36,6 +36,7 @@ __all__ = [
     "Dialect",
     "SqlMetastore",
     "is_secret_parameter",
+    "passes_text_statements",
     "shown_url",
 ]
 
@@ -461,12 +462,14 @@ class SqlMetastore(Metastore):
     def _listened(self) -> bool:
         """True when someone listens to the engine's statement events (logging, tracing such
         as OpenTelemetry's SQLAlchemy instrumentation): then the hot statements go through
-        SQLAlchemy's `Connection` as every other, so that the listeners see them."""
+        SQLAlchemy's `Connection` as every other, so that the listeners see them. Listeners
+        registered with `passes_text_statements` do not count."""
         dispatch = self._engine.dispatch
+        before = dispatch.before_execute
         return bool(
             dispatch.before_cursor_execute
             or dispatch.after_cursor_execute
-            or dispatch.before_execute
+            or (before and not _PASSING_TEXT.issuperset(before))
             or dispatch.after_execute
             or self._engine.dialect.dispatch.handle_error
         )
@@ -585,6 +588,19 @@ class SqlMetastore(Metastore):
             raise MetastoreError(
                 f"{self._where}: the row of {key_id!r} does not parse: {e}"
             ) from None
+
+
+_PASSING_TEXT: set[Callable[..., Any]] = set()
+_L = TypeVar("_L", bound=Callable[..., Any])
+
+
+def passes_text_statements(listener: _L) -> _L:
+    """Mark an engine ``before_execute`` listener that returns a text statement and its
+    parameters unchanged (the SQLAlchemy integration's sealing of encrypted columns, which
+    listens on every `Engine`). With only such listeners on its engine, the metastore's hot
+    statements still skip `Connection`: they would see nothing of them."""
+    _PASSING_TEXT.add(listener)
+    return listener
 
 
 class _DriverStatement:

@@ -356,3 +356,29 @@ def test_close_while_threads_run_leaks_no_connection(tmp_path: Path) -> None:
     assert all(o.endswith(": closed") for o in outcomes), outcomes
     assert counts.out > 1  # threads met on the kept connection and took the pool's
     assert counts.out == counts.back
+
+
+@pytest.mark.parametrize(
+    ("target", "event"),
+    [("engine", "handle_error"), ("Engine", "after_cursor_execute"), ("engine", "after_execute")],
+)
+def test_any_statement_listener_sends_the_hot_statements_through_connection(
+    tmp_path: Path, target: str, event: str
+) -> None:
+    store = SqlMetastore(f"sqlite:///{tmp_path / 'k.db'}", create_table=True)
+    assert store.store("_IK_a_s_p", 10, record(10))
+    assert not store._listened()
+    on = store.engine if target == "engine" else sa.engine.Engine
+
+    def listener(*_: object) -> None:
+        return None
+
+    sa.event.listen(on, event, listener)
+    try:
+        assert store._listened()
+        counts = PoolCounts(store.engine)
+        assert store.load("_IK_a_s_p", 10) == record(10)
+        assert counts.out == 1  # a Connection's checkout, not the kept connection
+    finally:
+        sa.event.remove(on, event, listener)
+        store.close()

@@ -464,7 +464,15 @@ class SqlMetastore(Metastore):
         as OpenTelemetry's SQLAlchemy instrumentation): then the hot statements go through
         SQLAlchemy's `Connection` as every other, so that the listeners see them. Listeners
         registered with `passes_text_statements` do not count."""
-        dispatch = self._engine.dispatch
+        engine = self._engine
+        # SQLAlchemy sets _has_events on an engine or dialect (or their class) when a listener
+        # of its statement or dialect events is added, and never clears it: without it,
+        # nobody listens (a version without the attribute gets the whole check).
+        if not (
+            getattr(engine, "_has_events", True) or getattr(engine.dialect, "_has_events", True)
+        ):
+            return False
+        dispatch = engine.dispatch
         before = dispatch.before_execute
         return bool(
             dispatch.before_cursor_execute

@@ -379,9 +379,11 @@ def sql_paths(folder: Path, calls: int) -> list[tuple[str, str, float]]:
     """Microseconds per call of a key row's load and store on a SQLite file, each way.
 
     The ways: SQLAlchemy's `Connection.execute` of the `text()` statement (what SqlMetastore
-    did before), `exec_driver_sql`, the pooled DBAPI connection (`Engine.raw_connection`, what
-    it does now), `sqlite3` alone (the floor), and the whole `SqlMetastore` call (with reading
-    the record, or writing it). Best of 5 runs of `calls` calls each.
+    did first), `exec_driver_sql`, the pooled DBAPI connection checked out and returned per
+    call (`Engine.raw_connection`, what it did next), one DBAPI connection kept checked out
+    (what it does now on a SQLite file), `sqlite3` alone (the floor), and the whole
+    `SqlMetastore` call (with reading the record, or writing it). Best of 5 runs of `calls`
+    calls each.
     """
     import sqlite3  # noqa: PLC0415
     import timeit  # noqa: PLC0415
@@ -426,6 +428,15 @@ def sql_paths(folder: Path, calls: int) -> list[tuple[str, str, float]]:
             conn.close()
         return row
 
+    held = engine.raw_connection()
+
+    def load_kept() -> object:
+        cursor = held.cursor()
+        cursor.execute(select, ("_IK_p500_bench_framework", created))
+        row = cursor.fetchone()
+        cursor.close()
+        return row
+
     db = sqlite3.connect(path)
 
     def load_sqlite3() -> object:
@@ -450,21 +461,30 @@ def sql_paths(folder: Path, calls: int) -> list[tuple[str, str, float]]:
         finally:
             conn.close()
 
+    def store_kept() -> None:
+        cursor = held.cursor()
+        cursor.execute(insert, (ids(), created, text))
+        cursor.close()
+        held.commit()
+
     def store_sqlite3() -> None:
         db.execute(insert, (ids(), created, text))
         db.commit()
 
     ways: list[tuple[str, str, Callable[[], object]]] = [
-        ("load", "`Connection.execute(text(...))` (before)", load_connection),
+        ("load", "`Connection.execute(text(...))` (first)", load_connection),
         ("load", "`Connection.exec_driver_sql`", load_driver_sql),
-        ("load", "`Engine.raw_connection()`: the pooled DBAPI connection (now)", load_raw),
+        ("load", "`Engine.raw_connection()`, checked out and returned per call (next)",
+         load_raw),
+        ("load", "a DBAPI connection kept checked out between calls (now)", load_kept),
         ("load", "`sqlite3` alone, one open connection (the floor)", load_sqlite3),
         ("load", "`SqlMetastore.load`, the record read", lambda: store.load(
             "_IK_p500_bench_framework", 1796000000)),
-        ("store", "`Connection.execute(text(...))` in `Engine.begin()` (before)",
+        ("store", "`Connection.execute(text(...))` in `Engine.begin()` (first)",
          store_connection),
         ("store", "`Connection.exec_driver_sql` in `Engine.begin()`", store_driver_sql),
-        ("store", "`Engine.raw_connection()`, commit (now)", store_raw),
+        ("store", "`Engine.raw_connection()`, commit, returned per call (next)", store_raw),
+        ("store", "a DBAPI connection kept checked out, commit (now)", store_kept),
         ("store", "`sqlite3` alone, commit (the floor)", store_sqlite3),
         ("store", "`SqlMetastore.store`, the record written",
          lambda: store.store(ids(), 1796000000, record)),
@@ -475,6 +495,7 @@ def sql_paths(folder: Path, calls: int) -> list[tuple[str, str, float]]:
         best = min(timeit.repeat(call, number=n, repeat=5)) / n
         out.append((statement, way, best * 1e6))
     db.close()
+    held.close()
     store.close()
     return out
 

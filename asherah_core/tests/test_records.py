@@ -291,3 +291,122 @@ def test_bad_input_raises_only_record_errors(text: str | bytes) -> None:
             pytest.fail(f"{type(e).__name__} instead of RecordError: {e}")
         assert DATA_B64 not in message
         assert KEY_B64 not in message
+
+
+# The plain key record, read in one msgspec call, against the general reader ----------------
+
+from asherah_core import _plainrecord  # noqa: E402
+from asherah_core.records import parse_json  # noqa: E402
+
+
+def general_outcome(text: str | bytes) -> tuple[Any, ...]:
+    """What the general reader alone makes of `text`."""
+    try:
+        record = EnvelopeKeyRecord.from_dict(parse_json(text, "key record"), "key record")
+    except RecordError as e:
+        return ("error", str(e))
+    return ("record", record, dict(record.extra))
+
+
+def outcome(text: str | bytes) -> tuple[Any, ...]:
+    try:
+        record = EnvelopeKeyRecord.from_json(text)
+    except RecordError as e:
+        return ("error", str(e))
+    return ("record", record, dict(record.extra))
+
+
+_B64 = st.binary(max_size=70).map(lambda b: base64.b64encode(b).decode())
+_ALMOST_B64 = st.text(alphabet="AQgw+/=_-\n \\aZ09\u00e9", max_size=12)
+_INTS = st.one_of(
+    st.integers(-3, 3),
+    st.integers(2**63 - 3, 2**64 + 3),
+    st.sampled_from([1796000000, -(2**63), 10**30]),
+)
+_TEXT = st.one_of(
+    st.sampled_from(["", "_SK_s_p", "\ud800", "a\u0000b", "\u2028", "é", '"', "\\"]),
+    st.text(max_size=6),
+)
+_ANY = st.one_of(st.none(), st.booleans(), _INTS, st.floats(allow_nan=False), _TEXT)
+_META = st.one_of(
+    _ANY,
+    st.fixed_dictionaries({"KeyId": st.one_of(_TEXT, _ANY), "Created": st.one_of(_INTS, _ANY)}),
+    st.fixed_dictionaries(
+        {"KeyId": _TEXT, "Created": _INTS}, optional={"Other": _ANY, "keyid": _TEXT}
+    ),
+)
+_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "Created": st.one_of(_INTS, _ANY),
+        "Key": st.one_of(_B64, _B64, _ALMOST_B64, _ANY),
+        "ParentKeyMeta": _META,
+        "Revoked": st.one_of(st.booleans(), st.none(), _ANY),
+        "Extra": _ANY,
+        "created": _INTS,
+    },
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    fields=_FIELDS,
+    ascii_only=st.booleans(),
+    spaced=st.booleans(),
+    duplicate=st.one_of(st.none(), st.tuples(st.sampled_from(["Created", "Key"]), _ANY)),
+    as_bytes=st.booleans(),
+)
+def test_the_plain_reader_reads_every_record_as_the_general_reader(
+    fields: dict[str, Any],
+    ascii_only: bool,
+    spaced: bool,
+    duplicate: tuple[str, Any] | None,
+    as_bytes: bool,
+) -> None:
+    text = json.dumps(
+        fields, ensure_ascii=ascii_only, separators=(", ", ": ") if spaced else (",", ":")
+    )
+    if duplicate is not None and text != "{}":  # a field twice: the last one counts
+        text = "{" + json.dumps(duplicate[0]) + ":" + json.dumps(duplicate[1]) + "," + text[1:]
+    given_text: str | bytes = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    assert outcome(given_text) == general_outcome(given_text)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        EnvelopeKeyRecord(1796000000, bytes(range(60)), KeyMeta("_SK_s_p", 1795999999)),
+        EnvelopeKeyRecord(1796000000, bytes(range(60)), KeyMeta("_SK_s_p", 1), revoked=True),
+        EnvelopeKeyRecord(0, b"wrapped by the KMS", None),
+    ],
+    ids=["intermediate", "revoked", "system"],
+)
+def test_what_we_write_is_read_by_the_plain_reader(record: EnvelopeKeyRecord) -> None:
+    text = record.to_json()
+    plain = _plainrecord.read(text)
+    assert plain is not None
+    meta = record.parent_key_meta
+    assert plain == (
+        record.created,
+        record.encrypted_key,
+        None if meta is None else meta.key_id,
+        0 if meta is None else meta.created,
+        record.revoked,
+    )
+    assert EnvelopeKeyRecord.from_json(text) == record
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"Created":1,"Key":"AAAA","Future":{"x":1.50}}',  # an unknown field: kept
+        '{"Created":1,"Key":"AAAA","ParentKeyMeta":{"KeyId":"\\ud800","Created":1}}',
+        '{"Created":1.0,"Key":"AAAA"}',
+        '{"Created":1,"Key":"AAAA\\n"}',
+        '{"Created":1,"Key":"AAAA","Revoked":0}',
+        "[]",
+    ],
+)
+def test_the_plain_reader_leaves_everything_else_to_the_general_reader(text: str) -> None:
+    assert _plainrecord.read(text) is None
+    assert outcome(text) == general_outcome(text)

@@ -12,8 +12,9 @@ malformed input raises `RecordError` naming the field; no message ever holds key
 from __future__ import annotations
 
 import binascii
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Self
@@ -175,8 +176,29 @@ class EnvelopeKeyRecord:
 
     @classmethod
     def from_json(cls, text: str | bytes | bytearray, where: str = "key record") -> Self:
-        """Parse JSON text; `RecordError` names what was wrong."""
+        """Parse JSON text; `RecordError` names what was wrong.
+
+        A record in the plain form (known fields only, see `_plainrecord`) is read in one
+        msgspec call; any other text, and a plain one whose values are out of range, by the
+        general reader, which names what is wrong.
+        """
+        plain = _plain_reader()(text)
+        if plain is not None:
+            created, key, parent_id, parent_created, revoked = plain
+            try:
+                meta = None if parent_id is None else KeyMeta(parent_id, parent_created)
+                return cls(created, key, meta, revoked)
+            except RecordError:
+                pass  # the general reader below names the field
         return cls.from_dict(parse_json(text, where), where)
+
+
+@functools.cache
+def _plain_reader() -> Callable[[object], tuple[int, bytes, str | None, int, bool] | None]:
+    """`_plainrecord.read`, imported on the first key record read (msgspec: about 1 MiB)."""
+    from ._plainrecord import read  # noqa: PLC0415
+
+    return read
 
 
 @dataclass(frozen=True, slots=True)

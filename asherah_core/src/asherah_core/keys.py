@@ -348,7 +348,7 @@ class KeyHierarchy:
                     "metastore (deleted, or the row comes from another metastore)"
                 )
             system_key = self._system_key(self._parent_of(meta.key_id, record))
-            entry = self._unseal_intermediate(meta.key_id, record, system_key)
+            entry = self._unseal_intermediate(meta.key_id, record, system_key, meta)
             return self.intermediate_keys.put(entry)
 
     # Shared steps ------------------------------------------------------------------------
@@ -400,13 +400,21 @@ class KeyHierarchy:
         return not entry.revoked
 
     def _unseal_intermediate(
-        self, ik_id: str, record: EnvelopeKeyRecord, system_key: CachedKey
+        self,
+        ik_id: str,
+        record: EnvelopeKeyRecord,
+        system_key: CachedKey,
+        meta: KeyMeta | None = None,
     ) -> CachedKey:
+        """The IK of `record`, cached under its own ``Created`` (`meta`, the one it was loaded
+        by, is reused when it names the same)."""
         key = bytearray(system_key.unseal(record.encrypted_key, f"intermediate key {ik_id!r}"))
         try:
             if len(key) != 32:
                 raise CryptoError(f"intermediate key {ik_id!r} is {len(key)} bytes, not 32")
-            return CachedKey(KeyMeta(ik_id, record.created), key, revoked=record.revoked)
+            if meta is None or meta.key_id != ik_id or meta.created != record.created:
+                meta = KeyMeta(ik_id, record.created)
+            return CachedKey(meta, key, revoked=record.revoked)
         finally:
             wipe(key)
 

@@ -242,16 +242,16 @@ class Session(ClosesOnExit):
         self.partition = partition
         self._shared = shared
         self._closed = False
-        self._keys = factory.keys
-        self._intermediate = factory.keys.intermediate_keys
+        self._keys = keys = factory.keys
+        self._intermediate = intermediate = keys.intermediate_keys
         # The cache's dictionaries, read without a lock on the hot path.
-        self._ik_latest = self._intermediate._latest
-        self._ik_keys = self._intermediate._keys
+        self._ik_latest = intermediate._latest
+        self._ik_keys = intermediate._keys
         self._ik_id = partition.ik_id
-        self._clock = factory.keys.clock
+        self._clock = keys.clock
         rows = factory.row_metrics
-        self._encrypt_hist = factory.keys.metrics.encrypt if rows else _NO_HISTOGRAM
-        self._decrypt_hist = factory.keys.metrics.decrypt if rows else _NO_HISTOGRAM
+        self._encrypt_hist = keys.metrics.encrypt if rows else _NO_HISTOGRAM
+        self._decrypt_hist = keys.metrics.decrypt if rows else _NO_HISTOGRAM
 
     @property
     def partition_id(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import functools
+import operator
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -616,7 +617,7 @@ class _DriverStatement:
     and how to pass it the bound values. The statements bind plain values (no SQLAlchemy
     types, so no bind processing is skipped) and read one text column."""
 
-    __slots__ = ("names", "query", "sql")
+    __slots__ = ("_pick", "names", "query", "sql")
 
     def __init__(self, statement: sa.TextClause, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -625,11 +626,20 @@ class _DriverStatement:
             tuple(compiled.positiontup or ()) if compiled.positional else None
         )
         self.query = self.sql.lstrip().upper().startswith("SELECT")
+        names = self.names
+        # itemgetter of two names or more returns their tuple, in order, in one C call.
+        self._pick: Callable[[dict[str, Any]], Any] | None = (
+            None
+            if names is None
+            else operator.itemgetter(*names)
+            if len(names) > 1
+            else lambda params: tuple([params[name] for name in names])
+        )
 
     def arguments(self, params: dict[str, Any]) -> Any:
         """The values as the driver takes them: a tuple in order, or the dictionary."""
-        names = self.names
-        return params if names is None else tuple([params[name] for name in names])
+        pick = self._pick
+        return params if pick is None else pick(params)
 
 
 class _Duplicate(Exception):  # noqa: N818 - a signal inside this module, not an error

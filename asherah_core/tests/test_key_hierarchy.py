@@ -15,6 +15,7 @@ from asherah_core import (
     KeyMeta,
     SessionError,
     SessionFactory,
+    SessionTypeError,
 )
 from asherah_core.keys import Partition
 
@@ -63,6 +64,37 @@ def test_suffixed_partition_accepts_rows_from_other_regions_only() -> None:
 def test_empty_names_are_refused(partition: str, service: str, product: str) -> None:
     with pytest.raises(SessionError, match="must not be empty"):
         Partition(partition, service, product)
+
+
+@pytest.mark.parametrize("where", ["partition_id", "service", "product", "region suffix"])
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (7, SessionTypeError, "must be a string, not int"),
+        ("a\ud800", SessionError, "is not valid Unicode"),
+        ("", SessionError, "must not be empty"),
+    ],
+    ids=["not-a-string", "lone-surrogate", "empty"],
+)
+def test_every_name_of_a_partition_is_checked(
+    where: str, value: object, error: type[Exception], message: str
+) -> None:
+    names: dict[str, object] = {
+        "partition_id": "p",
+        "service": "s",
+        "product": "x",
+        "region suffix": "us-west-2",
+    }
+    names[where] = value
+    if where == "region suffix" and value == "":
+        return  # an empty suffix means none
+    with pytest.raises(error, match=f"{where} {message}"):
+        Partition(*names.values())  # type: ignore[arg-type]
+
+
+def test_names_outside_ascii_are_accepted() -> None:
+    partition = Partition("é", "sérvice", "prødüct", "ü")
+    assert partition.ik_id == "_IK_é_sérvice_prødüct_ü"
 
 
 def test_factory_writes_keys_under_the_ids(

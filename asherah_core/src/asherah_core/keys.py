@@ -60,15 +60,24 @@ class Partition:
     base_ik_id: str = field(init=False)
 
     def __post_init__(self) -> None:
-        for name in ("partition_id", "service", "product"):
-            _check_name(getattr(self, name), name)
-        if self.suffix is not None:
-            _check_name(self.suffix, "region suffix")
-        tail = f"_{self.suffix}" if self.suffix else ""
-        base_ik = f"_IK_{self.partition_id}_{self.service}_{self.product}"
-        object.__setattr__(self, "sk_id", f"_SK_{self.service}_{self.product}{tail}")
-        object.__setattr__(self, "ik_id", base_ik + tail)
-        object.__setattr__(self, "base_ik_id", base_ik)
+        # Made for every new session (an old row's partition first): checks and ids inline.
+        partition_id, service, product, suffix = (
+            self.partition_id,
+            self.service,
+            self.product,
+            self.suffix,
+        )
+        _check_name(partition_id, "partition_id")
+        _check_name(service, "service")
+        _check_name(product, "product")
+        if suffix is not None:
+            _check_name(suffix, "region suffix")
+        tail = f"_{suffix}" if suffix else ""
+        base_ik = f"_IK_{partition_id}_{service}_{product}"
+        set_field = object.__setattr__  # frozen: the derived ids are set once, here
+        set_field(self, "sk_id", f"_SK_{service}_{product}{tail}")
+        set_field(self, "ik_id", base_ik + tail)
+        set_field(self, "base_ik_id", base_ik)
 
     def check_unambiguous(self) -> None:
         """`SessionError` unless no name holds ``_``, the separator of the key ids (opt-in).
@@ -570,6 +579,8 @@ def _why_not(record: EnvelopeKeyRecord, policy: CryptoPolicy, now: float) -> str
 
 
 def _check_name(value: object, what: str) -> None:
+    if type(value) is str and value and value.isascii():  # the usual name: nothing to check
+        return
     if not isinstance(value, str):
         raise SessionTypeError(f"{what} must be a string, not {type(value).__name__}")
     if not value:

@@ -17,7 +17,7 @@ The state below is a hint, not an invariant, and is read and written without a l
 codecs give the same result for every input (a `ValueError` for the same inputs; checked by
 a Hypothesis test), so a lost or stale update only costs time. `left` is set only after the
 msgspec functions are, so a thread that sees ``left > 0`` sees them too. msgspec is imported
-on the first switch: a process whose threads never contend does not load it (about 4 MiB).
+on the first switch, unless the first key record read (`_plainrecord`) imported it already.
 """
 
 from __future__ import annotations

@@ -480,7 +480,7 @@ class SqlMetastore(Metastore):
             or dispatch.after_cursor_execute
             or (before and not _PASSING_TEXT.issuperset(before))
             or dispatch.after_execute
-            or self._engine.dialect.dispatch.handle_error
+            or engine.dialect.dispatch.handle_error
         )
 
     def _driver(
@@ -617,16 +617,13 @@ class _DriverStatement:
     and how to pass it the bound values. The statements bind plain values (no SQLAlchemy
     types, so no bind processing is skipped) and read one text column."""
 
-    __slots__ = ("_pick", "names", "query", "sql")
+    __slots__ = ("_pick", "query", "sql")
 
     def __init__(self, statement: sa.TextClause, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql: str = compiled.string
-        self.names: tuple[str, ...] | None = (
-            tuple(compiled.positiontup or ()) if compiled.positional else None
-        )
         self.query = self.sql.lstrip().upper().startswith("SELECT")
-        names = self.names
+        names = tuple(compiled.positiontup or ()) if compiled.positional else None
         # itemgetter of two names or more returns their tuple, in order, in one C call.
         self._pick: Callable[[dict[str, Any]], Any] | None = (
             None

@@ -98,20 +98,35 @@ def _metastore(tmp_path: Path) -> tuple[Metastore, Metastore, Metastore | None]:
         return shared, shared, None
     if METASTORE != "sqlite":
         pytest.fail(f"ASHERAH_SOAK_METASTORE={METASTORE!r}: expected sqlite or memory")
-    engine = _sqlite_engine(tmp_path / "keys.db")
+    path = tmp_path / "keys.db"
+    # The workers' metastore is made from a URL, as applications make it: its engine is its
+    # own, so it keeps SQLite connections checked out between statements (metastore/_kept.py).
+    workers = SqlMetastore(
+        f"sqlite:///{path}",
+        engine_options={"connect_args": {"timeout": 60.0}, "pool_size": THREADS + 4},
+    )
+    assert workers._kept is not None
+    _fast_pragmas(workers.engine)
+    workers.create_table()
     return (
-        SqlMetastore(engine, create_table=True),
-        SqlMetastore(_sqlite_engine(tmp_path / "keys.db")),
-        SqlMetastore(_sqlite_engine(tmp_path / "keys.db")),
+        workers,
+        SqlMetastore(_sqlite_engine(path)),
+        SqlMetastore(_sqlite_engine(path)),
     )
 
 
 def _sqlite_engine(path: Path) -> sa.Engine:
-    """An engine on a SQLite file in WAL mode without fsync (a soak needs no durability, and
-    a commit's fsync would make the key writes of each revocation the bottleneck)."""
+    """An engine on a SQLite file, for the revoker and the reader afterwards."""
     engine = sa.create_engine(
         f"sqlite:///{path}", connect_args={"timeout": 60.0}, pool_size=THREADS + 4
     )
+    _fast_pragmas(engine)
+    return engine
+
+
+def _fast_pragmas(engine: sa.Engine) -> None:
+    """WAL mode without fsync on each new connection (a soak needs no durability, and a
+    commit's fsync would make the key writes of each revocation the bottleneck)."""
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(connection: Any, _record: Any) -> None:
@@ -119,8 +134,6 @@ def _sqlite_engine(path: Path) -> sa.Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=OFF")
         cursor.close()
-
-    return engine
 
 
 class Worker:

@@ -417,25 +417,24 @@ def sql_paths(folder: Path, calls: int) -> list[tuple[str, str, float]]:
         with engine.connect() as conn:
             return conn.exec_driver_sql(select, ("_IK_p500_bench_framework", created)).scalar()
 
-    def load_raw() -> object:
-        conn = engine.raw_connection()
-        try:
-            cursor = conn.cursor()
-            cursor.execute(select, ("_IK_p500_bench_framework", created))
-            row = cursor.fetchone()
-            cursor.close()
-        finally:
-            conn.close()
-        return row
-
-    held = engine.raw_connection()
-
-    def load_kept() -> object:
-        cursor = held.cursor()
+    def load_on(conn: Any) -> object:
+        cursor = conn.cursor()
         cursor.execute(select, ("_IK_p500_bench_framework", created))
         row = cursor.fetchone()
         cursor.close()
         return row
+
+    def load_raw() -> object:
+        conn = engine.raw_connection()
+        try:
+            return load_on(conn)
+        finally:
+            conn.close()
+
+    held = engine.raw_connection()
+
+    def load_kept() -> object:
+        return load_on(held)
 
     db = sqlite3.connect(path)
 
@@ -451,21 +450,21 @@ def sql_paths(folder: Path, calls: int) -> list[tuple[str, str, float]]:
         with engine.begin() as conn:
             conn.exec_driver_sql(insert, (ids(), created, text))
 
+    def store_on(conn: Any) -> None:
+        cursor = conn.cursor()
+        cursor.execute(insert, (ids(), created, text))
+        cursor.close()
+        conn.commit()
+
     def store_raw() -> None:
         conn = engine.raw_connection()
         try:
-            cursor = conn.cursor()
-            cursor.execute(insert, (ids(), created, text))
-            cursor.close()
-            conn.commit()
+            store_on(conn)
         finally:
             conn.close()
 
     def store_kept() -> None:
-        cursor = held.cursor()
-        cursor.execute(insert, (ids(), created, text))
-        cursor.close()
-        held.commit()
+        store_on(held)
 
     def store_sqlite3() -> None:
         db.execute(insert, (ids(), created, text))

@@ -186,11 +186,19 @@ class EnvelopeKeyRecord:
         if plain is not None:
             created, key, parent_id, parent_created, revoked = plain
             try:
-                meta = None if parent_id is None else KeyMeta(parent_id, parent_created)
-                return cls(created, key, meta, revoked)
+                meta = None if parent_id is None else _parent_meta(parent_id, parent_created)
+                return cls(created, key, meta, revoked, _EMPTY)
             except RecordError:
                 pass  # the general reader below names the field
         return cls.from_dict(parse_json(text, where), where)
+
+
+@functools.lru_cache(maxsize=256)
+def _parent_meta(key_id: str, created: int) -> KeyMeta:
+    """The `KeyMeta` of a record's parent, one object per recently read ``(id, created)``: the
+    intermediate keys of a service share a few system keys (a `KeyMeta` is immutable, and a
+    bad one raises, which is not cached)."""
+    return KeyMeta(key_id, created)
 
 
 @functools.cache

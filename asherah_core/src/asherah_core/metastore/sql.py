@@ -500,8 +500,9 @@ class SqlMetastore(Metastore):
             cursor = None
             ended = False  # the statement ended (committed or rolled back): it may be kept
             try:
-                cursor = conn.cursor()
-                cursor.execute(statement.sql, statement.arguments(params))
+                cursor = conn.dbapi_connection.cursor()  # the driver's own, past the pool's proxy
+                pick = statement.pick  # (inline: a call per statement costs as much)
+                cursor.execute(statement.sql, params if pick is None else pick(params))
                 if statement.query:
                     row = cursor.fetchone()
                     ended = True
@@ -525,8 +526,10 @@ class SqlMetastore(Metastore):
                 ) from None
             finally:
                 if cursor is not None:
-                    with contextlib.suppress(Exception):
+                    try:  # noqa: SIM105 - a try costs nothing; contextlib.suppress is a call
                         cursor.close()
+                    except Exception:  # noqa: S110 - the statement's outcome stands
+                        pass
                 if not (ended and kept is not None and kept.give(conn)):
                     conn.close()  # back to the pool, which rolls back what is left open
 
@@ -617,7 +620,7 @@ class _DriverStatement:
     and how to pass it the bound values. The statements bind plain values (no SQLAlchemy
     types, so no bind processing is skipped) and read one text column."""
 
-    __slots__ = ("_pick", "query", "sql")
+    __slots__ = ("pick", "query", "sql")
 
     def __init__(self, statement: sa.TextClause, dialect: sa.Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -625,18 +628,15 @@ class _DriverStatement:
         self.query = self.sql.lstrip().upper().startswith("SELECT")
         names = tuple(compiled.positiontup or ()) if compiled.positional else None
         # itemgetter of two names or more returns their tuple, in order, in one C call.
-        self._pick: Callable[[dict[str, Any]], Any] | None = (
+        # How to pass the driver the bound values: None for the dictionary itself, else a
+        # function giving their tuple in order.
+        self.pick: Callable[[dict[str, Any]], Any] | None = (
             None
             if names is None
             else operator.itemgetter(*names)
             if len(names) > 1
             else lambda params: tuple([params[name] for name in names])
         )
-
-    def arguments(self, params: dict[str, Any]) -> Any:
-        """The values as the driver takes them: a tuple in order, or the dictionary."""
-        pick = self._pick
-        return params if pick is None else pick(params)
 
 
 class _Duplicate(Exception):  # noqa: N818 - a signal inside this module, not an error

@@ -17,6 +17,7 @@ from asherah_core import (
     SessionFactory,
     SessionTypeError,
 )
+from asherah_core.cache import CachedKey, KeyCache
 from asherah_core.keys import Partition
 
 if TYPE_CHECKING:
@@ -170,6 +171,40 @@ def test_a_second_factory_reuses_the_stored_keys(
     assert record.parent_key_meta == KeyMeta(ik("p1"), START)
     assert (kms.encrypts, kms.decrypts) == (1, 1)
     assert metastore.calls["store"] == 2
+
+
+def test_a_key_loaded_to_decrypt_then_sealing_rows_writes_its_parent_key_meta(
+    make_factory: FactoryMaker, metastore: CountingMetastore
+) -> None:
+    # The second factory first loads the key for an old row (a key loaded to decrypt has no
+    # row texts), then finds it is the latest and seals rows with the same cached key.
+    old = make_factory().get_session("p1").encrypt_bytes(b"old")
+    session = make_factory().get_session("p1")
+    assert session.decrypt_bytes(old) == b"old"
+    text = session.encrypt_bytes(b"new")
+    assert DataRowRecord.from_json(text).parent_key_meta == KeyMeta(ik("p1"), START)
+    assert session.decrypt_bytes(text) == b"new"
+    assert metastore.calls["store"] == 2  # the second factory made no key of its own
+
+
+def test_put_as_latest_makes_the_row_texts_of_the_key_it_returns() -> None:
+    meta = KeyMeta(ik("p1"), START)
+    loaded = CachedKey(meta, bytes(32))
+    with pytest.raises(AttributeError):
+        loaded.row_middle  # noqa: B018 - a key loaded to decrypt has none
+    cache = KeyCache("intermediate", 10)
+    assert cache.put(loaded) is loaded
+    with pytest.raises(AttributeError):
+        loaded.row_middle  # noqa: B018 - cached for decrypt only: still none
+    # An equal key put as latest: the cached one is returned and used, with its texts made.
+    returned = cache.put(CachedKey(meta, bytes(32)), latest=True)
+    assert returned is loaded
+    assert cache.latest(meta.key_id) is loaded
+    assert loaded.meta_json == f'{{"KeyId":"{meta.key_id}","Created":{START}}}'
+    assert loaded.row_middle == f'","ParentKeyMeta":{loaded.meta_json}}},"Data":"'
+    # A cache that keeps nothing still hands back a key ready to seal rows.
+    unkept = KeyCache("intermediate", 10, retain=False).put(CachedKey(meta, bytes(32)), latest=True)
+    assert unkept.row_middle == loaded.row_middle
 
 
 # Expiry -----------------------------------------------------------------------------------

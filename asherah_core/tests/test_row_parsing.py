@@ -165,7 +165,7 @@ _META = st.sampled_from(
 def test_the_reader_of_a_keys_own_rows_accepts_only_what_the_strict_reader_reads_alike(
     base64_way: Base64Way, left: int, created: str, key: str, meta: KeyMeta, data: str
 ) -> None:
-    middle = CachedKey(meta, bytes(32)).row_middle
+    middle = CachedKey(meta, bytes(32)).make_row_texts().row_middle
     text = f'{{"Key":{{"Created":{created},"Key":"{key}{middle}{data}"}}'
     with base64_way(left):
         found = _sealed_by(text, middle)

@@ -6,7 +6,9 @@ cache's lock.
 
 The invariant: **a cache never holds or hands out a wiped key.** Every key in a `KeyCache`, in
 its slot or as its id's latest, has its bytes and its cipher; an id's latest is also in its
-slot. It holds by construction, by one ownership rule:
+slot, and has its row texts (`CachedKey.row_middle`, which the session's hot path reads
+without a check: `put` makes them before it marks a key latest, and a key never loses them).
+It holds by construction, by one ownership rule:
 
 - A key is wiped only when nothing can reach it any more: its finalizer (`CachedKey.__del__`)
   overwrites the bytes when the last reference goes, which CPython's reference counting does at
@@ -59,6 +61,13 @@ class CachedKey:
         "row_middle",
     )
 
+    # The row texts, set by `make_row_texts` (unset until then: reading one raises, never
+    # gives a wrong text). `meta_json`: the ParentKeyMeta of a row this key seals, as JSON.
+    # `row_middle`: what stands between a row's sealed key and its data in such a row; the
+    # session writes it, and reads a row by comparing it (see session.py).
+    meta_json: str
+    row_middle: str
+
     def __init__(self, meta: KeyMeta, key: bytes | bytearray, *, revoked: bool = False) -> None:
         self.key: bytearray = bytearray(key)  # first: the finalizer wipes it whatever follows
         self.aead: AESGCM | None = None
@@ -67,11 +76,18 @@ class CachedKey:
         self.aead = AESGCM(self.key)
         self.revoked = revoked
         self.encrypt_until = 0.0
-        # The ParentKeyMeta of a row this key seals, as JSON, made once (see session.py).
-        self.meta_json = f'{{"KeyId":{_json_str(meta.key_id)},"Created":{meta.created}}}'
-        # What stands between a row's sealed key and its data in a row this key seals: the
-        # session writes it, and reads a row by comparing it (see session.py).
-        self.row_middle = f'","ParentKeyMeta":{self.meta_json}}},"Data":"'
+
+    def make_row_texts(self) -> CachedKey:
+        """Make the row texts once (only a key that seals rows needs them: an intermediate key
+        loaded to decrypt an old row never does); return this key. Threads that race here
+        write equal texts, `meta_json` first."""
+        try:
+            self.row_middle  # noqa: B018 - made already?
+        except AttributeError:
+            meta = self.meta
+            self.meta_json = f'{{"KeyId":{_json_str(meta.key_id)},"Created":{meta.created}}}'
+            self.row_middle = f'","ParentKeyMeta":{self.meta_json}}},"Data":"'
+        return self
 
     def cipher(self) -> AESGCM:
         """The AES-256-GCM object of this key; `SessionError` once the key was zeroed (which
@@ -86,18 +102,19 @@ class CachedKey:
         nonce = os.urandom(NONCE_SIZE)
         return self.cipher().encrypt(nonce, data, None) + nonce
 
-    def unseal(self, sealed: bytes, what: str) -> bytes:
-        """Open `sealed`; `CryptoError` names `what` and this key when it does not open."""
+    def unseal(self, sealed: bytes, what: str, key_id: str) -> bytes:
+        """Open `sealed`, the key `key_id`; `CryptoError` names it (``what`` is its kind) and
+        this key when it does not open. (The name is built only then.)"""
         if len(sealed) < NONCE_SIZE + TAG_SIZE:
             raise CryptoError(
-                f"{what} is {len(sealed)} bytes; a sealed value is at least "
+                f"{what} {key_id!r} is {len(sealed)} bytes; a sealed value is at least "
                 f"{NONCE_SIZE + TAG_SIZE} bytes (tag and nonce)"
             )
         try:
             return self.cipher().decrypt(sealed[-NONCE_SIZE:], sealed[:-NONCE_SIZE], None)
         except InvalidTag:
             raise CryptoError(
-                f"{what} does not open with key {self.meta}: wrong key, or tampered with"
+                f"{what} {key_id!r} does not open with key {self.meta}: wrong key, or tampered with"
             ) from None
 
     def zero(self) -> None:
@@ -154,7 +171,7 @@ class KeyCache:
         the module's invariant) and goes back in.
         """
         if not self.retain:
-            return entry
+            return entry.make_row_texts() if latest else entry
         with self._lock:
             if self._closed:
                 raise SessionError(f"the {self.name} cache is closed")
@@ -170,6 +187,9 @@ class KeyCache:
                     existing.encrypt_until = 0.0 if existing.revoked else entry.encrypt_until
                 entry = existing
             if latest:
+                # What `put(…, latest=True)` returns seals rows, and the hot path reads a
+                # latest key's texts unchecked: made here, whichever key is returned.
+                entry.make_row_texts()
                 current = self._latest.get(entry.meta.key_id)
                 if current is None or current.created <= entry.created:
                     self._latest[entry.meta.key_id] = entry

@@ -67,11 +67,7 @@ class Partition:
             self.product,
             self.suffix,
         )
-        _check_name(partition_id, "partition_id")
-        _check_name(service, "service")
-        _check_name(product, "product")
-        if suffix is not None:
-            _check_name(suffix, "region suffix")
+        _check_names(partition_id, service, product, suffix)
         tail = f"_{suffix}" if suffix else ""
         base_ik = f"_IK_{partition_id}_{service}_{product}"
         set_field = object.__setattr__  # frozen: the derived ids are set once, here
@@ -417,7 +413,7 @@ class KeyHierarchy:
     ) -> CachedKey:
         """The IK of `record`, cached under its own ``Created`` (`meta`, the one it was loaded
         by, is reused when it names the same)."""
-        key = bytearray(system_key.unseal(record.encrypted_key, f"intermediate key {ik_id!r}"))
+        key = bytearray(system_key.unseal(record.encrypted_key, "intermediate key", ik_id))
         try:
             if len(key) != 32:
                 raise CryptoError(f"intermediate key {ik_id!r} is {len(key)} bytes, not 32")
@@ -478,10 +474,10 @@ class KeyHierarchy:
     # I/O with metrics and uniform errors -------------------------------------------------
 
     def _load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
-        return self._timed(self._load_hist, key_id, lambda: self.metastore.load(key_id, created))
+        return self._timed(self._load_hist, key_id, self.metastore.load, key_id, created)
 
     def _load_latest(self, key_id: str) -> EnvelopeKeyRecord | None:
-        return self._timed(self._latest_hist, key_id, lambda: self.metastore.load_latest(key_id))
+        return self._timed(self._latest_hist, key_id, self.metastore.load_latest, key_id)
 
     def _store(
         self, key_id: str, created: int, record: EnvelopeKeyRecord
@@ -489,17 +485,19 @@ class KeyHierarchy:
         """Store; a failure counts as a lost race (as in Go) but is kept to re-raise."""
         try:
             stored = self._timed(
-                self._store_hist, key_id, lambda: self.metastore.store(key_id, created, record)
+                self._store_hist, key_id, self.metastore.store, key_id, created, record
             )
         except MetastoreError as e:
             return False, e
         return bool(stored), None
 
-    def _timed(self, histogram: object, key_id: str, call: Callable[[], _T]) -> _T:
+    def _timed(self, histogram: object, key_id: str, call: Callable[..., _T], *args: object) -> _T:
+        """``call(*args)``, one metastore call: timed into `histogram`, its result checked, and
+        its failures made `MetastoreError` naming `key_id`."""
         start = time.perf_counter()
         error: str | None = None
         try:
-            result = call()
+            result = call(*args)
             if (
                 result is not None
                 and type(result) is not EnvelopeKeyRecord
@@ -521,7 +519,7 @@ class KeyHierarchy:
                 f"{self.metastore.kind} metastore failed for {key_id!r}: {type(e).__name__}"
             ) from e
         finally:
-            attributes = {} if error is None else {"error.type": error}
+            attributes = None if error is None else {"error.type": error}  # None: no attributes
             histogram.record(time.perf_counter() - start, attributes)  # type: ignore[attr-defined]
 
     def _kms_encrypt(self, key: bytes, sk_id: str) -> bytes:
@@ -576,6 +574,28 @@ def _why_not(record: EnvelopeKeyRecord, policy: CryptoPolicy, now: float) -> str
     if policy.is_expired(record.created, now):
         return "expired"
     return "unusable (its system key is revoked or expired)"
+
+
+def _check_names(partition_id: object, service: object, product: object, suffix: object) -> None:
+    """Check a partition's names (`_check_name`); the usual ones in one look."""
+    if (
+        type(partition_id) is str
+        and type(service) is str
+        and type(product) is str
+        and partition_id
+        and service
+        and product
+        and partition_id.isascii()
+        and service.isascii()
+        and product.isascii()
+        and suffix is None
+    ):
+        return  # non-empty ASCII strings and no region suffix: nothing more to check
+    _check_name(partition_id, "partition_id")
+    _check_name(service, "service")
+    _check_name(product, "product")
+    if suffix is not None:
+        _check_name(suffix, "region suffix")
 
 
 def _check_name(value: object, what: str) -> None:

@@ -578,6 +578,25 @@ def test_session_cache_expires_on_the_factory_clock(
     assert factory.get_session("p1") is not first
 
 
+def test_session_cache_evicts_the_least_recently_used_session(
+    make_factory: FactoryMaker, clock: FakeClock
+) -> None:
+    policy = CryptoPolicy(
+        cache_sessions=True, session_cache_max_size=2, session_cache_duration=timedelta(minutes=5)
+    )
+    factory = make_factory(policy=policy)
+    factory.get_session("p1")
+    second = factory.get_session("p2")
+    clock.advance(301)
+    remade = factory.get_session("p1")  # idle too long: made again, and now the most recent
+    assert factory.get_session("p3") is not None  # evicts p2, the least recently used
+    assert factory.get_session("p1") is remade
+    assert factory.get_session("p2") is not second
+    hit = factory.get_session("p1")  # a hit is the most recent too: p3 goes next
+    factory.get_session("p4")
+    assert factory.get_session("p1") is hit
+
+
 def test_without_session_cache_sessions_are_new(factory: SessionFactory) -> None:
     assert factory.get_session("p1") is not factory.get_session("p1")
 

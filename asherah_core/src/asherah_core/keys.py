@@ -360,6 +360,10 @@ class KeyHierarchy:
 
     def _system_key(self, meta: KeyMeta) -> CachedKey:
         """The SK named by `meta`: cached, or loaded and unwrapped by the KMS."""
+        entry = self.system_keys.get(meta.key_id, meta.created)
+        if entry is not None:  # no lock for a hit: a cached key is whole (see cache.py)
+            self.system_keys.hits += 1
+            return entry
         with self._sk_locks[hash(meta.key_id) % _STRIPES]:
             entry = self.system_keys.get(meta.key_id, meta.created)
             if entry is not None:

@@ -624,8 +624,9 @@ class _SessionCache:
             else:
                 self.misses += 1
             session = make(partition_id, shared=True)
-            self._sessions[partition_id] = (session, now)
-            self._sessions.move_to_end(partition_id)
+            self._sessions[partition_id] = (session, now)  # a new key goes last by itself
+            if found is not None:
+                self._sessions.move_to_end(partition_id)
             while len(self._sessions) > self._max:
                 self._sessions.popitem(last=False)
             return session

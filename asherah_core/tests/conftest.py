@@ -325,7 +325,6 @@ Base64Way = Callable[[int], AbstractContextManager[None]]
 
 @contextmanager
 def _base64_way(left: int) -> Iterator[None]:
-    _b64._load()
     _b64.left = left
     try:
         yield
@@ -336,6 +335,6 @@ def _base64_way(left: int) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def base64_way() -> Base64Way:
     """``with base64_way(left):`` the row fields' base64 as `_b64` picks it: 0, pybase64; more,
-    msgspec for that many fields (as while threads contend); pybase64 again after the block.
+    librt for that many fields (as while threads contend); pybase64 again after the block.
     Session-scoped, so Hypothesis tests may use it (it holds no state)."""
     return _base64_way

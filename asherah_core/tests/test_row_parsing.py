@@ -45,7 +45,7 @@ def strict(text: str) -> tuple[str, int, bytes, bytes] | RecordError:
         return e
 
 
-BASE64_WAYS = pytest.mark.parametrize("left", [0, 10**9], ids=["pybase64", "msgspec"])
+BASE64_WAYS = pytest.mark.parametrize("left", [0, 10**9], ids=["pybase64", "librt"])
 """The fields' base64 alone (0), or while threads contend (see _b64)."""
 
 

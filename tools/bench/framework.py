@@ -807,24 +807,22 @@ def _pybase64_pieces(sealed: bytes, text: str) -> list[tuple[str, str, Callable[
 
 
 def _contended_pieces(drr: str, middle: str | None) -> list[tuple[str, str, Callable[[], object]]]:
-    """The base64 of a row while threads contend (msgspec, which holds the GIL), if this
-    version of asherah_core has it: one call per direction, as the hot path makes."""
+    """The base64 of a row while threads contend (librt, which holds the GIL), if this version
+    of asherah_core has it: one call per direction, as the hot path makes."""
     try:
-        from asherah_core import _b64  # noqa: PLC0415
+        from asherah_core._b64 import held_decode, held_encode  # noqa: PLC0415
     except ImportError:
         return []
     if middle is None:
         return []
-    _b64._load()
-    decode_quoted, encode_quoted = _b64._decode_quoted, _b64._encode_quoted
     at = drr.index(middle)
     text = drr[at - 80 : at] + drr[at + len(middle) : -2]
-    sealed = decode_quoted(f'"{text}"')
+    sealed = held_decode(text)
     return [
-        ("encrypt 1 KB", "ours while threads contend: base64 of the sealed row (msgspec)",
-         lambda: encode_quoted(sealed)[1:-1].decode("ascii")),
-        ("decrypt 1 KB", "ours while threads contend: base64 decode of the row (msgspec)",
-         lambda: decode_quoted(f'"{text}"')),
+        ("encrypt 1 KB", "ours while threads contend: base64 of the sealed row (librt)",
+         lambda: held_encode(sealed)),
+        ("decrypt 1 KB", "ours while threads contend: base64 decode of the row (librt, checked)",
+         lambda: held_decode(text)),
     ]  # fmt: skip
 
 

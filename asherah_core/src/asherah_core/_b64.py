@@ -11,8 +11,8 @@ Its result stands only when it encodes back to exactly the text it came from: th
 then the canonical base64 of those bytes, which pybase64's strict decoder reads alike. Any
 other text (not ASCII, not canonical, not base64 at all) goes to pybase64, which decides. So
 both ways give the same result for every input (the same bytes, or a `ValueError`; checked
-by a Hypothesis test). A 1 KB field costs about 0.15 µs more that way than with pybase64
-alone, and the check about as much again: far below a hand-off.
+by a Hypothesis test). A 1 KB field takes about 0.3 µs to encode and 0.5 to decode that way,
+the check included: far below a hand-off.
 
 How contention is seen: the session's hot path calls `slow` when a row took longer than
 `SLOW_SECONDS` (it lost the GIL or the CPU on the way). Two such rows in different threads
@@ -29,8 +29,8 @@ from __future__ import annotations
 from threading import get_ident
 
 import pybase64
-from librt.base64 import b64decode as _lax_decode
-from librt.base64 import b64encode as _held_encode
+from librt.base64 import b64decode as _librt_decode
+from librt.base64 import b64encode as _librt_encode
 
 __all__ = ["HOLD", "SLOW_SECONDS", "SMALL", "WINDOW_SECONDS", "decode", "encode", "left", "slow"]
 
@@ -87,15 +87,15 @@ def held_decode(text: str) -> bytes:
     (see the module's docstring)."""
     if text.isascii():
         try:
-            data = _lax_decode(text)
+            data = _librt_decode(text)
         except ValueError:
             pass
         else:
-            if _held_encode(data) == text.encode():
+            if _librt_encode(data) == text.encode():
                 return data
     return _fast_decode(text, None, True)
 
 
 def held_encode(data: bytes) -> str:
     """`encode` without letting go of the GIL."""
-    return _held_encode(data).decode("ascii")
+    return _librt_encode(data).decode("ascii")

@@ -164,6 +164,30 @@ def test_bad_rows_raise_asherah_errors_without_secrets(factory: SessionFactory, 
         assert json.loads(good)["Data"] not in message
 
 
+@pytest.mark.parametrize("size", [0, 16, 31, 33, 48])
+def test_a_row_key_of_another_size_is_named_whichever_way_the_row_comes(
+    factory: SessionFactory, size: int
+) -> None:
+    # A row key sealed properly by the partition's key, but not 32 bytes: its sealed form is
+    # not 60 bytes, so the row is read by the general reader and opened from where the key
+    # really ends (a reader that took 60 would find no tag and say something else).
+    session = factory.get_session("p1")
+    good = json.loads(session.encrypt_bytes(SECRET))
+    cached = factory.keys.intermediate_keys.get(IK, START)
+    assert cached is not None
+    nonce = bytes(range(12))
+    sealed_key = cached.cipher().encrypt(nonce, bytes(range(size)), None) + nonce
+    good["Key"]["Key"] = base64.b64encode(sealed_key).decode()
+    text = json.dumps(good, separators=(",", ":"))
+    for decrypt in (
+        session.decrypt_bytes,
+        lambda t: asyncio.run(session.decrypt_bytes_async(t)),
+        lambda t: session.decrypt(DataRowRecord.from_json(t)),
+    ):
+        with pytest.raises(AsherahError, match=rf"the data row key is {size} bytes, not 32"):
+            decrypt(text)
+
+
 @pytest.mark.parametrize("value", [None, 5, ["x"], {"Key": 1}, object()])
 def test_decrypt_bytes_of_non_text(factory: SessionFactory, value: Any) -> None:
     with pytest.raises(AsherahError):

@@ -362,8 +362,7 @@ class Session(ClosesOnExit):
         start = _perf()
         meta = record.parent_key_meta
         entry, cipher = self._decrypting_key(meta.key_id, meta.created)
-        _check_sizes(record.key.encrypted_key, record.data)
-        return self._open(entry, cipher, record.key.encrypted_key, record.data, start)
+        return self._open(entry, cipher, *_joined(record.key.encrypted_key, record.data), start)
 
     async def decrypt_async(self, record: DataRowRecord) -> bytes:
         """Coroutine version of `decrypt`."""
@@ -375,8 +374,7 @@ class Session(ClosesOnExit):
         start = _perf()
         meta = record.parent_key_meta
         entry, cipher = await self._decrypting_key_async(meta.key_id, meta.created)
-        _check_sizes(record.key.encrypted_key, record.data)
-        return self._open(entry, cipher, record.key.encrypted_key, record.data, start)
+        return self._open(entry, cipher, *_joined(record.key.encrypted_key, record.data), start)
 
     def decrypt_bytes(self, text: str | bytes | bytearray) -> bytes:
         """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah)."""
@@ -390,11 +388,10 @@ class Session(ClosesOnExit):
         ):
             # The hot path: a row sealed by the partition's latest key, which is cached.
             self._intermediate.hits += 1
-            return self._open(entry, cipher, sealed[0], sealed[1], start)
+            return self._open(entry, cipher, sealed, _SEALED_KEY_SIZE, start)
         ik_id, created, sealed_key, sealed_data = _parse_row(text)
         entry, cipher = self._decrypting_key(ik_id, created)
-        _check_sizes(sealed_key, sealed_data)
-        return self._open(entry, cipher, sealed_key, sealed_data, start)
+        return self._open(entry, cipher, *_joined(sealed_key, sealed_data), start)
 
     async def decrypt_bytes_async(self, text: str | bytes | bytearray) -> bytes:
         """Coroutine version of `decrypt_bytes`; a cache hit runs inline, a miss in a worker."""
@@ -407,11 +404,10 @@ class Session(ClosesOnExit):
             and (cipher := entry.aead) is not None
         ):
             self._intermediate.hits += 1
-            return self._open(entry, cipher, sealed[0], sealed[1], start)
+            return self._open(entry, cipher, sealed, _SEALED_KEY_SIZE, start)
         ik_id, created, sealed_key, sealed_data = _parse_row(text)
         entry, cipher = await self._decrypting_key_async(ik_id, created)
-        _check_sizes(sealed_key, sealed_data)
-        return self._open(entry, cipher, sealed_key, sealed_data, start)
+        return self._open(entry, cipher, *_joined(sealed_key, sealed_data), start)
 
     def decrypt_text(self, text: str | bytes | bytearray) -> str:
         """Decrypt a record's JSON text and decode the data as UTF-8."""
@@ -454,11 +450,15 @@ class Session(ClosesOnExit):
         return entry, cipher
 
     def _open(
-        self, entry: CachedKey, cipher: AESGCM, sealed_key: bytes, sealed_data: bytes, start: float
+        self, entry: CachedKey, cipher: AESGCM, sealed: bytes, key_end: int, start: float
     ) -> bytes:
-        """The one opening of a row (sizes checked by the reader: `_sealed_by`, `_check_sizes`)."""
+        """The one opening of a row. `sealed` is the sealed row key (its first `key_end` bytes)
+        then the sealed data, each ``ciphertext || tag || nonce``, as a row's two base64
+        fields decode in one call; both long enough (checked by `_sealed_by` or `_joined`)."""
         try:
-            row_key = cipher.decrypt(sealed_key[-NONCE_SIZE:], sealed_key[:-NONCE_SIZE], None)
+            row_key = cipher.decrypt(
+                sealed[key_end - NONCE_SIZE : key_end], sealed[: key_end - NONCE_SIZE], None
+            )
         except InvalidTag:
             raise CryptoError(
                 f"the data row key does not open with intermediate key {entry.meta}: "
@@ -467,9 +467,7 @@ class Session(ClosesOnExit):
         if len(row_key) != 32:
             raise CryptoError(f"the data row key is {len(row_key)} bytes, not 32")
         try:
-            data = AESGCM(row_key).decrypt(
-                sealed_data[-NONCE_SIZE:], sealed_data[:-NONCE_SIZE], None
-            )
+            data = AESGCM(row_key).decrypt(sealed[-NONCE_SIZE:], sealed[key_end:-NONCE_SIZE], None)
         except InvalidTag:
             raise CryptoError(
                 "the data does not open with its data row key: the record was tampered with"
@@ -699,9 +697,10 @@ def _parse_canonical(text: str) -> tuple[str, int, bytes, bytes] | None:
     return ik_id, number, sealed_key, sealed_data
 
 
-def _sealed_by(text: object, middle: str) -> tuple[bytes, bytes] | None:
-    """The sealed row key and data of `text` when it is a canonical record sealed by the key
-    whose `CachedKey.row_middle` is `middle`, else `None` (the general reader then decides).
+def _sealed_by(text: object, middle: str) -> bytes | None:
+    """The sealed row key (its first `_SEALED_KEY_SIZE` bytes) then the sealed data of `text`
+    when it is a canonical record sealed by the key whose `CachedKey.row_middle` is `middle`,
+    else `None` (the general reader then decides).
 
     That record is exactly what `Session._seal` writes: the row's ``Created`` (1 to 18 digits,
     no leading zero), 80 characters of base64 (a 60-byte sealed row key), `middle` (the key's
@@ -725,14 +724,18 @@ def _sealed_by(text: object, middle: str) -> tuple[bytes, bytes] | None:
     ):
         return None
     try:  # one base64 call for both (see Session._seal): 80 characters are 60 bytes
-        both = _b64.decode(text[key_at + 8 : key_at + 88] + text[data_at:-2])
+        return _b64.decode(text[key_at + 8 : key_at + 88] + text[data_at:-2])
     except ValueError:
         return None
-    return both[:60], both[60:]
 
 
-def _check_sizes(sealed_key: bytes, sealed_data: bytes) -> None:
-    """`RecordError` unless both sealed values of a row are long enough to open."""
+_SEALED_KEY_SIZE = 60
+"""A sealed data row key: 32 bytes, the tag and the nonce (what `_sealed_by` reads)."""
+
+
+def _joined(sealed_key: bytes, sealed_data: bytes) -> tuple[bytes, int]:
+    """Both sealed values of a row as `Session._open` takes them: one text and where the key
+    ends. `RecordError` unless each is long enough to open."""
     if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
         raise RecordError(
             f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "
@@ -743,6 +746,7 @@ def _check_sizes(sealed_key: bytes, sealed_data: bytes) -> None:
             f"data row record Data is {len(sealed_data)} bytes; sealed data is at "
             f"least {NONCE_SIZE + TAG_SIZE} (tag and nonce)"
         )
+    return sealed_key + sealed_data, len(sealed_key)
 
 
 def _parse_json_row(text: object) -> tuple[str, int, bytes, bytes]:

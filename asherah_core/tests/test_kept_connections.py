@@ -85,6 +85,20 @@ def test_close_returns_every_kept_connection_and_keeps_none_after() -> None:
     assert late.closed == 0
 
 
+def test_release_returns_every_kept_connection_and_keeps_later_ones() -> None:
+    kept = KeptConnections(3)
+    conns = [FakeConnection(str(i)) for i in range(2)]
+    for conn in conns:
+        assert kept.give(conn)
+    kept.release()
+    assert [c.closed for c in conns] == [1, 1]  # back to the pool, each once
+    assert (kept.idle(), kept.take()) == (0, None)
+    kept.release()  # nothing kept: nothing returned twice
+    assert [c.closed for c in conns] == [1, 1]
+    assert kept.give(conns[0])  # unlike close, later connections are kept again
+    assert kept.take() is conns[0]
+
+
 @pytest.mark.parametrize("limit", [0, -1])
 def test_a_limit_below_one_is_refused(limit: int) -> None:
     with pytest.raises(ValueError, match=f"limit must be at least 1, not {limit}"):
@@ -373,12 +387,19 @@ def test_any_statement_listener_sends_the_hot_statements_through_connection(
     def listener(*_: object) -> None:
         return None
 
+    kept = store._kept
+    assert kept is not None
+    assert kept.idle() == 1
     sa.event.listen(on, event, listener)
     try:
-        assert store._listened()
         counts = PoolCounts(store.engine)
         assert store.load("_IK_a_s_p", 10) == record(10)
         assert counts.out == 1  # a Connection's checkout, not the kept connection
+        # The kept connection went back to the pool with the Connection's: none left out.
+        assert (kept.idle(), counts.back, store.engine.pool.checkedout()) == (0, 2, 0)
     finally:
         sa.event.remove(on, event, listener)
-        store.close()
+    assert not store._listened()  # the listener removed: the driver path again
+    assert store.load("_IK_a_s_p", 10) == record(10)
+    assert (kept.idle(), store.engine.pool.checkedout()) == (1, 1)  # kept again
+    store.close()

@@ -20,7 +20,9 @@ Invariants, held by construction:
 - `_idle` holds only connections checked out in this process: in a forked child a hook empties
   it first (the parent's connections are set aside, neither used nor closed: SQLite's files
   must not be touched through a parent's connection in a child).
-- After `close`, `_idle` is empty and stays empty.
+- After `close`, `_idle` is empty and stays empty. `release` empties it too, but connections
+  given after it are kept again (the metastore releases them while statement listeners send
+  its statements through SQLAlchemy's `Connection`, which takes its own from the pool).
 """
 
 from __future__ import annotations
@@ -73,10 +75,18 @@ class KeptConnections:
         with self._lock:
             return len(self._idle)
 
+    def release(self) -> None:
+        """Return every kept connection to the pool now (later ones may be kept again)."""
+        if self._idle:  # (read without the lock: a connection given meanwhile stays kept)
+            self._return(closing=False)
+
     def close(self) -> None:
         """Return every kept connection to the pool; keep none from now on."""
+        self._return(closing=True)
+
+    def _return(self, *, closing: bool) -> None:
         with self._lock:
-            self._closed = True
+            self._closed = self._closed or closing
             idle, self._idle = self._idle, []
         for connection in idle:
             with contextlib.suppress(Exception):  # the pool resets it; a failure drops it

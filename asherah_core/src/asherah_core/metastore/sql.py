@@ -463,8 +463,9 @@ class SqlMetastore(Metastore):
     def _listened(self) -> bool:
         """True when someone listens to the engine's statement events (logging, tracing such
         as OpenTelemetry's SQLAlchemy instrumentation): then the hot statements go through
-        SQLAlchemy's `Connection` as every other, so that the listeners see them. Listeners
-        registered with `passes_text_statements` do not count."""
+        SQLAlchemy's `Connection` as every other, so that the listeners see them, and the
+        kept connections go back to the pool. Listeners registered with
+        `passes_text_statements` do not count."""
         engine = self._engine
         # SQLAlchemy sets _has_events on an engine or dialect (or their class) when a listener
         # of its statement or dialect events is added, and never clears it: without it,
@@ -475,13 +476,18 @@ class SqlMetastore(Metastore):
             return False
         dispatch = engine.dispatch
         before = dispatch.before_execute
-        return bool(
+        listened = bool(
             dispatch.before_cursor_execute
             or dispatch.after_cursor_execute
             or (before and not _PASSING_TEXT.issuperset(before))
             or dispatch.after_execute
             or engine.dialect.dispatch.handle_error
         )
+        if listened and self._kept is not None:
+            # A listener came after connections were kept: the Connection path takes its own
+            # from the pool, so the kept ones go back to it rather than sit idle until close.
+            self._kept.release()
+        return listened
 
     def _driver(
         self, what: str, key_id: str, statement: _DriverStatement, params: dict[str, Any]

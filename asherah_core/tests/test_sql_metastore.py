@@ -4,6 +4,9 @@ out-of-range ``created`` values refused cleanly."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -280,3 +283,79 @@ def test_a_driver_failure_on_a_hot_statement_is_a_metastore_error(tmp_path: Path
         store.create_table()  # the pool's connection was returned: it goes on working
         assert store.store("_IK_a_s_p", 10, record(10))
         assert store.load("_IK_a_s_p", 10) == record(10)
+
+
+# A forked child ---------------------------------------------------------------------------
+
+
+def _in_a_forked_child(work: Callable[[], str]) -> str:
+    """What `work` returns in a forked child (which then leaves without any cleanup)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            try:
+                answer = work()
+            except BaseException as e:  # reported to the parent
+                answer = f"{type(e).__name__}: {e}"
+            os.write(write, answer.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    return answer
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_forked_child_takes_none_of_its_parents_pooled_connections(tmp_path: Path) -> None:
+    store = SqlMetastore(f"sqlite:///{tmp_path / 'k.db'}", create_table=True)
+    assert store.store("_IK_a_s_p", 10, record(10))
+    assert store.revoke("_IK_a_s_p", 10)  # through the pool: its connection goes back there
+    parents_pool = store.engine.pool
+    idle = parents_pool.checkedin()
+    assert idle >= 1
+
+    def child() -> str:
+        fresh = store.engine.pool is not parents_pool and store.engine.pool.checkedin() == 0
+        loaded = store.load("_IK_a_s_p", 10)
+        stored = store.store("_IK_a_s_p", 11, record(11))
+        revoked = store.revoke("_IK_a_s_p", 11)
+        untouched = parents_pool.checkedin() == idle  # the parent's, neither taken nor closed
+        return f"{fresh} {loaded is not None and loaded.revoked} {stored} {revoked} {untouched}"
+
+    assert _in_a_forked_child(child) == "True True True True True"
+    assert store.engine.pool is parents_pool  # the parent keeps its own
+    latest = store.load_latest("_IK_a_s_p")  # what the child wrote, read by the parent
+    assert latest is not None
+    assert (latest.created, latest.revoked) == (11, True)
+    store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_forked_child_leaves_an_engine_passed_in_and_an_in_memory_database_alone(
+    tmp_path: Path,
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'k.db'}")
+    passed = SqlMetastore(engine, create_table=True)
+    memory = SqlMetastore("sqlite://", create_table=True)
+    assert memory.store("_IK_a_s_p", 10, record(10))
+    pools = (engine.pool, memory.engine.pool)
+
+    def child() -> str:
+        same = (engine.pool, memory.engine.pool) == pools
+        return f"{same} {memory.load('_IK_a_s_p', 10) == record(10)}"  # the child's own copy
+
+    assert _in_a_forked_child(child) == "True True"
+    passed.close()
+    memory.close()
+    engine.dispose()
+
+
+def test_without_sqlalchemy_the_module_says_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # "not installed", for this test
+    for name in ("sql", "_kept", "_forked"):  # imported afresh, then put back by monkeypatch
+        monkeypatch.delitem(sys.modules, f"asherah_core.metastore.{name}")
+    with pytest.raises(ImportError, match=r"pip install 'asherah-core\[sql\]'"):
+        importlib.import_module("asherah_core.metastore.sql")

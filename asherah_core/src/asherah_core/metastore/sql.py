@@ -21,7 +21,6 @@ from urllib.parse import quote_plus
 from asherah_core.errors import MetastoreError, RecordError
 from asherah_core.records import EnvelopeKeyRecord
 
-from ._kept import kept_for
 from .base import ListedKey, Metastore, StoredKey, readable
 
 try:
@@ -30,6 +29,9 @@ try:
     from sqlalchemy.pool import StaticPool
 except ImportError as e:  # pragma: no cover - exercised by the install tests
     raise ImportError("SqlMetastore needs SQLAlchemy: pip install 'asherah-core[sql]'") from e
+
+from ._forked import own  # (both need SQLAlchemy: after the check above)
+from ._kept import kept_for
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -300,6 +302,8 @@ class SqlMetastore(Metastore):
         # SQLite file of an engine made here (see _kept.py): the pool's checkout and return
         # cost about as much as SQLite's read of a key row.
         self._kept = kept_for(self._engine) if self._owns_engine else None
+        if self._owns_engine:
+            own(self._engine)  # a new pool in a forked child (see _forked.py)
         self._closed = False
         if create_table:
             self.create_table()

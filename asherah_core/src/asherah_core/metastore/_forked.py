@@ -1,0 +1,50 @@
+"""A forked child starts every engine the SQL metastore made on a new, empty pool.
+
+A pooled connection is a socket to a database server or open handles on a SQLite file. After
+`os.fork` the child holds copies of the parent's; used in both processes, a server's replies
+reach whichever process reads first, and SQLite's file locks, kept per process, no longer
+protect the file. So in a child (gunicorn's ``--preload``, Celery's prefork pool,
+`multiprocessing` with the fork start method) each engine made by `SqlMetastore` from a URL gets
+a new pool, as SQLAlchemy advises (``Engine.dispose(close=False)``).
+
+Invariants, held by construction:
+
+- `_ENGINES` holds only engines `SqlMetastore` made itself (an application's own engine, and
+  its pool, stay the application's to manage) and only while they live (a weak set).
+- In a child, the parent's pools are set aside in `_SET_ASIDE`: never used, never closed.
+  Closing could end the parent's sessions (a driver may say goodbye to the server on the shared
+  socket); dropping them would close them when collected.
+- A `StaticPool` (an in-memory SQLite database: its one connection is the database) is kept: the
+  child's copy of it is the child's own, with no file or socket shared.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["own"]
+
+_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+_SET_ASIDE: list[Any] = []
+"""The parent's pools, in a forked child: referenced so that they are never closed."""
+
+
+def own(engine: sa.Engine) -> None:
+    """Give `engine` (made by the metastore) a new pool in every forked child."""
+    _ENGINES.add(engine)
+
+
+def _after_fork_in_child() -> None:
+    for engine in list(_ENGINES):
+        if not isinstance(engine.pool, StaticPool):
+            _SET_ASIDE.append(engine.pool)
+            engine.dispose(close=False)  # a new pool of the same settings; the old untouched
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -3,6 +3,7 @@ the ``dynamodb`` registration, and the client factory."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -182,3 +183,45 @@ def test_registered_as_the_dynamodb_metastore(
     assert metastore.region_suffix == "us-east-2"
     assert metastore.store("_SK_svc_prod_us-east-2", T0, EnvelopeKeyRecord(T0, b"k" * 8))
     assert metastore.load_latest("_SK_svc_prod_us-east-2") is not None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_forked_child_makes_a_client_of_its_own(dynamodb_server: Any) -> None:
+    made: list[int] = []
+
+    def factory(region: str | None, **kw: Any) -> Any:
+        made.append(os.getpid())
+        return default_client_factory(region, **kw)
+
+    metastore = DynamoDbMetastore(
+        region=REGION, endpoint_url=dynamodb_server.url, session=aws_session(),
+        client_factory=factory,
+    )  # fmt: skip
+    metastore.create_table()
+    record = EnvelopeKeyRecord(T0, b"k" * 8)
+    assert metastore.store("_SK_fork_svc_prod", T0, record)  # a connection in the pool now
+    parents = metastore.client
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        answer = "not run"
+        try:
+            loaded = metastore.load("_SK_fork_svc_prod", T0) == record
+            stored = metastore.store("_SK_fork_svc_prod", T0 + 1, record)
+            own = metastore.client is not parents and made[-1] == os.getpid()
+            metastore.close()  # closes the child's client only
+            answer = f"{loaded} {stored} {own} {len(made)}"
+        except BaseException as e:  # reported to the parent
+            answer = type(e).__name__
+        finally:
+            os.write(write, answer.encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    assert answer == "True True True 2"  # one client made in the child, for the child
+    assert metastore.client is parents
+    assert made == [os.getpid()]
+    assert metastore.load("_SK_fork_svc_prod", T0 + 1) == record  # the parent's still works
+    metastore.close()

@@ -9,6 +9,7 @@ query with limit 1, and a store is a put conditioned on ``attribute_not_exists(I
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -44,6 +45,17 @@ RECORD = "KeyRecord"
 
 _T = TypeVar("_T")
 _session_lock = threading.Lock()
+_SET_ASIDE: list[Any] = []
+"""A parent's clients, in a forked child: referenced so that their connections stay open."""
+
+
+def _after_fork_in_child() -> None:
+    global _session_lock  # noqa: PLW0603 - one lock per process
+    _session_lock = threading.Lock()  # another thread of the parent may have held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class DynamoDbClient(Protocol):
@@ -130,15 +142,20 @@ class DynamoDbMetastore(Metastore):
         try:
             with _session_lock:
                 session = session if session is not None else boto3.session.Session()
-                self._client = factory(
-                    region, session=session, endpoint_url=endpoint_url, config=config
+                make = functools.partial(
+                    factory, region, session=session, endpoint_url=endpoint_url, config=config
                 )
+                client = make()
         except (BotoCoreError, ValueError) as e:
             raise MetastoreError(
                 f"dynamodb metastore (table {table_name!r}): cannot make a client: "
                 f"{type(e).__name__}: {_first_line(e)}"
             ) from None
-        self._region: str | None = getattr(self._client.meta, "region_name", None) or region
+        # The process that made the client, and the client: one tuple, replaced whole, so a
+        # thread never reads one's pid with the other's client (see _client).
+        self._make = make
+        self._owned: tuple[int, DynamoDbClient] = (os.getpid(), client)
+        self._region: str | None = getattr(client.meta, "region_name", None) or region
         if not self._region:
             raise MetastoreError(
                 f"dynamodb metastore (table {table_name!r}): no region; pass region= or set "
@@ -164,8 +181,23 @@ class DynamoDbMetastore(Metastore):
 
     @property
     def client(self) -> DynamoDbClient:
-        """The DynamoDB client in use."""
+        """The DynamoDB client in use (this process's own: see `_client`)."""
         return self._client
+
+    @property
+    def _client(self) -> DynamoDbClient:
+        """The client of this process. A forked child makes its own on first use, from the
+        same session and settings: the parent's would share its connections (sockets, TLS
+        sessions) with the parent. The parent's is set aside, neither used nor closed. Two
+        threads of a child may both make one; the last stays, and both are the child's."""
+        pid, client = self._owned
+        if pid == os.getpid():
+            return client
+        _SET_ASIDE.append(client)
+        with _session_lock:  # (a new lock in a child: see _after_fork_in_child)
+            mine = self._make()
+        self._owned = (os.getpid(), mine)
+        return mine
 
     @property
     def region_suffix(self) -> str | None:
@@ -242,7 +274,8 @@ class DynamoDbMetastore(Metastore):
                 kwargs["ExpressionAttributeValues"] = {":prefix": {"S": prefix}}
             if start:
                 kwargs["ExclusiveStartKey"] = start
-            page = self._call("list keys", None, functools.partial(self._client.scan, **kwargs))
+            scan = functools.partial(self._scan, kwargs)  # (the client inside: see _client)
+            page = self._call("list keys", None, scan)
             for item in page.get("Items") or []:
                 rows.append(self._listed(item))
             start = page.get("LastEvaluatedKey")
@@ -316,8 +349,9 @@ class DynamoDbMetastore(Metastore):
         """Close the client's connections."""
         if not self._closed:
             self._closed = True
-            close = getattr(self._client, "close", None)
-            if callable(close):
+            pid, client = self._owned
+            close = getattr(client, "close", None)
+            if pid == os.getpid() and callable(close):  # a parent's client stays open
                 close()
 
     def __repr__(self) -> str:
@@ -326,6 +360,9 @@ class DynamoDbMetastore(Metastore):
         return f"DynamoDbMetastore({self._table!r}, region={self._region!r}{endpoint}{suffix})"
 
     # Internals ---------------------------------------------------------------------------
+
+    def _scan(self, kwargs: dict[str, Any]) -> Any:
+        return self._client.scan(**kwargs)
 
     def _call(self, what: str, key_id: str | None, work: Callable[[], _T]) -> _T:
         if self._closed:

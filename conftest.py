@@ -63,6 +63,40 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+# --- A forked child ------------------------------------------------------------------------------
+
+ForkedChild = Callable[[Callable[[], str]], str]
+
+
+@pytest.fixture
+def in_forked_child() -> ForkedChild:
+    """Run ``work`` in a child made by `os.fork` and return what it returned (or the name and
+    message of what it raised). The child then leaves at once, with no cleanup, so nothing of
+    the parent's it holds is closed there. Skips where there is no `os.fork`."""
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+
+    def run(work: Callable[[], str]) -> str:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            answer = "nothing"
+            try:
+                answer = work()
+            except BaseException as e:  # reported to the parent
+                answer = f"{type(e).__name__}: {e}"
+            finally:
+                os.write(write, answer.encode())
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            answer = pipe.read()
+        os.waitpid(pid, 0)
+        return answer
+
+    return run
+
+
 # --- Helpers the fixtures are made of ------------------------------------------------------------
 
 

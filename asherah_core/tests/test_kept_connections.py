@@ -4,12 +4,12 @@ forked child."""
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,10 @@ from asherah_core.metastore._kept import KeptConnections, kept_for  # noqa: E402
 from asherah_core.metastore.sql import SqlMetastore, passes_text_statements  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
+
+
+ForkedChild = Callable[[Callable[[], str]], str]
+"""The ``in_forked_child`` fixture (conftest.py at the root)."""
 
 
 def record(created: int) -> EnvelopeKeyRecord:
@@ -105,26 +109,17 @@ def test_a_limit_below_one_is_refused(limit: int) -> None:
         KeptConnections(limit)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
-def test_a_forked_child_never_takes_its_parents_connections() -> None:
+def test_a_forked_child_never_takes_its_parents_connections(in_forked_child: ForkedChild) -> None:
     kept = KeptConnections(2)
     parents = FakeConnection("parent's")
     assert kept.give(parents)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report what it can take, then leave without cleanup
-        try:
-            taken = kept.take()
-            mine = FakeConnection("child's")
-            answer = f"{taken is None} {kept.give(mine)} {kept.take() is mine} {parents.closed}"
-            os.write(write, answer.encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        answer = pipe.read()
-    os.waitpid(pid, 0)
-    assert answer == "True True True 0"  # nothing of the parent's, none closed; its own kept
+
+    def child() -> str:
+        taken = kept.take()
+        mine = FakeConnection("child's")
+        return f"{taken is None} {kept.give(mine)} {kept.take() is mine} {parents.closed}"
+
+    assert in_forked_child(child) == "True True True 0"  # none of the parent's, none closed
     assert kept.take() is parents  # the parent's list is untouched
 
 

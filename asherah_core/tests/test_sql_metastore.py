@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
 import sys
 import threading
 from collections.abc import Callable
@@ -20,6 +19,9 @@ from asherah_core.metastore import EnvelopeKeyRecord, InMemoryMetastore
 pytestmark = pytest.mark.usefixtures("isolated_env")
 sa = pytest.importorskip("sqlalchemy")
 from asherah_core.metastore.sql import SqlMetastore, is_secret_parameter, shown_url  # noqa: E402
+
+ForkedChild = Callable[[Callable[[], str]], str]
+"""The ``in_forked_child`` fixture (conftest.py at the root)."""
 
 MASTER_KEY = b"thisIsAStaticMasterKeyForTesting"
 SECRETS = ("hunter2", "s3cr3tpass", "keypassphrase", "tok3n")
@@ -288,28 +290,9 @@ def test_a_driver_failure_on_a_hot_statement_is_a_metastore_error(tmp_path: Path
 # A forked child ---------------------------------------------------------------------------
 
 
-def _in_a_forked_child(work: Callable[[], str]) -> str:
-    """What `work` returns in a forked child (which then leaves without any cleanup)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            try:
-                answer = work()
-            except BaseException as e:  # reported to the parent
-                answer = f"{type(e).__name__}: {e}"
-            os.write(write, answer.encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        answer = pipe.read()
-    os.waitpid(pid, 0)
-    return answer
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
-def test_a_forked_child_takes_none_of_its_parents_pooled_connections(tmp_path: Path) -> None:
+def test_a_forked_child_takes_none_of_its_parents_pooled_connections(
+    tmp_path: Path, in_forked_child: ForkedChild
+) -> None:
     store = SqlMetastore(f"sqlite:///{tmp_path / 'k.db'}", create_table=True)
     assert store.store("_IK_a_s_p", 10, record(10))
     assert store.revoke("_IK_a_s_p", 10)  # through the pool: its connection goes back there
@@ -325,7 +308,7 @@ def test_a_forked_child_takes_none_of_its_parents_pooled_connections(tmp_path: P
         untouched = parents_pool.checkedin() == idle  # the parent's, neither taken nor closed
         return f"{fresh} {loaded is not None and loaded.revoked} {stored} {revoked} {untouched}"
 
-    assert _in_a_forked_child(child) == "True True True True True"
+    assert in_forked_child(child) == "True True True True True"
     assert store.engine.pool is parents_pool  # the parent keeps its own
     latest = store.load_latest("_IK_a_s_p")  # what the child wrote, read by the parent
     assert latest is not None
@@ -333,9 +316,8 @@ def test_a_forked_child_takes_none_of_its_parents_pooled_connections(tmp_path: P
     store.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
 def test_a_forked_child_leaves_an_engine_passed_in_and_an_in_memory_database_alone(
-    tmp_path: Path,
+    tmp_path: Path, in_forked_child: ForkedChild
 ) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'k.db'}")
     passed = SqlMetastore(engine, create_table=True)
@@ -347,7 +329,7 @@ def test_a_forked_child_leaves_an_engine_passed_in_and_an_in_memory_database_alo
         same = (engine.pool, memory.engine.pool) == pools
         return f"{same} {memory.load('_IK_a_s_p', 10) == record(10)}"  # the child's own copy
 
-    assert _in_a_forked_child(child) == "True True"
+    assert in_forked_child(child) == "True True"
     passed.close()
     memory.close()
     engine.dispose()

@@ -4,6 +4,7 @@ the ``dynamodb`` registration, and the client factory."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from ._backends import REGION, Backend, aws_session, kind_params
 pytestmark = [pytest.mark.dynamodb, pytest.mark.servers]
 
 T0 = 1_796_221_020
+ForkedChild = Callable[[Callable[[], str]], str]
+"""The ``in_forked_child`` fixture (conftest.py at the root)."""
 SK = KeyMeta("_SK_svc_prod", T0 - 60)
 
 
@@ -185,8 +188,9 @@ def test_registered_as_the_dynamodb_metastore(
     assert metastore.load_latest("_SK_svc_prod_us-east-2") is not None
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
-def test_a_forked_child_makes_a_client_of_its_own(dynamodb_server: Any) -> None:
+def test_a_forked_child_makes_a_client_of_its_own(
+    dynamodb_server: Any, in_forked_child: ForkedChild
+) -> None:
     made: list[int] = []
 
     def factory(region: str | None, **kw: Any) -> Any:
@@ -201,26 +205,15 @@ def test_a_forked_child_makes_a_client_of_its_own(dynamodb_server: Any) -> None:
     record = EnvelopeKeyRecord(T0, b"k" * 8)
     assert metastore.store("_SK_fork_svc_prod", T0, record)  # a connection in the pool now
     parents = metastore.client
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        answer = "not run"
-        try:
-            loaded = metastore.load("_SK_fork_svc_prod", T0) == record
-            stored = metastore.store("_SK_fork_svc_prod", T0 + 1, record)
-            own = metastore.client is not parents and made[-1] == os.getpid()
-            metastore.close()  # closes the child's client only
-            answer = f"{loaded} {stored} {own} {len(made)}"
-        except BaseException as e:  # reported to the parent
-            answer = type(e).__name__
-        finally:
-            os.write(write, answer.encode())
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        answer = pipe.read()
-    os.waitpid(pid, 0)
-    assert answer == "True True True 2"  # one client made in the child, for the child
+
+    def child() -> str:
+        loaded = metastore.load("_SK_fork_svc_prod", T0) == record
+        stored = metastore.store("_SK_fork_svc_prod", T0 + 1, record)
+        own = metastore.client is not parents and made[-1] == os.getpid()
+        metastore.close()  # closes the child's client only
+        return f"{loaded} {stored} {own} {len(made)}"
+
+    assert in_forked_child(child) == "True True True 2"  # one client made, in the child
     assert metastore.client is parents
     assert made == [os.getpid()]
     assert metastore.load("_SK_fork_svc_prod", T0 + 1) == record  # the parent's still works

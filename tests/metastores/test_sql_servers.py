@@ -3,7 +3,7 @@ errors that name the key and never the password, and recovery after the server c
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +17,8 @@ from ._backends import Backend, kind_params
 T0 = 1_796_221_020
 RECORD = EnvelopeKeyRecord(T0, b"\x02" * 48)
 SERVER_KINDS = kind_params("postgres", "mysql")
+ForkedChild = Callable[[Callable[[], str]], str]
+"""The ``in_forked_child`` fixture (conftest.py at the root)."""
 
 
 def password_of(url: str) -> str:
@@ -202,9 +204,10 @@ def test_repr_and_messages_never_hold_the_password(backend: Backend) -> None:
 SESSION_ID_SQL = {"postgres": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
 @pytest.mark.parametrize("backend", SERVER_KINDS, indirect=True)
-def test_a_forked_child_talks_to_the_server_on_connections_of_its_own(backend: Backend) -> None:
+def test_a_forked_child_talks_to_the_server_on_connections_of_its_own(
+    backend: Backend, in_forked_child: ForkedChild
+) -> None:
     # A preloading server (gunicorn --preload, Celery's prefork pool) forks after the factory
     # was used: a child on the parent's pooled connection would share its socket.
     metastore = backend.make()
@@ -215,26 +218,14 @@ def test_a_forked_child_talks_to_the_server_on_connections_of_its_own(backend: B
     session_id = sa.text(SESSION_ID_SQL[backend.kind])
     with metastore.engine.connect() as conn:
         parents = conn.execute(session_id).scalar()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        answer = "not run"
-        try:
-            with metastore.engine.connect() as conn:
-                own = conn.execute(session_id).scalar() != parents
-            loaded = metastore.load(key_id, T0) == RECORD
-            stored = metastore.store(key_id, T0 + 60, RECORD)
-            answer = f"{own} {loaded} {stored}"
-        except BaseException as e:  # reported to the parent
-            answer = type(e).__name__
-        finally:
-            os.write(write, answer.encode())
-            os._exit(0)  # no cleanup: the parent's connections stay as they are
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        answer = pipe.read()
-    os.waitpid(pid, 0)
-    assert answer == "True True True"
+
+    def child() -> str:
+        with metastore.engine.connect() as conn:
+            own = conn.execute(session_id).scalar() != parents
+        loaded = metastore.load(key_id, T0) == RECORD
+        return f"{own} {loaded} {metastore.store(key_id, T0 + 60, RECORD)}"
+
+    assert in_forked_child(child) == "True True True"
     with metastore.engine.connect() as conn:  # the parent's session lives on, untouched
         assert conn.execute(session_id).scalar() == parents
     assert metastore.load(key_id, T0 + 60) == RECORD  # what the child stored

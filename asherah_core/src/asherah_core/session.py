@@ -734,7 +734,7 @@ _SEALED_KEY_SIZE = 60
 
 
 def _joined(sealed_key: bytes, sealed_data: bytes) -> tuple[bytes, int]:
-    """Both sealed values of a row as `Session._open` takes them: one text and where the key
+    """Both sealed values of a row as `Session._open` takes them: one buffer and where the key
     ends. `RecordError` unless each is long enough to open."""
     if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
         raise RecordError(

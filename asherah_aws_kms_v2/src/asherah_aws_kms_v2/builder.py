@@ -12,7 +12,7 @@ from opentelemetry.metrics import Meter
 
 from asherah_core import Aead, ConfigError, PluginConfig
 
-from .clients import KmsClientFactory, client_config, default_client_factory, make_clients
+from .clients import KmsClientFactory, client_config, client_maker, default_client_factory
 from .kms import AwsKms
 from .settings import (
     OPTION_NAMES,
@@ -148,13 +148,14 @@ class AwsKmsBuilder:
                     f"profile: no AWS profile named {settings.profile!r} in the AWS config files"
                 ) from e
         config = client_config(settings.timeout, settings.max_concurrency)
-        clients = make_clients(
+        make = client_maker(
             {r.name: r.endpoint for r in settings.regions},
             session=self._session,
             factory=self._factory,
             config=config,
         )
-        return AwsKms(settings, self._crypto, clients, meter=self._meter)
+        clients = {r.name: make(r.name) for r in settings.regions}
+        return AwsKms(settings, self._crypto, clients, client_maker=make, meter=self._meter)
 
     def _settings(self) -> AwsKmsSettings:
         return AwsKmsSettings.create(

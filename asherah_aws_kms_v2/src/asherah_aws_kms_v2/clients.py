@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 
 import boto3
@@ -16,6 +17,7 @@ __all__ = [
     "KmsClient",
     "KmsClientFactory",
     "client_config",
+    "client_maker",
     "default_client_factory",
     "make_clients",
 ]
@@ -75,6 +77,35 @@ def client_config(timeout: float, max_connections: int) -> Config:
 _session_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    global _session_lock  # noqa: PLW0603 - one lock per process
+    _session_lock = threading.Lock()  # another thread of the parent may have held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def client_maker(
+    regions: Mapping[str, str | None],
+    *,
+    session: boto3.Session | None,
+    factory: KmsClientFactory,
+    config: Config,
+) -> Callable[[str], KmsClient]:
+    """A function that makes the client of a region (``region -> endpoint``), from one
+    session and `config` every time it is called: once per region at build time, and again
+    in a forked child (see `RegionalKey.client`). Sessions are not thread-safe: one at a time."""
+    with _session_lock:
+        session = session if session is not None else boto3.session.Session()
+
+    def make(region: str) -> KmsClient:
+        with _session_lock:
+            return factory(region, session=session, endpoint_url=regions[region], config=config)
+
+    return make
+
+
 def make_clients(
     regions: Mapping[str, str | None],
     *,
@@ -82,10 +113,6 @@ def make_clients(
     factory: KmsClientFactory,
     config: Config,
 ) -> dict[str, KmsClient]:
-    """Make one client per region (``region -> endpoint``); Sessions are not thread-safe."""
-    with _session_lock:
-        session = session if session is not None else boto3.session.Session()
-        return {
-            region: factory(region, session=session, endpoint_url=endpoint, config=config)
-            for region, endpoint in regions.items()
-        }
+    """Make one client per region (``region -> endpoint``)."""
+    make = client_maker(regions, session=session, factory=factory, config=config)
+    return {region: make(region) for region in regions}

@@ -14,6 +14,8 @@ from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
+from asherah_core.forksafe import PerProcess
+
 from .deadline import Deadline
 from .errors import ClosedError
 from .retry import NO_RETRIES, RetryState
@@ -79,8 +81,15 @@ class Dispatcher:
     def __init__(self, *, max_workers: int, attempt_budget: float) -> None:
         self.gate = Gate()
         self._attempt_budget = attempt_budget
-        self._pool = ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="asherah-aws-kms"
+        self._max_workers = max_workers
+        # A forked child has none of its parent's worker threads, and the parent's pool,
+        # believing it has some idle, would start none: work submitted there would never run.
+        # So each process has a pool of its own (see asherah_core.forksafe).
+        self._pools = PerProcess(self._new_pool)
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(
+            max_workers=self._max_workers, thread_name_prefix="asherah-aws-kms"
         )
 
     def run(self, work: Work[_R], deadline: Deadline, expired: Callable[[], Exception]) -> _R:
@@ -105,7 +114,7 @@ class Dispatcher:
         if self.gate.closed:
             raise ClosedError(_CLOSED)
         try:
-            return self._pool.submit(fn, *args)
+            return self._pools.get().submit(fn, *args)
         except RuntimeError as e:  # shut down by close() since the check
             raise ClosedError(_CLOSED) from e
 
@@ -146,7 +155,9 @@ class Dispatcher:
     def close(self, on_idle: Callable[[], None]) -> None:
         """Refuse new work, cancel what is queued; `on_idle` runs once no attempt is under way."""
         if self.gate.close(on_idle):
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            pool = self._pools.mine()  # (none made just to be shut down)
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _settled(future: Future[_R], deadline: Deadline) -> bool:

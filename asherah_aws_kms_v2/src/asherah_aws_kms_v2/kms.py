@@ -49,7 +49,9 @@ class AwsKms(KeyManagementService):
     data key mode, from the OS), the key sealed under it, and a KMS-encrypted copy of the data
     key for every region, made concurrently. decrypt_key: the regions in order (preferred
     first, cooling regions last), optionally hedged, until one unwraps the key.
-    Thread-safe; `close()` releases the clients and the worker threads.
+    Thread-safe; `close()` releases the clients and the worker threads. In a forked child it
+    starts worker threads of its own, and with `client_maker` (the builder passes one) new
+    clients too: the parent's are set aside, neither used nor closed.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class AwsKms(KeyManagementService):
         crypto: Aead,
         clients: Mapping[str, KmsClient],
         *,
+        client_maker: Callable[[str], KmsClient] | None = None,
         meter: Meter | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -88,6 +91,7 @@ class AwsKms(KeyManagementService):
                 r.name,
                 r.arn,
                 clients[r.name],
+                remake=None if client_maker is None else partial(client_maker, r.name),
                 health=health,
                 metrics=metrics,
                 policy=policy,

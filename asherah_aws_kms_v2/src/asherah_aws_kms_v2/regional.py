@@ -9,6 +9,8 @@ from typing import Any
 
 from opentelemetry.metrics import Histogram
 
+from asherah_core.forksafe import PerProcess
+
 from .arn import KeyArn
 from .clients import KmsClient
 from .deadline import Deadline
@@ -58,6 +60,7 @@ class RegionalKey:
         arn: KeyArn,
         client: KmsClient,
         *,
+        remake: Callable[[], KmsClient] | None = None,
         health: RegionHealth,
         metrics: KmsMetrics,
         policy: RetryPolicy,
@@ -66,7 +69,9 @@ class RegionalKey:
     ) -> None:
         self.name = name
         self.arn = arn
-        self.client = client
+        # A forked child makes its own client with `remake` (see asherah_core.forksafe);
+        # without it, the one client given serves every process.
+        self._clients = PerProcess(remake or (lambda: client), first=client)
         self.key_id = str(arn)  # the ARN as KMS takes it and envelopes hold it
         self._health = health
         self._metrics = metrics
@@ -76,6 +81,12 @@ class RegionalKey:
         self._recorders = {
             op: _attempt_recorder(metrics.kms_call(op.metric, name), name) for op in _OPERATIONS
         }
+
+    @property
+    def client(self) -> KmsClient:
+        """The client of this process: a forked child makes its own with `remake` on its
+        first call (the parent's shares its connections with the parent)."""
+        return self._clients.get()
 
     def call(  # noqa: PLR0917 - bound by partial, then called as work(state, attempt_budget)
         self,
@@ -178,8 +189,8 @@ class RegionalKey:
         return attributes(self.name, error.error_type)
 
     def close(self) -> None:
-        """Close the client (its connection pool)."""
-        close = getattr(self.client, "close", None)
+        """Close the client (its connection pool); a parent's, in a forked child, stays open."""
+        close = getattr(self._clients.mine(), "close", None)
         if callable(close):
             close()
 

@@ -200,3 +200,27 @@ def test_load_kms_from_the_repository_plugins_toml(
         report = kms.diagnose()
     assert [r.target for r in report] == ["us-west-2", "eu-west-1", "us-east-1", "round-trip"]
     assert all(r.ok for r in report), report
+
+
+def test_a_forked_child_calls_kms_on_threads_and_connections_of_its_own(
+    build: Callable[..., AwsKms],
+    regional_keys: dict[str, str],
+    in_forked_child: Callable[[Callable[[], str]], str],
+) -> None:
+    # A preloading server forks after the KMS was used: its connections sit in the clients'
+    # pools, and its worker threads do not exist in the child.
+    counter = CallCounter()
+    kms = build(regional_keys, session=counter.session)
+    key = os.urandom(32)
+    blob = kms.encrypt_key(key)  # connections to LocalStack are pooled now, workers started
+    keys = kms._ctx.keys
+    parents = {region: keys[region].client for region in REGIONS}
+
+    def child() -> str:
+        mine = os.urandom(32)
+        opened = kms.decrypt_key(kms.encrypt_key(mine)) == mine and kms.decrypt_key(blob) == key
+        own = all(keys[region].client is not parents[region] for region in REGIONS)
+        return f"{opened} {own} {counter.operations()['Encrypt']}"  # (its session counts too)
+
+    assert in_forked_child(child) == "True True 4"  # 2 Encrypt calls before the fork, 2 after
+    assert kms.decrypt_key(blob) == key  # the parent's connections still answer

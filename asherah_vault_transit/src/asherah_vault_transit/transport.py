@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from asherah_core.forksafe import PerProcess
+
 from .protocol import Call, Flow, Pause, Reply
 from .settings import VaultTransitSettings
 
@@ -54,9 +56,11 @@ class HttpTransport:
         if settings.namespace:
             headers["X-Vault-Namespace"] = settings.namespace
         self._headers = headers
-        # Invariant: _sync is filled once, in __init__, and only read afterwards; _async maps a
-        # running loop to its clients and is only touched with _lock held.
-        self._sync = [self._client(c.address, httpx.Client) for c in settings.clusters]
+        # Invariants: _sync makes the blocking clients once per process (a forked child makes
+        # its own: see asherah_core.forksafe); _async maps a running loop to its clients and
+        # is only touched with _lock held. (A child's event loops, and their clients, are its
+        # own.)
+        self._sync = PerProcess(self._new_blocking)
         self._async: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, list[httpx.AsyncClient]
         ] = weakref.WeakKeyDictionary()
@@ -79,6 +83,14 @@ class HttpTransport:
         else:
             options["verify"] = self._tls
         return kind(**options)
+
+    def _new_blocking(self) -> list[httpx.Client]:
+        return [self._client(c.address, httpx.Client) for c in self._settings.clusters]
+
+    def _blocking(self) -> list[httpx.Client]:
+        """The blocking clients of this process (the parent's, in a forked child, share their
+        connections with the parent: the child makes its own on its first call)."""
+        return self._sync.get()
 
     def run(self, flow: Flow[_T]) -> _T:
         """Run `flow` to its end with blocking calls and return its result."""
@@ -114,7 +126,7 @@ class HttpTransport:
             flow.close()
 
     def _send(self, call: Call) -> Reply:
-        client: httpx.Client = self._sync[call.cluster]
+        client = self._blocking()[call.cluster]
         try:
             response = client.request(
                 call.method,
@@ -162,7 +174,7 @@ class HttpTransport:
                 return
             self._closed = True
             self._async.clear()
-        for client in self._sync:
+        for client in self._sync.mine() or ():  # a parent's, in a forked child, stay open
             client.close()
 
 

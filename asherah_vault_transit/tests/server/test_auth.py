@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,28 @@ def test_asherah_kms_doctor_checks_it(admin: Admin, key: str, tmp_path: Path) ->
     assert probe["target"] == admin.address
     assert f"transit/{key} v1 (token auth" in probe["detail"]
     assert token not in done.stdout
+
+
+def test_a_forked_child_talks_to_vault_on_connections_of_its_own(
+    admin: Admin,
+    key: str,
+    make_kms: MakeKms,
+    in_forked_child: Callable[[Callable[[], str]], str],
+) -> None:
+    token = admin.new_token([admin.policy(key)], "1h")
+    kms = make_kms(address=admin.address, transit_key=key, token=token)
+    secret = os.urandom(32)
+    wrapped = kms.encrypt_key(secret)  # a kept-alive connection in the client's pool now
+    parents = kms._http._blocking()
+
+    def child() -> str:
+        mine = os.urandom(32)
+        opened = kms.decrypt_key(kms.encrypt_key(mine)) == mine
+        theirs = kms.decrypt_key(wrapped) == secret
+        own = kms._http._blocking() is not parents
+        kms.close()  # closes the child's clients only
+        return f"{opened} {theirs} {own}"
+
+    assert in_forked_child(child) == "True True True"
+    assert not any(client.is_closed for client in parents)  # the parent's stay open
+    assert kms.decrypt_key(wrapped) == secret

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 from asherah_core.errors import MetastoreError, RecordError
+from asherah_core.forksafe import PerProcess
 from asherah_core.records import EnvelopeKeyRecord
 
 from .base import ListedKey, Metastore, StoredKey, readable
@@ -45,8 +46,12 @@ RECORD = "KeyRecord"
 
 _T = TypeVar("_T")
 _session_lock = threading.Lock()
-_SET_ASIDE: list[Any] = []
-"""A parent's clients, in a forked child: referenced so that their connections stay open."""
+
+
+def _made_by(factory: DynamoDbClientFactory, region: str | None, **settings: Any) -> DynamoDbClient:
+    """A client from `factory`, one at a time: boto3 sessions are not thread-safe."""
+    with _session_lock:  # (a new lock in a forked child: see _after_fork_in_child)
+        return factory(region, **settings)
 
 
 def _after_fork_in_child() -> None:
@@ -142,19 +147,23 @@ class DynamoDbMetastore(Metastore):
         try:
             with _session_lock:
                 session = session if session is not None else boto3.session.Session()
-                make = functools.partial(
-                    factory, region, session=session, endpoint_url=endpoint_url, config=config
+            # One client per process: a forked child makes its own (see forksafe.py).
+            self._clients = PerProcess(
+                functools.partial(
+                    _made_by,
+                    factory,
+                    region,
+                    session=session,
+                    endpoint_url=endpoint_url,
+                    config=config,
                 )
-                client = make()
+            )
         except (BotoCoreError, ValueError) as e:
             raise MetastoreError(
                 f"dynamodb metastore (table {table_name!r}): cannot make a client: "
                 f"{type(e).__name__}: {_first_line(e)}"
             ) from None
-        # The process that made the client, and the client: one tuple, replaced whole, so a
-        # thread never reads one's pid with the other's client (see _client).
-        self._make = make
-        self._owned: tuple[int, DynamoDbClient] = (os.getpid(), client)
+        client = self._clients.get()
         self._region: str | None = getattr(client.meta, "region_name", None) or region
         if not self._region:
             raise MetastoreError(
@@ -186,18 +195,9 @@ class DynamoDbMetastore(Metastore):
 
     @property
     def _client(self) -> DynamoDbClient:
-        """The client of this process. A forked child makes its own on first use, from the
-        same session and settings: the parent's would share its connections (sockets, TLS
-        sessions) with the parent. The parent's is set aside, neither used nor closed. Two
-        threads of a child may both make one; the last stays, and both are the child's."""
-        pid, client = self._owned
-        if pid == os.getpid():
-            return client
-        _SET_ASIDE.append(client)
-        with _session_lock:  # (a new lock in a child: see _after_fork_in_child)
-            mine = self._make()
-        self._owned = (os.getpid(), mine)
-        return mine
+        """The client of this process: a forked child makes its own on first use, from the
+        same session and settings (the parent's shares its connections with the parent)."""
+        return self._clients.get()
 
     @property
     def region_suffix(self) -> str | None:
@@ -349,9 +349,8 @@ class DynamoDbMetastore(Metastore):
         """Close the client's connections."""
         if not self._closed:
             self._closed = True
-            pid, client = self._owned
-            close = getattr(client, "close", None)
-            if pid == os.getpid() and callable(close):  # a parent's client stays open
+            close = getattr(self._clients.mine(), "close", None)  # a parent's stays open
+            if callable(close):
                 close()
 
     def __repr__(self) -> str:

@@ -1,0 +1,60 @@
+"""`PerProcess`: a value (an HTTP client, a worker pool) made again in a forked child.
+
+After `os.fork` a child holds copies of its parent's connections and none of its parent's
+threads. A client used in both processes shares one socket (and one TLS session) between them;
+a thread pool in the child believes it has the parent's idle workers and starts none. Servers
+that load the application and then fork (gunicorn's ``--preload``, Celery's prefork pool) do
+exactly this. So the metastores and KMS plugins keep such values in a `PerProcess`: a child
+makes its own on first use, and the parent's is set aside, neither used nor closed (closing
+could end the parent's sessions; dropping it could close them when collected).
+
+Invariants, held by construction:
+
+- `get` returns a value made in the calling process.
+- The process and its value are one tuple, replaced whole, so no thread reads one process's id
+  with another's value. Two threads of a child may both make a value on first use: the last
+  stays, and both are the child's own.
+- What a parent made is never closed in a child: `mine` gives `None` there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+__all__ = ["PerProcess"]
+
+_T = TypeVar("_T")
+
+_SET_ASIDE: list[Any] = []
+"""A parent's values, in a forked child: referenced so that they are never collected there."""
+
+
+class PerProcess(Generic[_T]):
+    """The value `make` returns, made once per process: now, and again in a forked child."""
+
+    __slots__ = ("_make", "_owned")
+
+    def __init__(self, make: Callable[[], _T], *, first: _T | None = None) -> None:
+        """:param first: this process's value when it is already made (else `make` runs now)."""
+        self._make = make
+        self._owned = (os.getpid(), make() if first is None else first)
+
+    def get(self) -> _T:
+        """This process's value: a forked child makes its own on its first call."""
+        pid, value = self._owned
+        if pid == os.getpid():
+            return value
+        _SET_ASIDE.append(value)
+        mine = self._make()
+        self._owned = (os.getpid(), mine)
+        return mine
+
+    def mine(self) -> _T | None:
+        """The value if this process made it (to close it), else `None`: make nothing."""
+        pid, value = self._owned
+        return value if pid == os.getpid() else None
+
+    def __repr__(self) -> str:
+        return f"PerProcess(pid={self._owned[0]})"

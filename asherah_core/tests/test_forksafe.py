@@ -1,0 +1,76 @@
+"""`PerProcess`: one value per process, made again in a forked child, the parent's untouched."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+
+from asherah_core.forksafe import PerProcess
+
+ForkedChild = Callable[[Callable[[], str]], str]
+"""The ``in_forked_child`` fixture (conftest.py at the root)."""
+
+
+class Thing:
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.closed = False
+
+
+def counting() -> Callable[[], Thing]:
+    numbers = itertools.count(1)
+    return lambda: Thing(next(numbers))
+
+
+def test_a_process_makes_its_value_once() -> None:
+    values = PerProcess(counting())
+    first = values.get()
+    assert [values.get() for _ in range(3)] == [first] * 3
+    assert values.mine() is first
+    assert first.number == 1
+
+
+def test_a_value_made_already_is_taken_as_this_processs() -> None:
+    given = Thing(0)
+    values = PerProcess(counting(), first=given)
+    assert values.get() is given
+    assert values.mine() is given
+
+
+def test_a_forked_child_makes_its_own_and_never_hands_out_the_parents(
+    in_forked_child: ForkedChild,
+) -> None:
+    values = PerProcess(counting())
+    parents = values.get()
+
+    def child() -> str:
+        before = values.mine()  # nothing of this process's yet: not the parent's
+        mine = values.get()
+        return f"{before is None} {mine is not parents} {mine.number} {values.get() is mine}"
+
+    assert in_forked_child(child) == "True True 2 True"
+    assert values.get() is parents  # the parent's own, untouched
+
+
+def test_threads_of_a_child_all_get_values_of_the_child(in_forked_child: ForkedChild) -> None:
+    values = PerProcess(counting())
+    parents = values.get()
+
+    def child() -> str:
+        got: list[Thing] = []
+        lock = threading.Lock()
+
+        def take() -> None:
+            value = values.get()
+            with lock:
+                got.append(value)
+
+        threads = [threading.Thread(target=take) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return f"{len(got)} {any(v is parents for v in got)} {values.get() in got}"
+
+    assert in_forked_child(child) == "16 False True"

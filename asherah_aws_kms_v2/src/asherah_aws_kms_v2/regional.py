@@ -189,7 +189,8 @@ class RegionalKey:
         return attributes(self.name, error.error_type)
 
     def close(self) -> None:
-        """Close the client (its connection pool); a parent's, in a forked child, stays open."""
+        """Close this process's client (its connection pool). In a forked child, a client the
+        parent made stays open: with `remake` the child closes only its own."""
         close = getattr(self._clients.mine(), "close", None)
         if callable(close):
             close()

@@ -3,6 +3,8 @@ pool): its calls run on worker threads and clients of its own, and the parent's 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 from .conftest import MakeKms
@@ -35,3 +37,29 @@ def test_a_forked_child_uses_worker_threads_and_clients_of_its_own(
     assert in_forked_child(child) == "True 3 True 0"  # the parent's clients: never closed there
     assert len(aws.clients) == len(parents)  # nothing made in the parent meanwhile
     assert kms.decrypt_key(kms.encrypt_key(b"p" * 32)) == b"p" * 32  # the parent goes on
+
+
+def test_a_call_of_another_thread_under_way_at_the_fork_does_not_hold_the_child_up(
+    aws: FakeAws, arns: dict[str, str], make_kms: MakeKms, in_forked_child: ForkedChild
+) -> None:
+    kms = make_kms(arns, operation_timeout=5.0)
+    wrapped = kms.encrypt_key(b"k" * 32)
+    aws.delays["us-west-2"] = 0.5  # the parent's next Decrypt is inside the fake for 0.5 s
+    slow = threading.Thread(target=kms.decrypt_key, args=(wrapped,))
+    slow.start()
+    while aws.in_flight == 0:  # wait until that attempt is under way
+        time.sleep(0.001)
+    made_before = len(aws.clients)
+
+    def child() -> str:
+        # That thread does not exist here: its attempt never ends. close() must not wait for
+        # it, or the child's own clients would never be closed.
+        aws.delays.clear()
+        opened = kms.decrypt_key(wrapped) == b"k" * 32
+        mine = aws.clients[made_before:]
+        kms.close()
+        return f"{opened} {len(mine) > 0} {all(c.closed for c in mine)}"
+
+    answer = in_forked_child(child)
+    slow.join()
+    assert answer == "True True True"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from asherah_core.forksafe import PerProcess
 
@@ -58,19 +59,14 @@ def test_threads_of_a_child_all_get_values_of_the_child(in_forked_child: ForkedC
     parents = values.get()
 
     def child() -> str:
-        got: list[Thing] = []
-        lock = threading.Lock()
+        together = threading.Barrier(16)  # all 16 ask at once, before any has a value
 
-        def take() -> None:
-            value = values.get()
-            with lock:
-                got.append(value)
+        def take(_: int) -> Thing:
+            together.wait()
+            return values.get()
 
-        threads = [threading.Thread(target=take) for _ in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(take, range(16)))
         return f"{len(got)} {any(v is parents for v in got)} {values.get() in got}"
 
     assert in_forked_child(child) == "16 False True"

@@ -9,7 +9,9 @@ attempt starts; the clients are closed once the attempts under way have ended.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
@@ -39,6 +41,13 @@ class Gate:
         self.closed = False
         """Whether `close` was called (set under the lock, read without it)."""
         self._on_idle: Callable[[], None] | None = None
+        _GATES.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child: the attempts under way were the parent's other threads', which
+        do not run here and will never end; one of them may have held the lock."""
+        self._lock = threading.Lock()
+        self._active = 0
 
     def enter(self) -> None:
         """Admit one attempt; raise `ClosedError` after `close`."""
@@ -73,6 +82,18 @@ class Gate:
             return None
         on_idle, self._on_idle = self._on_idle, None
         return on_idle
+
+
+_GATES: weakref.WeakSet[Gate] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for gate in list(_GATES):
+        gate._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Dispatcher:

@@ -19,7 +19,6 @@ __all__ = [
     "client_config",
     "client_maker",
     "default_client_factory",
-    "make_clients",
 ]
 
 USER_AGENT_EXTRA = f"asherah-py-aws-kms-v2/{__version__}"
@@ -104,15 +103,3 @@ def client_maker(
             return factory(region, session=session, endpoint_url=regions[region], config=config)
 
     return make
-
-
-def make_clients(
-    regions: Mapping[str, str | None],
-    *,
-    session: boto3.Session | None,
-    factory: KmsClientFactory,
-    config: Config,
-) -> dict[str, KmsClient]:
-    """Make one client per region (``region -> endpoint``)."""
-    make = client_maker(regions, session=session, factory=factory, config=config)
-    return {region: make(region) for region in regions}

@@ -23,12 +23,18 @@ import os
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["PerProcess"]
+__all__ = ["PerProcess", "set_aside"]
 
 _T = TypeVar("_T")
 
 _SET_ASIDE: list[Any] = []
 """A parent's values, in a forked child: referenced so that they are never collected there."""
+
+
+def set_aside(value: object) -> None:
+    """Keep `value`, something of a parent's in a forked child, referenced for good: it is
+    never used, closed or collected there (its connections are the parent's)."""
+    _SET_ASIDE.append(value)
 
 
 class PerProcess(Generic[_T]):
@@ -46,7 +52,7 @@ class PerProcess(Generic[_T]):
         pid, value = self._owned
         if pid == os.getpid():
             return value
-        _SET_ASIDE.append(value)
+        set_aside(value)
         mine = self._make()
         self._owned = (os.getpid(), mine)
         return mine

@@ -11,7 +11,7 @@ Invariants, held by construction:
 
 - `_ENGINES` holds only engines `SqlMetastore` made itself (an application's own engine, and
   its pool, stay the application's to manage) and only while they live (a weak set).
-- In a child, the parent's pools are set aside in `_SET_ASIDE`: never used, never closed.
+- In a child, the parent's pools are set aside (`forksafe.set_aside`): never used, never closed.
   Closing could end the parent's sessions (a driver may say goodbye to the server on the shared
   socket); dropping them would close them when collected.
 - A `StaticPool` (an in-memory SQLite database: its one connection is the database) is kept: the
@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
+from asherah_core.forksafe import set_aside
+
 __all__ = ["own"]
 
 _ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
-_SET_ASIDE: list[Any] = []
-"""The parent's pools, in a forked child: referenced so that they are never closed."""
 
 
 def own(engine: sa.Engine) -> None:
@@ -42,7 +41,7 @@ def own(engine: sa.Engine) -> None:
 def _after_fork_in_child() -> None:
     for engine in list(_ENGINES):
         if not isinstance(engine.pool, StaticPool):
-            _SET_ASIDE.append(engine.pool)
+            set_aside(engine.pool)
             engine.dispose(close=False)  # a new pool of the same settings; the old untouched
 
 

@@ -36,6 +36,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.pool import QueuePool
 
+from asherah_core.forksafe import set_aside
+
 __all__ = ["KeptConnections", "kept_for"]
 
 
@@ -93,7 +95,7 @@ class KeptConnections:
                 connection.close()
 
     def _forget_in_child(self) -> None:
-        _SET_ASIDE.append(self._idle)
+        set_aside(self._idle)
         self._idle = []
         self._lock = threading.Lock()  # another thread of the parent may have held it
 
@@ -119,8 +121,6 @@ def kept_for(engine: sa.Engine) -> KeptConnections | None:
 
 
 _LIVE: weakref.WeakSet[KeptConnections] = weakref.WeakSet()
-_SET_ASIDE: list[list[Any]] = []
-"""The parent's kept connections, in a forked child: referenced so that they are never closed."""
 
 
 def _after_fork_in_child() -> None:

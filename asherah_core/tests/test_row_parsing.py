@@ -12,9 +12,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from asherah_core import RecordError
+from asherah_core._rows import parse_canonical, parse_json_row, parse_row, sealed_by
 from asherah_core.cache import CachedKey, _json_str
 from asherah_core.records import MAX_CREATED, KeyMeta
-from asherah_core.session import _parse_canonical, _parse_json_row, _parse_row, _sealed_by
 
 if TYPE_CHECKING:
     from asherah_core import SessionFactory
@@ -40,7 +40,7 @@ def canonical(
 
 def strict(text: str) -> tuple[str, int, bytes, bytes] | RecordError:
     try:
-        return _parse_json_row(text)
+        return parse_json_row(text)
     except RecordError as e:
         return e
 
@@ -65,9 +65,9 @@ def test_a_created_out_of_range_is_a_record_error_on_every_path(
     factory: SessionFactory, field: str, number: str
 ) -> None:
     text = canonical(**{field: number})
-    assert _parse_canonical(text) is None  # the strict reader decides
+    assert parse_canonical(text) is None  # the strict reader decides
     with pytest.raises(RecordError, match=r"Created|digits"):
-        _parse_row(text)
+        parse_row(text)
     session = factory.get_session("p1")
     session.encrypt_bytes(b"warm")  # the partition's key is cached: the inline path is tried
     with pytest.raises(RecordError):
@@ -78,9 +78,9 @@ def test_a_created_out_of_range_is_a_record_error_on_every_path(
 
 def test_the_largest_created_is_read_alike_on_both_paths() -> None:
     text = canonical(created=str(MAX_CREATED), ik_created=str(MAX_CREATED))
-    fast = _parse_canonical(text)
+    fast = parse_canonical(text)
     assert fast is not None
-    assert fast == _parse_json_row(text)
+    assert fast == parse_json_row(text)
     assert fast[1] == MAX_CREATED
 
 
@@ -88,7 +88,7 @@ def test_an_empty_key_id_is_a_record_error_not_another_partition(
     factory: SessionFactory,
 ) -> None:
     text = canonical(ik_id="")
-    assert _parse_canonical(text) is None
+    assert parse_canonical(text) is None
     with pytest.raises(RecordError, match="KeyId"):
         factory.get_session("p1").decrypt_bytes(text)
 
@@ -96,7 +96,7 @@ def test_an_empty_key_id_is_a_record_error_not_another_partition(
 def test_an_out_of_range_message_does_not_print_thousands_of_digits() -> None:
     text = canonical(created="9" * 4000)
     with pytest.raises(RecordError) as caught:
-        _parse_row(text)
+        parse_row(text)
     assert len(str(caught.value)) < 200
 
 
@@ -128,13 +128,13 @@ def test_the_fast_path_accepts_only_what_the_strict_reader_accepts_and_reads_it_
 ) -> None:
     text = canonical(created, key, ik_id, ik_created, data)
     with base64_way(left):
-        fast = _parse_canonical(text)
+        fast = parse_canonical(text)
     expected = strict(text)
     if fast is not None:
         assert not isinstance(expected, RecordError), f"fast path accepted: {expected}"
         assert fast == expected
     try:
-        found = _parse_row(text)  # whichever path: a result or a RecordError, nothing else
+        found = parse_row(text)  # whichever path: a result or a RecordError, nothing else
     except RecordError:
         assert isinstance(expected, RecordError)
     else:
@@ -168,7 +168,7 @@ def test_the_reader_of_a_keys_own_rows_accepts_only_what_the_strict_reader_reads
     middle = CachedKey(meta, bytes(32)).make_row_texts().row_middle
     text = f'{{"Key":{{"Created":{created},"Key":"{key}{middle}{data}"}}'
     with base64_way(left):
-        found = _sealed_by(text, middle)
+        found = sealed_by(text, middle)
     expected = strict(text)
     if found is not None:
         assert not isinstance(expected, RecordError), f"fast path accepted: {expected}"
@@ -182,9 +182,9 @@ def test_a_row_written_by_the_session_is_read_by_the_fast_path(factory: SessionF
     session = factory.get_session("p1")
     text = session.encrypt_bytes(b"x" * 100)
     middle = session._ik_latest[session._ik_id].row_middle
-    found = _sealed_by(text, middle)
+    found = sealed_by(text, middle)
     assert found is not None
-    _, _, sealed_key, sealed_data = _parse_json_row(text)
+    _, _, sealed_key, sealed_data = parse_json_row(text)
     assert (len(sealed_key), found) == (60, sealed_key + sealed_data)
 
 

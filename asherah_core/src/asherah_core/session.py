@@ -15,22 +15,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from opentelemetry.metrics import Meter
 
-from . import _b64, entropy, rotation
+from . import _b64, _rows, entropy, rotation
 from ._closing import ClosesOnExit
 from ._tothread import to_thread
-from .aead import NONCE_SIZE, TAG_SIZE
 from .cache import CachedKey
-from .errors import CryptoError, RecordError, RecordTypeError, SessionError, SessionTypeError
+from .errors import RecordError, SessionError, SessionTypeError
 from .keys import KeyHierarchy, Partition
 from .kms import KeyManagementService
 from .metastore.base import Metastore
 from .metrics import default_metrics, metrics_for
 from .policy import CryptoPolicy
-from .records import MAX_CREATED, DataRowRecord, KeyMeta
+from .records import DataRowRecord, KeyMeta
 from .rotation import RewrapResult
 
 __all__ = ["Session", "SessionFactory"]
@@ -42,6 +40,9 @@ _SLOW = _b64.SLOW_SECONDS
 _perf = time.perf_counter
 _random_blocks = entropy.blocks
 _ZERO_BLOCK = bytes(entropy.BLOCK_SIZE)
+_HEAD = _rows.HEAD  # (module names: the hot paths read them without an attribute look-up)
+_KEY = _rows.KEY
+_open_latest = _rows.open_latest
 
 
 class SessionFactory(ClosesOnExit):
@@ -362,7 +363,9 @@ class Session(ClosesOnExit):
         start = _perf()
         meta = record.parent_key_meta
         entry, cipher = self._decrypting_key(meta.key_id, meta.created)
-        return self._open(entry, cipher, *_joined(record.key.encrypted_key, record.data), start)
+        return self._open(
+            entry, cipher, *_rows.joined(record.key.encrypted_key, record.data), start
+        )
 
     async def decrypt_async(self, record: DataRowRecord) -> bytes:
         """Coroutine version of `decrypt`."""
@@ -374,7 +377,9 @@ class Session(ClosesOnExit):
         start = _perf()
         meta = record.parent_key_meta
         entry, cipher = await self._decrypting_key_async(meta.key_id, meta.created)
-        return self._open(entry, cipher, *_joined(record.key.encrypted_key, record.data), start)
+        return self._open(
+            entry, cipher, *_rows.joined(record.key.encrypted_key, record.data), start
+        )
 
     def decrypt_bytes(self, text: str | bytes | bytearray) -> bytes:
         """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah)."""
@@ -382,16 +387,17 @@ class Session(ClosesOnExit):
         entry = self._ik_latest.get(self._ik_id)
         if (
             entry is not None
-            and (sealed := _sealed_by(text, entry.row_middle)) is not None
             and not self._closed
             and (cipher := entry.aead) is not None
+            and (data := _open_latest(text, entry.row_middle, cipher, entry.meta)) is not None
         ):
             # The hot path: a row sealed by the partition's latest key, which is cached.
             self._intermediate.hits += 1
-            return self._open(entry, cipher, sealed, _SEALED_KEY_SIZE, start)
-        ik_id, created, sealed_key, sealed_data = _parse_row(text)
+            self._opened(start)
+            return data
+        ik_id, created, sealed_key, sealed_data = _rows.parse_row(text)
         entry, cipher = self._decrypting_key(ik_id, created)
-        return self._open(entry, cipher, *_joined(sealed_key, sealed_data), start)
+        return self._open(entry, cipher, *_rows.joined(sealed_key, sealed_data), start)
 
     async def decrypt_bytes_async(self, text: str | bytes | bytearray) -> bytes:
         """Coroutine version of `decrypt_bytes`; a cache hit runs inline, a miss in a worker."""
@@ -399,15 +405,16 @@ class Session(ClosesOnExit):
         entry = self._ik_latest.get(self._ik_id)
         if (
             entry is not None
-            and (sealed := _sealed_by(text, entry.row_middle)) is not None
             and not self._closed
             and (cipher := entry.aead) is not None
+            and (data := _open_latest(text, entry.row_middle, cipher, entry.meta)) is not None
         ):
             self._intermediate.hits += 1
-            return self._open(entry, cipher, sealed, _SEALED_KEY_SIZE, start)
-        ik_id, created, sealed_key, sealed_data = _parse_row(text)
+            self._opened(start)
+            return data
+        ik_id, created, sealed_key, sealed_data = _rows.parse_row(text)
         entry, cipher = await self._decrypting_key_async(ik_id, created)
-        return self._open(entry, cipher, *_joined(sealed_key, sealed_data), start)
+        return self._open(entry, cipher, *_rows.joined(sealed_key, sealed_data), start)
 
     def decrypt_text(self, text: str | bytes | bytearray) -> str:
         """Decrypt a record's JSON text and decode the data as UTF-8."""
@@ -452,31 +459,17 @@ class Session(ClosesOnExit):
     def _open(
         self, entry: CachedKey, cipher: AESGCM, sealed: bytes, key_end: int, start: float
     ) -> bytes:
-        """The one opening of a row. `sealed` is the sealed row key (its first `key_end` bytes)
-        then the sealed data, each ``ciphertext || tag || nonce``, as a row's two base64
-        fields decode in one call; both long enough (checked by `_sealed_by` or `_joined`)."""
-        try:
-            row_key = cipher.decrypt(
-                sealed[key_end - NONCE_SIZE : key_end], sealed[: key_end - NONCE_SIZE], None
-            )
-        except InvalidTag:
-            raise CryptoError(
-                f"the data row key does not open with intermediate key {entry.meta}: "
-                "wrong key, or the record was tampered with"
-            ) from None
-        if len(row_key) != 32:
-            raise CryptoError(f"the data row key is {len(row_key)} bytes, not 32")
-        try:
-            data = AESGCM(row_key).decrypt(sealed[-NONCE_SIZE:], sealed[key_end:-NONCE_SIZE], None)
-        except InvalidTag:
-            raise CryptoError(
-                "the data does not open with its data row key: the record was tampered with"
-            ) from None
+        """Open a row (`_rows.open_row`) with `entry`'s `cipher`, and time the call."""
+        data = _rows.open_row(cipher, sealed, key_end, entry.meta)
+        self._opened(start)
+        return data
+
+    def _opened(self, start: float) -> None:
+        """A row was opened; the call began at `start` (`time.perf_counter`)."""
         took = _perf() - start
         self._decrypt_hist.record(took)
         if took > _SLOW:
             _b64.slow(start + took)
-        return data
 
     def _foreign(self, ik_id: str) -> SessionError:
         return SessionError(
@@ -632,129 +625,6 @@ class _SessionCache:
     def clear(self) -> None:
         with self._lock:
             self._sessions.clear()
-
-
-# The canonical compact form every Asherah writes (Go's field order, the Rust package's and ours).
-_HEAD = '{"Key":{"Created":'
-_KEY = ',"Key":"'
-_META = '","ParentKeyMeta":{"KeyId":"'
-_META_CREATED = '","Created":'
-_DATA = '}},"Data":"'
-_TAIL = '"}'
-
-
-def _parse_row(text: object) -> tuple[str, int, bytes, bytes]:
-    """Read a DataRowRecord: the canonical compact form by slicing, anything else as JSON.
-
-    The fast path accepts only text that is exactly the canonical template with plain fields
-    (digits, base64, a key id without quotes, backslashes or control characters), so it reads
-    nothing the JSON reader would read differently; any doubt goes to the strict reader, whose
-    `RecordError` names the problem.
-    """
-    if type(text) is str and text.startswith(_HEAD) and text.endswith(_TAIL):
-        found = _parse_canonical(text)
-        if found is not None:
-            return found
-    return _parse_json_row(text)
-
-
-def _parse_canonical(text: str) -> tuple[str, int, bytes, bytes] | None:
-    key_at = text.find(_KEY, 18)
-    meta_at = text.find(_META, key_at)
-    meta_created_at = text.find(_META_CREATED, meta_at)
-    data_at = text.find(_DATA, meta_created_at)
-    if key_at < 0 or meta_at < 0 or meta_created_at < 0 or data_at < 0:
-        return None
-    created = text[18:key_at]
-    ik_id = text[meta_at + 28 : meta_created_at]
-    ik_created = text[meta_created_at + 12 : data_at]
-    # Plain JSON integers of at most 19 digits (no sign, no leading zero), a non-empty key id
-    # with nothing that JSON would escape; otherwise the strict reader decides (and names what
-    # is wrong). (isprintable is False for control characters and lone surrogates.)
-    if not (
-        0 < len(created) <= 19
-        and 0 < len(ik_created) <= 19
-        and created.isascii()
-        and created.isdigit()
-        and ik_created.isascii()
-        and ik_created.isdigit()
-        and (created[0] != "0" or len(created) == 1)
-        and (ik_created[0] != "0" or len(ik_created) == 1)
-        and ik_id
-        and ik_id.isprintable()
-        and '"' not in ik_id
-        and "\\" not in ik_id
-    ):
-        return None
-    number = int(ik_created)
-    if number > MAX_CREATED or int(created) > MAX_CREATED:
-        return None  # (19 digits reach 9999999999999999999, beyond 2**63-1)
-    try:
-        sealed_key = _b64.decode(text[key_at + 8 : meta_at])
-        sealed_data = _b64.decode(text[data_at + 11 : -2])
-    except ValueError:
-        return None
-    return ik_id, number, sealed_key, sealed_data
-
-
-def _sealed_by(text: object, middle: str) -> bytes | None:
-    """The sealed row key (its first `_SEALED_KEY_SIZE` bytes) then the sealed data of `text`
-    when it is a canonical record sealed by the key whose `CachedKey.row_middle` is `middle`,
-    else `None` (the general reader then decides).
-
-    That record is exactly what `Session._seal` writes: the row's ``Created`` (1 to 18 digits,
-    no leading zero), 80 characters of base64 (a 60-byte sealed row key), `middle` (the key's
-    ``ParentKeyMeta`` as written), the data's base64 (at least 40 characters), both base64
-    fields strict and without padding inside (they are decoded as one), so the JSON reader
-    would read every field of it alike.
-    """
-    if type(text) is not str or not text.startswith(_HEAD):
-        return None
-    key_at = text.find(_KEY, 19, 44)  # after 1 to 18 digits
-    if key_at < 0:
-        return None
-    created = text[18:key_at]
-    if not (created.isdigit() and created.isascii()) or (created[0] == "0" and key_at > 19):
-        return None
-    data_at = key_at + 88 + len(middle)
-    if (
-        not text.startswith(middle, key_at + 88)
-        or len(text) - 42 < data_at
-        or not text.endswith(_TAIL)
-    ):
-        return None
-    try:  # one base64 call for both (see Session._seal): 80 characters are 60 bytes
-        return _b64.decode(text[key_at + 8 : key_at + 88] + text[data_at:-2])
-    except ValueError:
-        return None
-
-
-_SEALED_KEY_SIZE = 60
-"""A sealed data row key: 32 bytes, the tag and the nonce (what `_sealed_by` reads)."""
-
-
-def _joined(sealed_key: bytes, sealed_data: bytes) -> tuple[bytes, int]:
-    """Both sealed values of a row as `Session._open` takes them: one buffer and where the key
-    ends. `RecordError` unless each is long enough to open."""
-    if len(sealed_key) < NONCE_SIZE + TAG_SIZE:
-        raise RecordError(
-            f"data row record Key.Key is {len(sealed_key)} bytes; a sealed key is at "
-            f"least {NONCE_SIZE + TAG_SIZE}"
-        )
-    if len(sealed_data) < NONCE_SIZE + TAG_SIZE:
-        raise RecordError(
-            f"data row record Data is {len(sealed_data)} bytes; sealed data is at "
-            f"least {NONCE_SIZE + TAG_SIZE} (tag and nonce)"
-        )
-    return sealed_key + sealed_data, len(sealed_key)
-
-
-def _parse_json_row(text: object) -> tuple[str, int, bytes, bytes]:
-    """A record not in the canonical compact form: the strict reader, which names problems."""
-    if not isinstance(text, str | bytes | bytearray):
-        raise RecordTypeError(f"data row record: expected JSON text, got {type(text).__name__}")
-    meta = (record := DataRowRecord.from_json(text)).parent_key_meta
-    return meta.key_id, meta.created, record.key.encrypted_key, record.data
 
 
 def _as_buffer(data: object) -> bytes | bytearray | memoryview:

@@ -6,7 +6,9 @@ interop, metastores, fuzz, vault and docs.
   ``nox -s lint -- --statistics`` (ruff check).
 - ``tests`` runs on every Python the project supports (the classifiers of asherah_core), found
   as ``pythonX.Y`` on PATH or in pyenv's versions folder; one not found is skipped, with a
-  message. One version: ``nox -s "tests(3.12)"``.
+  message. One version: ``nox -s "tests(3.12)"``. On 3.13 they test asherah-core built as pure
+  Python; everywhere else its ``_rows`` module is compiled by mypyc, which needs a C compiler
+  (``ASHERAH_CORE_PURE_PYTHON=1`` builds pure Python everywhere).
 - ``integration`` starts LocalStack (tools/localstack/, Python 3.13 needed) or uses the one
   named by ``ASHERAH_LOCALSTACK_ENDPOINT``, and stops what it started.
 - The distributions are always installed non-editable, built from a copy of their folders so
@@ -67,6 +69,7 @@ ASHERAH_PACKAGE = "asherah==0.5.56"
 """The Rust-backed ``asherah`` package: the interop tests and the benchmark pin it."""
 TYPECHECK_DEPS = (
     "mypy==2.4.1",
+    "types-setuptools",  # asherah_core/setup.py
     "boto3-stubs[kms,dynamodb]",
     "nox",
     ASHERAH_PACKAGE,
@@ -74,7 +77,7 @@ TYPECHECK_DEPS = (
     "django>=5.2",
     "django-stubs",
 )
-TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py")
+TYPECHECK_PATHS = ("tools", "noxfile.py", "conftest.py", "asherah_core/setup.py")
 BENCH_DEPS = (
     ASHERAH_PACKAGE,
     "sqlalchemy>=2.0",
@@ -95,6 +98,11 @@ DOCS_DEPS = (
     "pymdown-extensions==13.1",
     *LINTER,
 )
+
+PURE_ENV = "ASHERAH_CORE_PURE_PYTHON"
+PURE_TESTS = "3.13"
+"""The unit tests on this Python run asherah-core built as pure Python; on the others, and in
+every other session, its ``_rows`` module is compiled by mypyc."""
 
 nox.needs_version = ">=2024.4.15"
 nox.options.sessions = [
@@ -121,12 +129,13 @@ INTERPRETERS: dict[str, str | None] = {v: harness.find_interpreter(v) for v in P
 # --- Shared helpers ------------------------------------------------------------------------------
 
 
-def install_project(session: nox.Session, *extra: str) -> None:
+def install_project(session: nox.Session, *extra: str, pure: bool = False) -> None:
     """Install the distributions (non-editable) and ``extra`` with one pip call.
 
     One call, so that asherah-aws-kms-v2's dependency on asherah-core is met by this
     repository's copy. Built from copies of the folders: pip's in-tree build would otherwise
-    write build/ and *.egg-info into them.
+    write build/ and *.egg-info into them. asherah-core's build compiles ``_rows`` with mypyc
+    (asherah_core/setup.py) unless `pure`, or ``ASHERAH_CORE_PURE_PYTHON=1`` in the environment.
     """
     present = [name for name in DISTRIBUTIONS if (ROOT / name / "pyproject.toml").is_file()]
     for name in sorted(set(DISTRIBUTIONS) - set(present)):
@@ -140,7 +149,15 @@ def install_project(session: nox.Session, *extra: str) -> None:
     )
     for name in present:
         shutil.copytree(ROOT / name, copies / name, ignore=ignore)
-    session.install(*(str(copies / name) for name in present), *extra)
+    env = {PURE_ENV: "1"} if pure else {}
+    session.install(*(str(copies / name) for name in present), *extra, env=env)
+
+
+def check_build(session: nox.Session, *, pure: bool = False) -> None:
+    """Fail unless the installed ``asherah_core._rows`` is compiled (pure Python if `pure`): a
+    build that quietly fell back to Python would leave the compiled module untested."""
+    check = str(ROOT / "tools" / "check_build.py")
+    session.run("python", "-I", check, "pure" if pure else "compiled")
 
 
 def _names_a_path(args: Sequence[str]) -> bool:
@@ -211,7 +228,11 @@ def tests(session: nox.Session, version: str) -> None:
             f"Python {version} not found: install it as python{version} on PATH or with pyenv "
             f"(looked on PATH and in $(pyenv root)/versions)"
         )
-    install_project(session, *TEST_DEPS)
+    pure = version == PURE_TESTS or os.environ.get(PURE_ENV, "").strip() == "1"
+    if not pure:
+        session.run("bash", str(ROOT / "tools" / "install-c-compiler.sh"), external=True)
+    install_project(session, *TEST_DEPS, pure=pure)
+    check_build(session, pure=pure)
     run_pytest(
         session, "-m", "not integration and not slow and not servers and not soak and not vault"
     )

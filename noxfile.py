@@ -36,9 +36,11 @@ interop, metastores, fuzz, vault and docs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sys
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -101,8 +103,9 @@ DOCS_DEPS = (
 
 PURE_ENV = "ASHERAH_CORE_PURE_PYTHON"
 PURE_TESTS = "3.13"
-"""The unit tests on this Python run asherah-core built as pure Python; on the others, and in
-every other session, its ``_rows`` module is compiled by mypyc."""
+"""The unit tests on this Python run asherah-core built as pure Python, and the test of its build
+(marker ``build``); on the others, and in every other session, its ``_rows`` module is compiled
+by mypyc."""
 
 nox.needs_version = ">=2024.4.15"
 nox.options.sessions = [
@@ -135,7 +138,8 @@ def install_project(session: nox.Session, *extra: str, pure: bool = False) -> No
     One call, so that asherah-aws-kms-v2's dependency on asherah-core is met by this
     repository's copy. Built from copies of the folders: pip's in-tree build would otherwise
     write build/ and *.egg-info into them. asherah-core's build compiles ``_rows`` with mypyc
-    (asherah_core/setup.py) unless `pure`, or ``ASHERAH_CORE_PURE_PYTHON=1`` in the environment.
+    (asherah_core/setup.py) unless `pure`, or ``ASHERAH_CORE_PURE_PYTHON=1`` in the environment;
+    its wheel is kept for the next session on the same Python (`_core_wheel`).
     """
     present = [name for name in DISTRIBUTIONS if (ROOT / name / "pyproject.toml").is_file()]
     for name in sorted(set(DISTRIBUTIONS) - set(present)):
@@ -149,8 +153,45 @@ def install_project(session: nox.Session, *extra: str, pure: bool = False) -> No
     )
     for name in present:
         shutil.copytree(ROOT / name, copies / name, ignore=ignore)
+    targets = [str(copies / name) for name in present]
+    if "asherah_core" in present:
+        targets[present.index("asherah_core")] = str(_core_wheel(session, copies, pure=pure))
+    session.install(*targets, *extra)
+
+
+def _core_wheel(session: nox.Session, copies: Path, *, pure: bool) -> Path:
+    """asherah-core's wheel for the session's Python, built once for the same sources, build
+    (compiled or `pure`) and Python, then kept in .nox/wheels: the compile takes about 20 s.
+
+    A wheel that was to be compiled but fell back to Python (no C compiler) is not kept."""
+    pure = pure or os.environ.get(PURE_ENV, "").strip() == "1"
+    source = copies / "asherah_core"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(source)}\0".encode())
+        digest.update(path.read_bytes())
+    tag = session.run(
+        "python", "-c", "import sys; print(sys.implementation.cache_tag)", silent=True
+    )
+    build = "pure" if pure else "compiled"
+    kept = ROOT / ".nox" / "wheels" / f"{digest.hexdigest()[:20]}-{build}-{str(tag).strip()}"
+    found = sorted(kept.glob("asherah_core-*.whl"))
+    if found:
+        return found[0]
+    built = copies / "wheel"
+    shutil.rmtree(built, ignore_errors=True)
     env = {PURE_ENV: "1"} if pure else {}
-    session.install(*(str(copies / name) for name in present), *extra, env=env)
+    session.run(
+        "python", "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(built), str(source), env=env
+    )
+    (wheel,) = built.glob("asherah_core-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        compiled = any(name.endswith((".so", ".pyd")) for name in archive.namelist())
+    if compiled == pure:
+        return wheel  # not what was asked (check_build says so where it matters): not kept
+    kept.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(wheel, kept / wheel.name)
+    return kept / wheel.name
 
 
 def check_build(session: nox.Session, *, pure: bool = False) -> None:
@@ -233,9 +274,8 @@ def tests(session: nox.Session, version: str) -> None:
         session.run("bash", str(ROOT / "tools" / "install-c-compiler.sh"), external=True)
     install_project(session, *TEST_DEPS, pure=pure)
     check_build(session, pure=pure)
-    run_pytest(
-        session, "-m", "not integration and not slow and not servers and not soak and not vault"
-    )
+    selected = "not integration and not slow and not servers and not soak and not vault"
+    run_pytest(session, "-m", selected if version == PURE_TESTS else f"{selected} and not build")
 
 
 @nox.session

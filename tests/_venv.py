@@ -34,7 +34,9 @@ def pip(python: Path, *args: str | Path) -> None:
     """Run ``python -m pip`` quietly; fail the test with pip's stderr if it fails."""
     result = subprocess.run(
         [str(python), "-m", "pip", "--disable-pip-version-check", "-q", *map(str, args)],
-        env=clean_env(),
+        # asherah-core as pure Python: these venvs test installing and discovering plugins, and
+        # compiling `_rows` would add about 20 s to each (the nox sessions' installs compile it)
+        env=clean_env({"ASHERAH_CORE_PURE_PYTHON": "1"}),
         capture_output=True,
         text=True,
         timeout=600,

@@ -3,7 +3,7 @@ else pure Python with a message, never a wheel with half a module.
 
 The compiled build itself is checked where it is installed (`nox -s tests` runs
 tools/check_build.py); here a build without a working C compiler. Needs PyPI for the build
-requirements; about 20 s.
+requirements; about 40 s, so `nox -s tests` runs it on one Python only (marker ``build``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from ._venv import REPO, clean_env, copy_source
 
@@ -35,6 +37,7 @@ def build_wheel(tmp_path: Path, **env: str) -> tuple[list[str], str]:
         return archive.namelist(), result.stdout + result.stderr
 
 
+@pytest.mark.build
 def test_a_build_whose_c_compiler_fails_is_pure_python(tmp_path: Path) -> None:
     names, output = build_wheel(tmp_path, CC="/bin/false")
     assert "asherah_core/_rows.py" in names

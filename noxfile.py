@@ -6,9 +6,10 @@ interop, metastores, fuzz, vault and docs.
   ``nox -s lint -- --statistics`` (ruff check).
 - ``tests`` runs on every Python the project supports (the classifiers of asherah_core), found
   as ``pythonX.Y`` on PATH or in pyenv's versions folder; one not found is skipped, with a
-  message. One version: ``nox -s "tests(3.12)"``. On 3.13 they test asherah-core built as pure
-  Python; everywhere else its ``_rows`` module is compiled by mypyc, which needs a C compiler
-  (``ASHERAH_CORE_PURE_PYTHON=1`` builds pure Python everywhere).
+  message. One version: ``nox -s "tests(3.12)"``. On 3.12 they test asherah-core built as pure
+  Python; everywhere else (the oldest and newest Python among them) its ``_rows`` module is
+  compiled by mypyc, which needs a C compiler (``ASHERAH_CORE_PURE_PYTHON=1`` builds pure
+  Python everywhere).
 - ``integration`` starts LocalStack (tools/localstack/, Python 3.13 needed) or uses the one
   named by ``ASHERAH_LOCALSTACK_ENDPOINT``, and stops what it started.
 - The distributions are always installed non-editable, built from a copy of their folders so
@@ -104,7 +105,7 @@ DOCS_DEPS = (
 )
 
 PURE_ENV = "ASHERAH_CORE_PURE_PYTHON"
-PURE_TESTS = "3.13"
+PURE_TESTS = "3.12"
 """The unit tests on this Python run asherah-core built as pure Python, and the test of its build
 (marker ``build``); on the others, and in every other session, its ``_rows`` module is compiled
 by mypyc."""

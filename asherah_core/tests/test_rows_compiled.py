@@ -2,7 +2,7 @@
 source, loaded apart in the same process: for the same input, the same result or the same
 error with the same message. mypyc checks argument types and works on native integers, so a
 difference would show here first. Skipped where the module is installed as Python: nothing to
-compare (`nox -s tests` compiles it on 3.11 and 3.12)."""
+compare (`nox -s tests` compiles it on 3.11 and 3.13)."""
 
 from __future__ import annotations
 

@@ -173,7 +173,7 @@ def _core_wheel(session: nox.Session, copies: Path, *, pure: bool) -> Path:
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         digest.update(f"{path.relative_to(source)}\0".encode())
         digest.update(path.read_bytes())
-    tag = session.run(
+    tag = session.run_install(  # (run_install: these run with --install-only too)
         "python", "-c", "import sys; print(sys.implementation.cache_tag)", silent=True
     )
     build = "pure" if pure else "compiled"
@@ -184,7 +184,7 @@ def _core_wheel(session: nox.Session, copies: Path, *, pure: bool) -> Path:
     built = copies / "wheel"
     shutil.rmtree(built, ignore_errors=True)
     env = {PURE_ENV: "1"} if pure else {}
-    session.run(
+    session.run_install(
         "python", "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(built), str(source), env=env
     )
     (wheel,) = built.glob("asherah_core-*.whl")
@@ -193,7 +193,9 @@ def _core_wheel(session: nox.Session, copies: Path, *, pure: bool) -> Path:
     if compiled == pure:
         return wheel  # not what was asked (check_build says so where it matters): not kept
     kept.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(wheel, kept / wheel.name)
+    partial = kept / f".{wheel.name}.{os.getpid()}"
+    shutil.copy2(wheel, partial)
+    partial.replace(kept / wheel.name)  # whole or absent, for a nox run alongside
     return kept / wheel.name
 
 

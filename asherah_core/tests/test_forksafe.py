@@ -1,13 +1,16 @@
-"""`PerProcess`: one value per process, made again in a forked child, the parent's untouched."""
+"""`PerProcess`: one value per process, made again in a forked child, the parent's untouched;
+`reset_in_child`: what a forked child does first to objects that live, and only to those."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from asherah_core.forksafe import PerProcess
+from asherah_core.forksafe import PerProcess, reset_in_child
 
 ForkedChild = Callable[[Callable[[], str]], str]
 """The ``in_forked_child`` fixture (conftest.py at the root)."""
@@ -70,3 +73,43 @@ def test_threads_of_a_child_all_get_values_of_the_child(in_forked_child: ForkedC
         return f"{len(got)} {any(v is parents for v in got)} {values.get() in got}"
 
     assert in_forked_child(child) == "16 False True"
+
+
+class Resettable:
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name = name
+        self.log = log
+        reset_in_child(self, Resettable.reset)
+
+    def reset(self) -> None:
+        self.log.append(self.name)
+
+
+def test_a_forked_child_resets_each_live_object_once_in_order(
+    in_forked_child: ForkedChild,
+) -> None:
+    log: list[str] = []
+    first, second = Resettable("first", log), Resettable("second", log)
+
+    def child() -> str:
+        return " ".join(log)  # the resets ran before this, in the child only
+
+    assert in_forked_child(child) == "first second"
+    assert log == []  # never in the parent
+    assert (first.name, second.name) == ("first", "second")
+
+
+def test_registering_an_object_does_not_keep_it_alive(in_forked_child: ForkedChild) -> None:
+    log: list[str] = []
+    gone = Resettable("gone", log)
+    kept = Resettable("kept", log)
+    collected = weakref.ref(gone)
+    del gone
+    gc.collect()
+    assert collected() is None
+
+    def child() -> str:
+        return " ".join(log)
+
+    assert in_forked_child(child) == "kept"
+    assert kept.name == "kept"

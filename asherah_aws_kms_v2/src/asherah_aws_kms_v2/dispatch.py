@@ -9,14 +9,12 @@ attempt starts; the clients are closed once the attempts under way have ended.
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-from asherah_core.forksafe import PerProcess
+from asherah_core.forksafe import PerProcess, reset_in_child
 
 from .deadline import Deadline
 from .errors import ClosedError
@@ -41,7 +39,7 @@ class Gate:
         self.closed = False
         """Whether `close` was called (set under the lock, read without it)."""
         self._on_idle: Callable[[], None] | None = None
-        _GATES.add(self)
+        reset_in_child(self, Gate._forked)
 
     def _forked(self) -> None:
         """In a forked child: the attempts under way were the parent's other threads', which
@@ -82,18 +80,6 @@ class Gate:
             return None
         on_idle, self._on_idle = self._on_idle, None
         return on_idle
-
-
-_GATES: weakref.WeakSet[Gate] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for gate in list(_GATES):
-        gate._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Dispatcher:

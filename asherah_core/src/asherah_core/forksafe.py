@@ -1,4 +1,5 @@
-"""`PerProcess`: a value (an HTTP client, a worker pool) made again in a forked child.
+"""`PerProcess`: a value (an HTTP client, a worker pool) made again in a forked child; and
+`reset_in_child`, for an object that must put itself right there (a lock, a pool, a count).
 
 After `os.fork` a child holds copies of its parent's connections and none of its parent's
 threads. A client used in both processes shares one socket (and one TLS session) between them;
@@ -15,15 +16,19 @@ Invariants, held by construction:
   with another's value. Two threads of a child may both make a value on first use: the last
   stays, and both are the child's own.
 - What a parent made is never closed in a child: `mine` gives `None` there.
+- `reset_in_child` holds its objects weakly, and their resets as plain functions (never bound
+  methods, which would hold them): registering an object never keeps it alive. Every reset
+  runs in the child before any other thread of it exists, in the order they were registered.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["PerProcess", "set_aside"]
+__all__ = ["PerProcess", "reset_in_child", "set_aside"]
 
 _T = TypeVar("_T")
 
@@ -35,6 +40,26 @@ def set_aside(value: object) -> None:
     """Keep `value`, something of a parent's in a forked child, referenced for good: it is
     never used, closed or collected there (its connections are the parent's)."""
     _SET_ASIDE.append(value)
+
+
+_RESETS: weakref.WeakKeyDictionary[Any, Callable[[Any], None]] = weakref.WeakKeyDictionary()
+"""Live objects and what a forked child does to each (`reset_in_child`)."""
+
+
+def reset_in_child(owner: _T, reset: Callable[[_T], None]) -> None:
+    """Make every forked child of this process call ``reset(owner)`` first thing, for as long
+    as `owner` lives. `reset` must not hold `owner`: pass the function (``Gate._forked``), not
+    the bound method (``gate._forked``), or `owner` would never be collected."""
+    _RESETS[owner] = reset
+
+
+def _after_fork_in_child() -> None:
+    for owner, reset in list(_RESETS.items()):
+        reset(owner)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class PerProcess(Generic[_T]):

@@ -9,8 +9,9 @@ a new pool, as SQLAlchemy advises (``Engine.dispose(close=False)``).
 
 Invariants, held by construction:
 
-- `_ENGINES` holds only engines `SqlMetastore` made itself (an application's own engine, and
-  its pool, stay the application's to manage) and only while they live (a weak set).
+- Only engines `SqlMetastore` made itself are given new pools (an application's own engine, and
+  its pool, stay the application's to manage), and only while they live
+  (`forksafe.reset_in_child` holds them weakly).
 - In a child, the parent's pools are set aside (`forksafe.set_aside`): never used, never closed.
   Closing could end the parent's sessions (a driver may say goodbye to the server on the shared
   socket); dropping them would close them when collected.
@@ -20,30 +21,20 @@ Invariants, held by construction:
 
 from __future__ import annotations
 
-import os
-import weakref
-
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
-from asherah_core.forksafe import set_aside
+from asherah_core.forksafe import reset_in_child, set_aside
 
 __all__ = ["own"]
-
-_ENGINES: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
 
 def own(engine: sa.Engine) -> None:
     """Give `engine` (made by the metastore) a new pool in every forked child."""
-    _ENGINES.add(engine)
+    reset_in_child(engine, _new_pool)
 
 
-def _after_fork_in_child() -> None:
-    for engine in list(_ENGINES):
-        if not isinstance(engine.pool, StaticPool):
-            set_aside(engine.pool)
-            engine.dispose(close=False)  # a new pool of the same settings; the old untouched
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+def _new_pool(engine: sa.Engine) -> None:
+    if not isinstance(engine.pool, StaticPool):
+        set_aside(engine.pool)
+        engine.dispose(close=False)  # a new pool of the same settings; the old untouched

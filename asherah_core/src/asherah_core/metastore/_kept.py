@@ -28,15 +28,13 @@ Invariants, held by construction:
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-import weakref
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.pool import QueuePool
 
-from asherah_core.forksafe import set_aside
+from asherah_core.forksafe import reset_in_child, set_aside
 
 __all__ = ["KeptConnections", "kept_for"]
 
@@ -53,7 +51,7 @@ class KeptConnections:
         self._lock = threading.Lock()
         self._idle: list[Any] = []  # pool-proxied connections (SQLAlchemy's _ConnectionFairy)
         self._closed = False
-        _LIVE.add(self)
+        reset_in_child(self, KeptConnections._forget_in_child)
 
     def take(self) -> Any | None:
         """An idle connection, now the caller's alone, or `None` (then use the pool)."""
@@ -118,15 +116,3 @@ def kept_for(engine: sa.Engine) -> KeptConnections | None:
     if getattr(pool, "_recycle", -1) >= 0 or getattr(pool, "_pre_ping", False):
         return None
     return KeptConnections(pool.size() - 1) if pool.size() > 1 else None
-
-
-_LIVE: weakref.WeakSet[KeptConnections] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for kept in list(_LIVE):
-        kept._forget_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from asherah_core.forksafe import PerProcess, reset_in_child
+from asherah_core.forksafe import Lock, PerProcess, reset_in_child
 
 ForkedChild = Callable[[Callable[[], str]], str]
 """The ``in_forked_child`` fixture (conftest.py at the root)."""
@@ -113,3 +113,37 @@ def test_registering_an_object_does_not_keep_it_alive(in_forked_child: ForkedChi
 
     assert in_forked_child(child) == "kept"
     assert kept.name == "kept"
+
+
+def test_a_lock_another_thread_held_at_the_fork_is_free_in_the_child(
+    in_forked_child: ForkedChild,
+) -> None:
+    lock = Lock()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+
+    def child() -> str:
+        took = threading.Event()
+
+        def take() -> None:
+            with lock:
+                took.set()
+
+        threading.Thread(target=take, daemon=True).start()
+        return "taken" if took.wait(5) else "still held"
+
+    try:
+        assert in_forked_child(child) == "taken"
+    finally:
+        release.set()
+        holder.join()
+    with lock:  # the parent's own lock works as before once its holder let go
+        assert held.is_set()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 
 import boto3
 from botocore.config import Config
+
+from asherah_core.forksafe import Lock
 
 from ._version import __version__
 
@@ -73,16 +73,8 @@ def client_config(timeout: float, max_connections: int) -> Config:
     )
 
 
-_session_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _session_lock  # noqa: PLW0603 - one lock per process
-    _session_lock = threading.Lock()  # another thread of the parent may have held it
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_session_lock = Lock()
+"""boto3 sessions are not thread-safe: one client made at a time."""
 
 
 def client_maker(

@@ -1,5 +1,6 @@
-"""`PerProcess`: a value (an HTTP client, a worker pool) made again in a forked child; and
-`reset_in_child`, for an object that must put itself right there (a lock, a pool, a count).
+"""`PerProcess`: a value (an HTTP client, a worker pool) made again in a forked child;
+`reset_in_child`, for an object that must put itself right there (a lock, a pool, a count);
+and `Lock`, a lock that a forked child starts with unlocked.
 
 After `os.fork` a child holds copies of its parent's connections and none of its parent's
 threads. A client used in both processes shares one socket (and one TLS session) between them;
@@ -24,11 +25,12 @@ Invariants, held by construction:
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["PerProcess", "reset_in_child", "set_aside"]
+__all__ = ["Lock", "PerProcess", "reset_in_child", "set_aside"]
 
 _T = TypeVar("_T")
 
@@ -60,6 +62,30 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Lock:
+    """A `threading.Lock` (as a context manager) that every forked child starts with unlocked.
+
+    A child has only the thread that forked: a lock that another thread of the parent held at
+    that moment would stay held in the child for good. Here the child gets a new lock first
+    thing (`reset_in_child`), before any thread of its own can take it.
+    """
+
+    __slots__ = ("__weakref__", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        reset_in_child(self, Lock._renew)
+
+    def _renew(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 class PerProcess(Generic[_T]):

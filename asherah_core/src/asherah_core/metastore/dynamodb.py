@@ -9,14 +9,12 @@ query with limit 1, and a store is a put conditioned on ``attribute_not_exists(I
 from __future__ import annotations
 
 import functools
-import os
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 from asherah_core.errors import MetastoreError, RecordError
-from asherah_core.forksafe import PerProcess
+from asherah_core.forksafe import Lock, PerProcess
 from asherah_core.records import EnvelopeKeyRecord
 
 from .base import ListedKey, Metastore, StoredKey, readable
@@ -45,22 +43,14 @@ SORT_KEY = "Created"
 RECORD = "KeyRecord"
 
 _T = TypeVar("_T")
-_session_lock = threading.Lock()
+_session_lock = Lock()
+"""boto3 sessions are not thread-safe: one client made at a time."""
 
 
 def _made_by(factory: DynamoDbClientFactory, region: str | None, **settings: Any) -> DynamoDbClient:
     """A client from `factory`, one at a time: boto3 sessions are not thread-safe."""
-    with _session_lock:  # (a new lock in a forked child: see _after_fork_in_child)
+    with _session_lock:
         return factory(region, **settings)
-
-
-def _after_fork_in_child() -> None:
-    global _session_lock  # noqa: PLW0603 - one lock per process
-    _session_lock = threading.Lock()  # another thread of the parent may have held it
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class DynamoDbClient(Protocol):

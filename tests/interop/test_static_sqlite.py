@@ -82,6 +82,20 @@ def test_rows_we_write_decrypt_in_the_peer(peer: Peer, db: Path) -> None:
     assert result == {"text": text}
 
 
+def test_the_peer_reads_and_writes_the_wal_file_we_create(peer: Peer, db: Path) -> None:
+    config = static_config(db)
+    [ours] = ours_encrypt(config, [("ours-first", b"ours")])  # a new file: put in WAL mode
+    with sqlite3.connect(db) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    [theirs] = peer.encrypt(config, [("theirs-then", b"theirs")])  # a new key, into the WAL
+    assert peer.decrypt(config, [("ours-first", ours)]) == [b"ours"]
+    assert ours_decrypt(config, [("theirs-then", theirs)]) == [b"theirs"]
+    assert {
+        "_IK_ours-first_interop-svc_interop-prod",
+        "_IK_theirs-then_interop-svc_interop-prod",
+    } <= {row.id for row in key_rows(db)}
+
+
 def test_rows_of_another_partition_are_refused_by_both(peer: Peer, db: Path) -> None:
     """Partition isolation holds across implementations (the test can fail both ways)."""
     config = static_config(db)

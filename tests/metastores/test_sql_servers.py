@@ -50,6 +50,22 @@ def test_created_holds_the_utc_wall_clock_as_the_other_implementations_write_it(
     assert shown == "2026-12-02 14:17:00"
 
 
+@pytest.mark.servers  # (run with the drivers; no server is started)
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("postgresql+psycopg://app:hunter2@127.0.0.1:1/keys", "postgresql"),
+        ("mysql+pymysql://app:hunter2@127.0.0.1:1/keys", "mysql"),
+    ],
+)
+def test_sqlite_wal_for_a_server_database_is_an_error_before_any_connection(
+    url: str, name: str
+) -> None:
+    with pytest.raises(MetastoreError, match=f"this is a {name} database") as raised:
+        SqlMetastore(url, sqlite_wal=False)  # port 1: nothing listens, nothing is tried
+    assert "hunter2" not in str(raised.value)
+
+
 @pytest.mark.mysql
 @pytest.mark.servers
 def test_an_engine_passed_in_is_used_and_left_open(mysql_server: object) -> None:

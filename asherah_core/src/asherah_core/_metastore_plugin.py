@@ -24,14 +24,16 @@ def memory_from_config(config: PluginConfig) -> Metastore:
 
 
 def sql_from_config(config: PluginConfig) -> Metastore:
-    """``[metastores.sql]``: ``url`` (a SQLAlchemy URL), ``table``, ``create_table``."""
-    config.check_keys(("url", "table", "create_table"))
+    """``[metastores.sql]``: ``url`` (a SQLAlchemy URL), ``table``, ``create_table``,
+    ``sqlite_wal`` (absent: a new SQLite file in WAL mode, an existing one as it is)."""
+    config.check_keys(("url", "table", "create_table", "sqlite_wal"))
     from .metastore.sql import DEFAULT_TABLE, SqlMetastore  # noqa: PLC0415 - an extra
 
     return SqlMetastore(
         config.get_str("url"),
         table=config.get_str("table", DEFAULT_TABLE),
         create_table=config.get_bool("create_table", False),
+        sqlite_wal=config.get_bool("sqlite_wal", None),
     )
 
 

@@ -31,6 +31,7 @@ except ImportError as e:  # pragma: no cover - exercised by the install tests
     raise ImportError("SqlMetastore needs SQLAlchemy: pip install 'asherah-core[sql]'") from e
 
 from ._forked import own  # (both need SQLAlchemy: after the check above)
+from ._journal import use_wal
 from ._kept import kept_for
 
 __all__ = [
@@ -228,6 +229,11 @@ class SqlMetastore(Metastore):
     :param create_table: create the table if it does not exist, now. Off by default: the
         metastore never changes a schema unless asked (`create_table` does it on demand).
     :param engine_options: passed to `sqlalchemy.create_engine` when a URL is given.
+    :param sqlite_wal: for a SQLite file URL, the journal: ``None`` (the default) puts a new,
+        empty database in write-ahead-log mode and leaves an existing one as it is, ``True``
+        puts it in WAL mode in any case, ``False`` never changes it. In WAL mode every
+        connection syncs each commit (``synchronous=FULL``). Anything but ``None`` for an
+        engine passed in, an in-memory database or another database is an error.
     """
 
     kind: ClassVar[str] = "sql"
@@ -239,7 +245,13 @@ class SqlMetastore(Metastore):
         table: str = DEFAULT_TABLE,
         create_table: bool = False,
         engine_options: dict[str, Any] | None = None,
+        sqlite_wal: bool | None = None,
     ) -> None:
+        if sqlite_wal is not None and not isinstance(sqlite_wal, bool):
+            raise MetastoreError(
+                f"sql metastore: sqlite_wal must be True, False or None, not "
+                f"{type(sqlite_wal).__name__}"
+            )
         if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
             raise MetastoreError(
                 f"sql metastore: table name {table!r} must be letters, digits and '_' "
@@ -269,6 +281,21 @@ class SqlMetastore(Metastore):
             )
         self._dialect = DIALECTS[name]
         self._where = f"sql metastore ({self._shown_url})"
+        sqlite_file = self._owns_engine and name == "sqlite" and not _in_memory(self._engine.url)
+        if sqlite_wal is not None and not sqlite_file:
+            self._dispose()
+            what = (
+                f"a {name} database"
+                if name != "sqlite"
+                else "an engine passed in (set its journal yourself)"
+                if not self._owns_engine
+                else "an in-memory database"
+            )
+            raise MetastoreError(
+                f"{self._where}: sqlite_wal is for a SQLite file URL; this is {what}"
+            )
+        if sqlite_file and sqlite_wal is not False:
+            use_wal(self._engine, sqlite_wal, self._where)  # see _journal.py
         self._table_name = table
         self._table = sa.table(
             table, sa.column("id"), sa.column("created"), sa.column("key_record")

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import random
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from .sides import (
 )
 
 __all__ = [
+    "ROLLBACK",
     "FrameworkConfig",
     "FrameworkResults",
     "KmsCount",
@@ -56,6 +58,8 @@ ROOT = Path(__file__).resolve().parents[2]
 KIB = 1024
 ONE_KB = KIB
 STORES = ("memory", "sqlite")
+ROLLBACK = "sqlite-rollback"
+"""The cold partitions' store: a SQLite file that existed before, in its rollback journal."""
 
 
 @dataclass(frozen=True)
@@ -222,14 +226,20 @@ def timed_rounds(folder: Path, cfg: FrameworkConfig, results: FrameworkResults) 
                     tasks[(side, Op("decrypt", store, size, "async"))] = _async_batch(
                         loop, session.decrypt_bytes_async, drr, na
                     )
-        cold_path = str(folder / f"{side}-cold.db")
-        cold = make_factory(side, config("sqlite", cold_path))
-        factories.append(cold)
-        cold.get_session("first").encrypt_bytes(b"x")  # the system key exists before timing
-        all_cold = results.cold_all.setdefault(side, [])
-        tasks[(side, Op("cold", "sqlite", ONE_KB))] = _cold_batch(
-            cold, side, cfg.cold_per_round, all_cold
-        )
+        # A new file (ours puts it in WAL mode) and one that existed before, in SQLite's
+        # rollback journal, which both sides keep: the same journal and syncs on both.
+        for store, existing in (("sqlite", False), (ROLLBACK, True)):
+            cold_path = folder / f"{side}-cold-{store}.db"
+            if existing:
+                with contextlib.closing(sqlite3.connect(cold_path)) as db, db:
+                    db.execute("CREATE TABLE existed_before (a)")
+            cold = make_factory(side, config("sqlite", str(cold_path)))
+            factories.append(cold)
+            cold.get_session("first").encrypt_bytes(b"x")  # the system key exists before timing
+            everything = results.cold_all.setdefault(side, []) if not existing else []
+            tasks[(side, Op("cold", store, ONE_KB))] = _cold_batch(
+                cold, f"{side}-{store}", cfg.cold_per_round, everything
+            )
         counters[side] = _OldRows(folder, side, cfg)
     for side in SIDES:
         tasks[(side, Op("old", "sqlite", ONE_KB))] = counters[side].batch
@@ -282,7 +292,7 @@ def _async_batch(
 
 
 def _cold_batch(
-    factory: Factory, side: Side, k: int, everything: list[float]
+    factory: Factory, name: str, k: int, everything: list[float]
 ) -> Callable[[], float]:
     """The first encrypt of `k` new partitions (new intermediate key), median of the k."""
     data = os.urandom(ONE_KB)
@@ -291,7 +301,7 @@ def _cold_batch(
     def batch() -> float:
         times = []
         for _ in range(k):
-            partition = f"cold-{side}-{next(counter)}"
+            partition = f"cold-{name}-{next(counter)}"
             start = time.perf_counter()
             factory.get_session(partition).encrypt_bytes(data)
             times.append(time.perf_counter() - start)
@@ -387,14 +397,15 @@ def sql_paths(folder: Path, calls: int) -> list[tuple[str, str, float]]:
     `SqlMetastore` call (with reading the record, or writing it). Best of 5 runs of `calls`
     calls each.
     """
-    import sqlite3  # noqa: PLC0415
     import timeit  # noqa: PLC0415
 
     from asherah_core.metastore.sql import SqlMetastore  # noqa: PLC0415
     from asherah_core.records import EnvelopeKeyRecord, KeyMeta  # noqa: PLC0415
 
     path = folder / "sql-paths.db"
-    store = SqlMetastore(f"sqlite:///{path}", create_table=True)
+    store = SqlMetastore(f"sqlite:///{path}", create_table=True)  # a new file: in WAL mode
+    rollback_path = folder / "sql-paths-rollback.db"
+    rollback = SqlMetastore(f"sqlite:///{rollback_path}", create_table=True, sqlite_wal=False)
     record = EnvelopeKeyRecord(1796000000, os.urandom(60), KeyMeta("_SK_bench_framework", 1))
     for i in range(1000):
         store.store(f"_IK_p{i}_bench_framework", 1796000000, record)
@@ -489,6 +500,8 @@ def sql_paths(folder: Path, calls: int) -> list[tuple[str, str, float]]:
         ("store", "`sqlite3` alone, commit (the floor)", store_sqlite3),
         ("store", "`SqlMetastore.store`, the record written",
          lambda: store.store(ids(), 1796000000, record)),
+        ("store", "`SqlMetastore.store`, the file in SQLite's rollback journal "
+         "(`sqlite_wal=False`)", lambda: rollback.store(ids(), 1796000000, record)),
     ]  # fmt: skip
     out = []
     for statement, way, call in ways:
@@ -498,6 +511,7 @@ def sql_paths(folder: Path, calls: int) -> list[tuple[str, str, float]]:
     db.close()
     held.close()
     store.close()
+    rollback.close()
     return out
 
 

@@ -4,6 +4,7 @@ one as it is unless asked, every connection of a WAL file syncing each commit.""
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,6 +108,29 @@ def test_a_connection_set_to_sync_less_is_set_back_to_full(
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("PRAGMA synchronous").fetchone()[0] == SYNC_FULL
     connection.close()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sqlite3's autocommit is Python 3.12+")
+def test_a_connection_in_pep_249_mode_is_prepared_and_left_in_it(tmp_path: Path) -> None:
+    # autocommit=False: a transaction is always open, where SQLite refuses both pragmas.
+    path = tmp_path / "k.db"
+    store = SqlMetastore(
+        f"sqlite:///{path}",
+        create_table=True,
+        engine_options={"connect_args": {"autocommit": False}},
+    )
+    assert store.store("_IK_a_s_p", 10, record(10))
+    assert store.load("_IK_a_s_p", 10) == record(10)
+    connection = store.engine.raw_connection()
+    try:
+        assert connection.dbapi_connection.autocommit is False  # type: ignore[union-attr]
+        cursor = connection.cursor()
+        assert cursor.execute("PRAGMA synchronous").fetchone()[0] == SYNC_FULL
+        cursor.close()
+    finally:
+        connection.close()
+        store.close()
+    assert journal_mode(path) == "wal"
 
 
 def test_a_rollback_journal_file_is_left_at_its_own_sync_setting(tmp_path: Path) -> None:

@@ -52,6 +52,20 @@ def use_wal(engine: sa.Engine, wal: bool | None, where: str) -> None:
 
 
 def _prepare(connection: Any, wal: bool | None, where: str) -> None:
+    # A connection in PEP 249 mode (sqlite3's ``autocommit=False``, Python 3.12+) always has a
+    # transaction open, inside which SQLite changes neither the journal nor the syncs: end it
+    # for these statements (a new connection has done nothing in it), then put the mode back.
+    pep249 = getattr(connection, "autocommit", None) is False
+    if pep249:
+        connection.autocommit = True
+    try:
+        _journal(connection, wal, where)
+    finally:
+        if pep249:
+            connection.autocommit = False
+
+
+def _journal(connection: Any, wal: bool | None, where: str) -> None:
     mode = _one(connection, "PRAGMA journal_mode")
     if mode != "wal" and (wal or (wal is None and _one(connection, "PRAGMA page_count") == 0)):
         mode = _one(connection, "PRAGMA journal_mode=WAL")

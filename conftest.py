@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -93,6 +95,49 @@ def in_forked_child() -> ForkedChild:
             answer = pipe.read()
         os.waitpid(pid, 0)
         return answer
+
+    return run
+
+
+HeldAtFork = Callable[[Callable[[], Any]], str]
+
+
+@pytest.fixture
+def held_at_fork(in_forked_child: ForkedChild) -> HeldAtFork:
+    """``held_at_fork(lock_of)``: another thread holds the lock ``lock_of()`` returns (any
+    context manager) while the process forks; the child then tries to take ``lock_of()`` (read
+    again there: a reset may have replaced it) from a thread of its own. Returns ``"taken"``,
+    or ``"still held"`` after 5 s. The parent's holder lets go afterwards."""
+
+    def run(lock_of: Callable[[], Any]) -> str:
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with lock_of():
+                held.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert held.wait(10), "the lock was not taken in the parent"
+
+            def child() -> str:
+                took = threading.Event()
+
+                def take() -> None:
+                    with lock_of():
+                        took.set()
+
+                threading.Thread(target=take, daemon=True).start()
+                return "taken" if took.wait(5) else "still held"
+
+            with warnings.catch_warnings():  # (3.12+ warns of this very case at the fork)
+                warnings.filterwarnings("ignore", "This process .* is multi-threaded")
+                return in_forked_child(child)
+        finally:
+            release.set()
+            holder.join()
 
     return run
 

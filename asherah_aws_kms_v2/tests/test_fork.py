@@ -6,6 +6,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
+
+from asherah_aws_kms_v2.regions import Probe, RegionHealth
 
 from .conftest import MakeKms
 from .fakes import FakeAws
@@ -63,3 +66,33 @@ def test_a_call_of_another_thread_under_way_at_the_fork_does_not_hold_the_child_
     answer = in_forked_child(child)
     slow.join()
     assert answer == "True True True"
+
+
+def test_region_health_in_a_forked_child_is_unlocked_and_has_none_of_the_parents_probes(
+    held_at_fork: Callable[[Callable[[], Any]], str], in_forked_child: ForkedChild
+) -> None:
+    now = [100.0]
+    health = RegionHealth(["a", "b"], cooldown=1.0, probe_timeout=30.0, clock=lambda: now[0])
+    health.record_fault("a", "timeout")
+    now[0] += 2.0  # the cool-down has ended: the next caller probes "a"
+    granted: list[Probe] = []
+    assert health.split(["a", "b"], probes=granted) == (["a", "b"], [])
+    assert [p.region for p in granted] == ["a"]  # a probe of a thread that is not in a child
+    health.cooling = 5  # as a thread stopped between a change and its count would leave it
+    assert held_at_fork(lambda: health._lock) == "taken"
+
+    def child() -> str:
+        again: list[Probe] = []
+        health.split(["a", "b"], probes=again)
+        return f"{[p.region for p in again]} {health.cooling}"
+
+    assert in_forked_child(child) == "['a'] 1"  # probed again at once; the count recounted
+    assert health.cooling == 5  # the parent's own state is untouched
+
+
+def test_the_log_redactions_install_lock_is_free_in_a_forked_child(
+    held_at_fork: Callable[[Callable[[], Any]], str],
+) -> None:
+    from asherah_aws_kms_v2 import redact  # noqa: PLC0415
+
+    assert held_at_fork(lambda: redact._install_lock) == "taken"

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,11 @@ def test_the_checks_refuse_an_encrypted_partition_field() -> None:
 
     errors = Chained._meta.get_field("secret_tenant").check()
     assert [e.id for e in errors] == ["asherah.E002"]
+
+
+def test_the_factory_holders_lock_is_free_in_a_forked_child(
+    held_at_fork: Callable[[Callable[[], Any]], str],
+) -> None:
+    from asherah_core.integrations.django import factory  # noqa: PLC0415
+
+    assert held_at_fork(lambda: factory._HOLDER.lock) == "taken"

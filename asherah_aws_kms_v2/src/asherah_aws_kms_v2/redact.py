@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
+
+from asherah_core.forksafe import Lock
 
 __all__ = ["REDACTED", "RedactingFilter", "install_log_redaction", "redact"]
 
@@ -80,7 +81,7 @@ class RedactingFilter(logging.Filter):
 
 
 _FILTER = RedactingFilter()
-_install_lock = threading.Lock()
+_install_lock = Lock()  # (forksafe: unlocked in a forked child)
 
 
 def install_log_redaction() -> None:

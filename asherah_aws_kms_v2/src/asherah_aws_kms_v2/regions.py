@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from asherah_core.forksafe import reset_in_child
+
 __all__ = ["Probe", "RegionHealth"]
 
 logger = logging.getLogger(__name__)
@@ -57,10 +59,22 @@ class RegionHealth:
         self._clock = clock
         self._lock = threading.Lock()
         self._states = {region: _State() for region in regions}
+        reset_in_child(self, RegionHealth._forked)
         self.cooling = 0
         """How many regions are cooling down (or probing): changed under the lock, read
         without it, so that the common case (every region healthy) takes no lock and calls
         nothing (`split` here, the calls' `calling` and `record_success` in `RegionalKey`)."""
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock (a thread of the parent may have held it), no probe
+        (those granted were the parent's threads', which do not run here), and `cooling`
+        counted again from the states (a thread may have stopped between a state's change and
+        the count's)."""
+        self._lock = threading.Lock()
+        for state in self._states.values():
+            state.probe_until = 0.0
+            state.probe_called = False
+        self.cooling = sum(1 for state in self._states.values() if state.cool_until != 0.0)
 
     def order(self, preferred: Sequence[str], *, probes: list[Probe] | None = None) -> list[str]:
         """Return `preferred` with cooling regions moved to the back, in their relative order."""

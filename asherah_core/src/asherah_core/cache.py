@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .aead import NONCE_SIZE, TAG_SIZE
 from .errors import CryptoError, SessionError
+from .forksafe import new_locks_in_child
 from .records import KeyMeta
 
 __all__ = ["CachedKey", "KeyCache", "wipe"]
@@ -149,10 +150,14 @@ class KeyCache:
         self.hits = 0
         self.misses = 0
         self.stale = 0
+        # Every statement under _lock leaves the invariant whole (an id's latest is in its
+        # slot: a slot is filled before the key becomes latest, and stops being latest before
+        # the slot is emptied), so a forked child renews the lock (forksafe).
         self._lock = threading.Lock()
         self._keys: dict[tuple[str, int], CachedKey] = {}
         self._latest: dict[str, CachedKey] = {}
         self._closed = False
+        new_locks_in_child(self, "_lock")
 
     def get(self, key_id: str, created: int) -> CachedKey | None:
         """Return the cached key ``(key_id, created)`` or ``None``."""
@@ -195,9 +200,10 @@ class KeyCache:
                     self._latest[entry.meta.key_id] = entry
             while len(self._keys) > self.max_size:
                 oldest_slot = next(iter(self._keys))
-                oldest = self._keys.pop(oldest_slot)
+                oldest = self._keys[oldest_slot]
                 if self._latest.get(oldest_slot[0]) is oldest:
                     del self._latest[oldest_slot[0]]
+                del self._keys[oldest_slot]
         return entry
 
     def forget_latest(self, key_id: str, entry: CachedKey) -> None:
@@ -214,8 +220,8 @@ class KeyCache:
         with self._lock:
             self._closed = True
             entries = list(self._keys.values())
-            self._keys.clear()
             self._latest.clear()
+            self._keys.clear()
         for entry in entries:
             entry.zero()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from ._tothread import to_thread
 from .compat03 import Asherah, AsherahConfig
 from .compatenv import EnvExtras, config_from_env
 from .errors import ConfigError, SessionError
+from .forksafe import Lock
 from .pascalconfig import factory_arguments_from_asherah_config
 
 __all__ = [
@@ -118,7 +118,7 @@ def _with_env_extras(arguments: dict[str, Any], extras: EnvExtras) -> dict[str, 
 
 # The module-level API: one process-wide factory ------------------------------------------
 
-_lock = threading.Lock()
+_lock = Lock()  # (forksafe: unlocked in a forked child)
 _factory: SessionFactory | None = None
 
 

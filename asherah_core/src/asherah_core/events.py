@@ -10,10 +10,11 @@ observable ``ael.cache.*`` counters read. No second clock is read and nothing is
 from __future__ import annotations
 
 import logging
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from .forksafe import Lock
 
 __all__ = ["Hook", "Tap", "get_hook", "set_hook"]
 
@@ -21,7 +22,7 @@ Hook = Callable[[dict[str, Any]], object]
 
 logger = logging.getLogger(__name__)
 
-_lock = threading.Lock()
+_lock = Lock()  # (forksafe: unlocked in a forked child)
 _hook: Hook | None = None
 # Invariant (under _lock): every live Tap's `record` is its histogram's own `record` while
 # _hook is None and its `_tapped` while a hook is set; only set_hook and Tap.__init__ assign it.

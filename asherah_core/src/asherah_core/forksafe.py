@@ -1,6 +1,7 @@
 """`PerProcess`: a value (an HTTP client, a worker pool) made again in a forked child;
 `reset_in_child`, for an object that must put itself right there (a lock, a pool, a count);
-and `Lock`, a lock that a forked child starts with unlocked.
+`new_locks_in_child`, for an object whose locks are all it must put right; and `Lock`, a lock
+that a forked child starts with unlocked.
 
 After `os.fork` a child holds copies of its parent's connections and none of its parent's
 threads. A client used in both processes shares one socket (and one TLS session) between them;
@@ -20,17 +21,22 @@ Invariants, held by construction:
 - `reset_in_child` holds its objects weakly, and their resets as plain functions (never bound
   methods, which would hold them): registering an object never keeps it alive. Every reset
   runs in the child before any other thread of it exists, in the order they were registered.
+- A lock is renewed in a child only where what it guards is whole between any two statements
+  of the code that holds it (each owner says so beside its lock): the parent's thread that held
+  it stopped at a statement boundary and does not exist in the child, so the child finds the
+  state as that thread left it, never half of a statement's change.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Lock", "PerProcess", "reset_in_child", "set_aside"]
+__all__ = ["Lock", "PerProcess", "new_locks_in_child", "reset_in_child", "set_aside"]
 
 _T = TypeVar("_T")
 
@@ -53,6 +59,19 @@ def reset_in_child(owner: _T, reset: Callable[[_T], None]) -> None:
     as `owner` lives. `reset` must not hold `owner`: pass the function (``Gate._forked``), not
     the bound method (``gate._forked``), or `owner` would never be collected."""
     _RESETS[owner] = reset
+
+
+def new_locks_in_child(owner: object, *names: str) -> None:
+    """Give `owner` a new, unlocked `threading.Lock` in each attribute of `names`, in every
+    forked child, for as long as `owner` lives: a lock that another thread of the parent held
+    at the fork would stay held in the child for good. An owner with more to put right than its
+    locks uses `reset_in_child` instead (an owner has one reset)."""
+    reset_in_child(owner, functools.partial(_new_locks, names=names))
+
+
+def _new_locks(owner: object, *, names: tuple[str, ...]) -> None:
+    for name in names:
+        setattr(owner, name, threading.Lock())
 
 
 def _after_fork_in_child() -> None:

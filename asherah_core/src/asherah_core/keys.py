@@ -27,6 +27,7 @@ from .errors import (
     SessionError,
     SessionTypeError,
 )
+from .forksafe import reset_in_child
 from .kms import KeyManagementService
 from .metastore.base import Metastore
 from .metrics import FrameworkMetrics
@@ -141,13 +142,21 @@ class KeyHierarchy:
         )
         metrics.watch(self.system_keys)
         metrics.watch(self.intermediate_keys)
+        # The stripes guard no state (only who loads a key id): a forked child renews them,
+        # in place, since a thread of the parent loading a key at the fork holds one for good.
         self._ik_locks = [threading.Lock() for _ in range(_STRIPES)]
         self._sk_locks = [threading.Lock() for _ in range(_STRIPES)]
+        reset_in_child(self, KeyHierarchy._new_stripes)
         self._revoke_seconds = policy.revoke_check_seconds
         self._expire_seconds = policy.expire_seconds
         self._store_hist = metrics.metastore(metastore.kind, "store")
         self._load_hist = metrics.metastore(metastore.kind, "load")
         self._latest_hist = metrics.metastore(metastore.kind, "loadlatest")
+
+    def _new_stripes(self) -> None:
+        """In a forked child: new, unlocked stripes (see `__init__`)."""
+        self._ik_locks[:] = [threading.Lock() for _ in range(_STRIPES)]
+        self._sk_locks[:] = [threading.Lock() for _ in range(_STRIPES)]
 
     # Encrypt path ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 
 from . import events
+from .forksafe import Lock, new_locks_in_child
 
 __all__ = ["LATENCY_BUCKETS", "METER_NAME", "CacheStats", "FrameworkMetrics", "metrics_for"]
 
@@ -45,8 +46,9 @@ class DurationHistograms:
     def __init__(self, meter: Meter, buckets: Sequence[float]) -> None:
         self._meter = meter
         self._buckets = list(buckets)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # a forked child renews it: one dict write under it
         self._histograms: dict[str, Histogram] = {}
+        new_locks_in_child(self, "_lock")
 
     def get(self, name: str, what: str) -> Histogram:
         """The histogram `name` ("Duration of `what`."), made if it does not exist yet."""
@@ -70,7 +72,8 @@ class FrameworkMetrics:
 
     def __init__(self, meter: Meter | None = None) -> None:
         self._meter = meter if meter is not None else metrics.get_meter(METER_NAME)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # a forked child renews it: see forksafe
+        new_locks_in_child(self, "_lock")
         self._histogram = DurationHistograms(self._meter, LATENCY_BUCKETS).get
         self._caches: weakref.WeakSet[CacheStats] = weakref.WeakSet()
         self._retired: dict[tuple[str, str], int] = {}
@@ -166,7 +169,7 @@ class FrameworkMetrics:
 _CACHE_EVENTS = ("cache_hit", "cache_miss", "cache_stale")
 
 _default: FrameworkMetrics | None = None
-_default_lock = threading.Lock()
+_default_lock = Lock()  # (forksafe: unlocked in a forked child)
 
 
 def default_metrics() -> FrameworkMetrics:

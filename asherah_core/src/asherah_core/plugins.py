@@ -17,6 +17,7 @@ from . import _metastore_plugin, _static_plugin, hookspecs
 from .aead import Aead, Aes256Gcm
 from .config import DEFAULT_CONFIG_FILE, PluginConfig, load_config_file
 from .errors import AsherahError, ConfigError, PluginError
+from .forksafe import Lock, new_locks_in_child
 from .hookspecs import EnvelopeDescriber, KmsFactory, MetastoreFactory
 from .kms import KeyManagementService
 from .metastore.base import Metastore
@@ -91,7 +92,7 @@ class PluginHost:
     """
 
     _default: ClassVar[PluginHost | None] = None
-    _default_lock: ClassVar[threading.Lock] = threading.Lock()
+    _default_lock: ClassVar[Lock] = Lock()  # (forksafe: unlocked in a forked child)
 
     def __init__(
         self,
@@ -122,8 +123,9 @@ class PluginHost:
         self._blocked = frozenset(b.strip() for b in blocked if b.strip())
         self._entry_points = None if entry_points is None else list(entry_points)
         self._extra = list(plugins)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # a load publishes whole (_load): renewed in a child
         self._loaded = False
+        new_locks_in_child(self, "_lock")
         self._registrations: dict[str, KmsRegistration] = {}
         self._metastores: dict[str, MetastoreRegistration] = {}
         self._plugins: dict[str, PluginInfo] = {}

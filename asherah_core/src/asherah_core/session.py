@@ -23,6 +23,7 @@ from ._closing import ClosesOnExit
 from ._tothread import to_thread
 from .cache import CachedKey
 from .errors import RecordError, SessionError, SessionTypeError
+from .forksafe import new_locks_in_child
 from .keys import KeyHierarchy, Partition
 from .kms import KeyManagementService
 from .metastore.base import Metastore
@@ -115,7 +116,8 @@ class SessionFactory(ClosesOnExit):
         if self._sessions is not None:
             self._metrics.watch(self._sessions)
         self._closed = False
-        self._close_lock = threading.Lock()
+        self._close_lock = threading.Lock()  # guards _closed only: renewed in a forked child
+        new_locks_in_child(self, "_close_lock")
 
     @classmethod
     def from_config(
@@ -595,11 +597,13 @@ class _SessionCache:
         self._clock = clock
         self._max = policy.session_cache_max_size
         self._ttl = policy.session_cache_duration.total_seconds()
+        # Each statement under _lock leaves _sessions whole: a forked child renews the lock.
         self._lock = threading.Lock()
         self._sessions: OrderedDict[str, tuple[Session, float]] = OrderedDict()
         self.hits = 0
         self.misses = 0
         self.stale = 0
+        new_locks_in_child(self, "_lock")
 
     def get(self, partition_id: str, make: Callable[..., Session]) -> Session:
         now = self._clock()

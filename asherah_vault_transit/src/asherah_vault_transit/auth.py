@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asherah_core.forksafe import reset_in_child
+
 from .protocol import Call, Flow, Reply
 from .settings import AuthSettings
 
@@ -88,6 +90,13 @@ class Credentials:
         self._refreshing = False
         self.logins = 0
         self.renewals = 0
+        reset_in_child(self, Credentials._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: a new lock, and no renewal under way (the thread renewing in the
+        parent does not run here; the lease itself is whole, replaced in one assignment)."""
+        self._lock = threading.Lock()
+        self._refreshing = False
 
     @property
     def can_login(self) -> bool:

@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from asherah_core.forksafe import new_locks_in_child
+
 __all__ = ["ClusterHealth"]
 
 
@@ -23,8 +25,9 @@ class ClusterHealth:
         self._count = count
         self._cooldown = cooldown
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one dict write under it: renewed in a forked child
         self._failed_at: dict[int, float] = {}
+        new_locks_in_child(self, "_lock")
 
     def order(self) -> list[int]:
         """The cluster numbers to try, healthy first (in configured order), then the cooling

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from asherah_core.forksafe import PerProcess
+from asherah_core.forksafe import PerProcess, new_locks_in_child
 
 from .protocol import Call, Flow, Pause, Reply
 from .settings import VaultTransitSettings
@@ -64,8 +64,9 @@ class HttpTransport:
         self._async: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, list[httpx.AsyncClient]
         ] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # renewed in a forked child (the loops are its own)
         self._closed = False
+        new_locks_in_child(self, "_lock")
 
     @property
     def addresses(self) -> Sequence[str]:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import ClassVar
 
+from asherah_core.forksafe import new_locks_in_child
 from asherah_core.records import EnvelopeKeyRecord
 
 from .base import Metastore, StoredKey
@@ -19,8 +20,10 @@ class InMemoryMetastore(Metastore):
     kind: ClassVar[str] = "memory"
 
     def __init__(self) -> None:
+        # Each statement under _lock leaves _rows whole: a forked child renews the lock.
         self._lock = threading.Lock()
         self._rows: dict[str, dict[int, EnvelopeKeyRecord]] = {}
+        new_locks_in_child(self, "_lock")
 
     def load(self, key_id: str, created: int) -> EnvelopeKeyRecord | None:
         """Return the row ``(key_id, created)`` or ``None``."""

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote_plus
 
 from asherah_core.errors import MetastoreError, RecordError
+from asherah_core.forksafe import new_locks_in_child
 from asherah_core.records import EnvelopeKeyRecord
 
 from .base import ListedKey, Metastore, StoredKey, readable
@@ -267,11 +268,11 @@ class SqlMetastore(Metastore):
             self._engine, self._shown_url, self._secrets = made
         # One connection shared by every thread (an in-memory SQLite database): held by one
         # thread at a time, from checkout to return, or transactions would interleave on it.
-        self._one_at_a_time: contextlib.AbstractContextManager[Any] = (
-            threading.Lock()
-            if isinstance(self._engine.pool, StaticPool)
-            else contextlib.nullcontext()
-        )
+        # A forked child renews the lock (the child's copy of the database is its own).
+        self._one_at_a_time: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if isinstance(self._engine.pool, StaticPool):
+            self._one_at_a_time = threading.Lock()
+            new_locks_in_child(self, "_one_at_a_time")
         name = self._engine.dialect.name
         if name not in DIALECTS:
             known = ", ".join(sorted(DIALECTS))

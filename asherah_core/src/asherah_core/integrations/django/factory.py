@@ -18,6 +18,7 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from asherah_core.errors import AsherahError
+from asherah_core.forksafe import new_locks_in_child
 from asherah_core.session import SessionFactory
 
 __all__ = ["close_factory", "get_factory"]
@@ -34,9 +35,10 @@ class _Holder:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # a forked child renews it (one assignment under it)
         self.factory: SessionFactory | None = None
         self.registered = False
+        new_locks_in_child(self, "lock")
 
     def get(self) -> SessionFactory:
         factory = self.factory

@@ -42,12 +42,24 @@ def existing_database(path: Path) -> Path:
     return path
 
 
-def test_a_new_file_is_put_in_wal_mode(tmp_path: Path) -> None:
-    path = tmp_path / "k.db"
-    store = SqlMetastore(f"sqlite:///{path}", create_table=True)
+@pytest.mark.parametrize(
+    ("existing", "wal", "mode"),
+    [
+        (False, None, "wal"),  # a new file: put in WAL mode
+        (True, None, "delete"),  # an existing database keeps its journal
+        (True, True, "wal"),  # unless asked
+        (False, False, "delete"),  # told not to: a new file keeps the rollback journal
+    ],
+)
+def test_the_journal_a_file_ends_up_with(
+    tmp_path: Path, existing: bool, wal: bool | None, mode: str
+) -> None:
+    path = existing_database(tmp_path / "k.db") if existing else tmp_path / "k.db"
+    store = SqlMetastore(f"sqlite:///{path}", create_table=True, sqlite_wal=wal)
     assert store.store("_IK_a_s_p", 10, record(10))
+    assert store.load("_IK_a_s_p", 10) == record(10)
     store.close()
-    assert journal_mode(path) == "wal"
+    assert journal_mode(path) == mode
 
 
 def test_an_empty_file_counts_as_new(tmp_path: Path) -> None:
@@ -55,30 +67,6 @@ def test_an_empty_file_counts_as_new(tmp_path: Path) -> None:
     path.touch()
     SqlMetastore(f"sqlite:///{path}", create_table=True).close()
     assert journal_mode(path) == "wal"
-
-
-def test_an_existing_database_keeps_its_journal(tmp_path: Path) -> None:
-    path = existing_database(tmp_path / "k.db")
-    store = SqlMetastore(f"sqlite:///{path}", create_table=True)
-    assert store.store("_IK_a_s_p", 10, record(10))
-    store.close()
-    assert journal_mode(path) == "delete"
-
-
-def test_asked_for_wal_an_existing_database_is_put_in_wal_mode(tmp_path: Path) -> None:
-    path = existing_database(tmp_path / "k.db")
-    store = SqlMetastore(f"sqlite:///{path}", create_table=True, sqlite_wal=True)
-    assert store.store("_IK_a_s_p", 10, record(10))
-    store.close()
-    assert journal_mode(path) == "wal"
-
-
-def test_told_not_to_a_new_file_keeps_the_rollback_journal(tmp_path: Path) -> None:
-    path = tmp_path / "k.db"
-    store = SqlMetastore(f"sqlite:///{path}", create_table=True, sqlite_wal=False)
-    assert store.store("_IK_a_s_p", 10, record(10))
-    store.close()
-    assert journal_mode(path) == "delete"
 
 
 def test_every_connection_of_a_wal_file_syncs_each_commit(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 Storing a key is a commit, and a commit is what a partition's first encrypt waits for. In
 SQLite's default rollback journal a commit syncs the disk four times (the journal, the
 database, the journal's removal); in write-ahead-log mode (WAL) with ``synchronous=FULL`` it
-syncs the log once, and is as durable: a key committed survives a crash or a power cut. On this
-project's machines that is about 0.3 ms a commit against 0.9.
+syncs the log once, and is as durable: a key committed survives a crash or a power cut (the
+benchmarks page measures both).
 
 WAL is a lasting property of the file, seen by every process and program that opens it, and it
 has costs of its own (SQLite's "Write-Ahead Logging"): every process must be on the same host

@@ -88,17 +88,14 @@ class Lock:
 
     A child has only the thread that forked: a lock that another thread of the parent held at
     that moment would stay held in the child for good. Here the child gets a new lock first
-    thing (`reset_in_child`), before any thread of its own can take it.
+    thing (`new_locks_in_child`), before any thread of its own can take it.
     """
 
     __slots__ = ("__weakref__", "_lock")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        reset_in_child(self, Lock._renew)
-
-    def _renew(self) -> None:
-        self._lock = threading.Lock()
+        new_locks_in_child(self, "_lock")
 
     def __enter__(self) -> None:
         self._lock.acquire()

@@ -167,7 +167,7 @@ def _core_wheel(session: nox.Session, copies: Path, *, pure: bool) -> Path:
     (compiled or `pure`) and Python, then kept in .nox/wheels: the compile takes about 20 s.
 
     A wheel that was to be compiled but fell back to Python (no C compiler) is not kept."""
-    pure = pure or os.environ.get(PURE_ENV, "").strip() == "1"
+    pure = pure or _pure_asked()
     source = copies / "asherah_core"
     digest = hashlib.sha256()
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
@@ -197,6 +197,11 @@ def _core_wheel(session: nox.Session, copies: Path, *, pure: bool) -> Path:
     shutil.copy2(wheel, partial)
     partial.replace(kept / wheel.name)  # whole or absent, for a nox run alongside
     return kept / wheel.name
+
+
+def _pure_asked() -> bool:
+    """Whether ``ASHERAH_CORE_PURE_PYTHON=1`` asks for pure-Python builds everywhere."""
+    return os.environ.get(PURE_ENV, "").strip() == "1"
 
 
 def check_build(session: nox.Session, *, pure: bool = False) -> None:
@@ -274,7 +279,7 @@ def tests(session: nox.Session, version: str) -> None:
             f"Python {version} not found: install it as python{version} on PATH or with pyenv "
             f"(looked on PATH and in $(pyenv root)/versions)"
         )
-    pure = version == PURE_TESTS or os.environ.get(PURE_ENV, "").strip() == "1"
+    pure = version == PURE_TESTS or _pure_asked()
     if not pure:
         session.run("bash", str(ROOT / "tools" / "install-c-compiler.sh"), external=True)
     install_project(session, *TEST_DEPS, pure=pure)

@@ -19,7 +19,9 @@ from asherah_core import (
     AsherahError,
     CryptoPolicy,
     DataRowRecord,
+    ForeignRecordError,
     KeyMeta,
+    KeyNotFoundError,
     MetastoreError,
     SessionError,
     SessionFactory,
@@ -229,10 +231,25 @@ def test_rows_of_another_partition_fail_before_any_key_is_loaded(
         lambda: other.decrypt_bytes(text),
         lambda: other.decrypt(DataRowRecord.from_json(text)),
     ):
-        with pytest.raises(SessionError, match="another partition") as info:
+        with pytest.raises(ForeignRecordError, match="another partition") as info:
             attempt()
+        # The asherah package's words first, then both key ids: code and alerts that look for
+        # that package's text keep working after the move.
+        assert str(info.value).startswith("invalid IK id '_IK_p1_svc_prod': ")
+        assert repr(other.partition.ik_id) in str(info.value)
         assert SECRET.decode() not in str(info.value)
     assert (metastore.total, kms.calls) == before
+
+
+def test_a_row_whose_key_is_not_in_the_metastore_is_key_not_found(
+    make_factory: FactoryMaker,
+) -> None:
+    text = make_factory().get_session("p1").encrypt_bytes(SECRET)
+    elsewhere = make_factory(metastore=InMemoryMetastore()).get_session("p1")
+    with pytest.raises(KeyNotFoundError, match="intermediate key _IK_p1_svc_prod@") as info:
+        elsewhere.decrypt_bytes(text)
+    assert isinstance(info.value, MetastoreError)
+    assert SECRET.decode() not in str(info.value)
 
 
 def test_rows_of_another_partition_fail_on_a_shared_warm_cache(factory: SessionFactory) -> None:

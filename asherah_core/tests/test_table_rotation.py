@@ -202,6 +202,11 @@ def test_failures_are_counted_by_reason_and_leave_the_row(
         conn.execute(
             sa.text("INSERT INTO secrets VALUES (12, 'other', :p)"), {"p": table(engine)[1][1]}
         )
+        unknown = json.loads(table(engine)[1][1])  # names a key the metastore does not have
+        unknown["Key"]["ParentKeyMeta"]["Created"] -= 3600
+        conn.execute(
+            sa.text("INSERT INTO secrets VALUES (13, 't0', :p)"), {"p": json.dumps(unknown)}
+        )
     revoke(keys_url, ik_of(table(engine)[1][1]))
     before = table(engine)
     caplog.set_level(logging.WARNING, "asherah_core.table_rotation")
@@ -212,11 +217,13 @@ def test_failures_are_counted_by_reason_and_leave_the_row(
     assert dict(summary.failed) == {
         "record does not parse": 1,
         "record of another partition, service or product": 1,
+        "key not in the metastore": 1,
     }
     assert summary.skipped["no record"] == 1
     after = table(engine)
     assert after[10] == before[10]
     assert after[12] == before[12]
+    assert after[13] == before[13]
     assert "id=10" in caplog.text
     assert "garbage" not in caplog.text
 

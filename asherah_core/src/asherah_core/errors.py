@@ -6,6 +6,8 @@ __all__ = [
     "AsherahError",
     "ConfigError",
     "CryptoError",
+    "ForeignRecordError",
+    "KeyNotFoundError",
     "KmsError",
     "MetastoreError",
     "PluginError",
@@ -41,6 +43,11 @@ class MetastoreError(AsherahError):
     the key id (never key bytes or a password from a connection URL)."""
 
 
+class KeyNotFoundError(MetastoreError):
+    """A key that a row or an intermediate key names is not in the metastore: deleted, or the
+    row comes from another metastore."""
+
+
 class RecordError(AsherahError):
     """A data row or key record is malformed: bad JSON, a missing or mistyped field, bad base64,
     or a ciphertext too short to be valid. The message names the field."""
@@ -48,6 +55,12 @@ class RecordError(AsherahError):
 
 class SessionError(AsherahError):
     """A session or factory was used wrongly: closed, another partition's row, bad argument."""
+
+
+class ForeignRecordError(SessionError):
+    """A row sealed for another partition, service or product: its intermediate key is not
+    this session's. Nothing was decrypted, and no metastore or KMS call was made. The message
+    begins with ``invalid IK id``, as the ``asherah`` package's does."""
 
 
 class SessionTypeError(SessionError, TypeError):

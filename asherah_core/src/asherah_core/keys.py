@@ -22,6 +22,7 @@ from .cache import CachedKey, KeyCache, wipe
 from .errors import (
     AsherahError,
     CryptoError,
+    KeyNotFoundError,
     KmsError,
     MetastoreError,
     SessionError,
@@ -357,7 +358,7 @@ class KeyHierarchy:
             self.intermediate_keys.misses += 1
             record = self._load(meta.key_id, meta.created)
             if record is None:
-                raise MetastoreError(
+                raise KeyNotFoundError(
                     f"{self.metastore.kind} metastore: intermediate key {meta} is not in the "
                     "metastore (deleted, or the row comes from another metastore)"
                 )
@@ -381,7 +382,7 @@ class KeyHierarchy:
             self.system_keys.misses += 1
             record = self._load(meta.key_id, meta.created)
             if record is None:
-                raise MetastoreError(
+                raise KeyNotFoundError(
                     f"{self.metastore.kind} metastore: system key {meta} is not in the metastore"
                 )
             return self.system_keys.put(self._system_key_from(meta, record))

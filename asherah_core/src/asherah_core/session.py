@@ -22,7 +22,7 @@ from . import _b64, _rows, entropy, rotation
 from ._closing import ClosesOnExit
 from ._tothread import to_thread
 from .cache import CachedKey
-from .errors import RecordError, SessionError, SessionTypeError
+from .errors import ForeignRecordError, RecordError, SessionError, SessionTypeError
 from .forksafe import new_locks_in_child
 from .keys import KeyHierarchy, Partition
 from .kms import KeyManagementService
@@ -473,10 +473,10 @@ class Session(ClosesOnExit):
         if took > _SLOW:
             _b64.slow(start + took)
 
-    def _foreign(self, ik_id: str) -> SessionError:
-        return SessionError(
-            f"the record belongs to another partition, service or product (its intermediate "
-            f"key is {ik_id!r}; this session's is {self._ik_id!r}); nothing was decrypted"
+    def _foreign(self, ik_id: str) -> ForeignRecordError:
+        return ForeignRecordError(
+            f"invalid IK id {ik_id!r}: the record belongs to another partition, service or "
+            f"product (this session's intermediate key is {self._ik_id!r}); nothing was decrypted"
         )
 
     # Rotation (rotation.py) ---------------------------------------------------------------

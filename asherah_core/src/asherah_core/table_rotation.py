@@ -29,6 +29,8 @@ from typing import Any, Literal
 from .errors import (
     AsherahError,
     CryptoError,
+    ForeignRecordError,
+    KeyNotFoundError,
     KmsError,
     MetastoreError,
     RecordError,
@@ -662,11 +664,11 @@ def _selector(value: KeySelector | str | None) -> KeySelector | None:
 def _reason(error: AsherahError) -> str:  # noqa: PLR0911 - a table of reasons
     if isinstance(error, RecordError):
         return "record does not parse"
-    if isinstance(error, SessionError) and "another partition" in str(error):
+    if isinstance(error, ForeignRecordError):
         return "record of another partition, service or product"
     if isinstance(error, CryptoError):
         return "record does not open"
-    if isinstance(error, MetastoreError) and "is not in the metastore" in str(error):
+    if isinstance(error, KeyNotFoundError):
         return "key not in the metastore"
     if isinstance(error, MetastoreError):
         return "metastore failed"

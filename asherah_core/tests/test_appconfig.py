@@ -225,6 +225,13 @@ def test_every_documented_key_is_known() -> None:
         assert key in KNOWN_KEYS
 
 
+@pytest.mark.parametrize(("size", "kept"), [(0, 1000), (1, 1), (2500, 2500)])
+def test_session_cache_max_size_zero_is_the_default(size: int, kept: int) -> None:
+    # The asherah package (and Go's zero value) read 0 as "not set": 1000 sessions.
+    with SessionFactory.from_config({**BASE, "SessionCacheMaxSize": size}) as factory:
+        assert factory.policy.session_cache_max_size == kept
+
+
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
@@ -236,6 +243,8 @@ def test_every_documented_key_is_known() -> None:
         ({"CheckInterval": -5}, "CheckInterval"),
         ({"EnableSessionCaching": "maybe"}, "EnableSessionCaching"),
         ({"SessionCacheMaxSize": 1.5}, "SessionCacheMaxSize"),
+        ({"SessionCacheMaxSize": -1}, "SessionCacheMaxSize: must be 0 to 10,000,000, got -1"),
+        ({"SessionCacheMaxSize": 10**7 + 1}, "SessionCacheMaxSize: must be 0 to 10,000,000"),
         ({"KMS": "gcp"}, "KMS"),
         ({"StaticMasterKeyHex": "zz"}, "StaticMasterKeyHex"),
         ({"StaticMasterKeyHex": "00" * 16}, "StaticMasterKeyHex"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import re
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -632,3 +634,83 @@ def test_kms_key_id_is_a_one_region_map(
     assert fake.settings == [
         {"regions": {"eu-west-1": {"arn": arn}}, "preferred_region": "eu-west-1"}
     ]
+
+
+# The package's parameter names and argument forms --------------------------------------------
+
+
+def test_the_package_keyword_names_are_accepted() -> None:
+    with compat.SessionFactory(config_obj=TEST_KEY_CONFIG) as factory:
+        session = factory.get_session("p1")
+        text = session.encrypt_bytes(data=b"x")
+        assert session.decrypt_bytes(data_row_record=text) == b"x"
+        assert session.decrypt_text(data_row_record=session.encrypt_text(text="t")) == "t"
+        assert asyncio.run(session.decrypt_bytes_async(data_row_record=text)) == b"x"
+    with compat.SessionFactory.from_config(config_obj=TEST_KEY_CONFIG) as factory:
+        session = factory.get_session("p1")
+        assert session.decrypt_bytes(session.encrypt_bytes(b"y")) == b"y"
+    compat.setup(config_obj=TEST_KEY_CONFIG)
+    text = compat.encrypt_bytes(partition_id="p1", data=b"z")
+    assert compat.decrypt_bytes(partition_id="p1", data_row_record=text) == b"z"
+
+
+class _Bytes(bytes):
+    """A subclass of bytes, as numpy.bytes_ is."""
+
+
+def test_a_subclass_of_bytes_is_data() -> None:
+    compat.setup(TEST_KEY_CONFIG)
+    text = compat.encrypt_bytes("p1", _Bytes(b"abc"))
+    assert compat.decrypt_bytes("p1", text) == b"abc"
+    assert (
+        compat.decrypt_bytes("p1", asyncio.run(compat.encrypt_bytes_async("p1", _Bytes(b"a"))))
+        == b"a"
+    )
+
+
+def test_setenv_sets_values_as_the_package_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ZZ_A", "ZZ_B", "ZZ_C", "ZZ_D", "ZZ_E", "ZZ_GONE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ZZ_GONE", "here")
+    compat.setenv(
+        env_obj={
+            "ZZ_A": "text",
+            "ZZ_B": 5,
+            "ZZ_C": True,
+            "ZZ_D": {"us-west-2": "arn:aws:kms:us-west-2:1:key/a"},
+            "ZZ_E": 1.5,
+            "ZZ_GONE": None,
+        }
+    )
+    assert os.environ["ZZ_A"] == "text"
+    assert os.environ["ZZ_B"] == "5"
+    assert os.environ["ZZ_C"] == "true"
+    assert os.environ["ZZ_D"] == '{"us-west-2":"arn:aws:kms:us-west-2:1:key/a"}'
+    assert os.environ["ZZ_E"] == "1.5"
+    assert "ZZ_GONE" not in os.environ
+    compat.setenv('{"ZZ_A": "from json", "ZZ_B": null}')
+    assert os.environ["ZZ_A"] == "from json"
+    assert "ZZ_B" not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("[1, 2]", "takes a mapping or the JSON text of an object, not list"),
+        ("{not json", "the text is not JSON"),
+        (["ZZ_A"], "takes a mapping or the JSON text of an object, not list"),
+        ({1: "x"}, "names must be strings, got int"),
+        ({"": "x"}, "'' is not a usable environment variable name"),
+        ({"ZZ_A": "ok", "ZZ_B": b"s3cret-bytes"}, "ZZ_B: a bytes has no JSON text"),
+        ({"ZZ_A": "ok", "ZZ_B": math.nan}, "ZZ_B: a float has no JSON text"),
+        ({"ZZ_A": "ok", "ZZ_B": "a\0b"}, "ZZ_B: the value holds a NUL character"),
+    ],
+)
+def test_setenv_refuses_what_has_no_environment_form(
+    monkeypatch: pytest.MonkeyPatch, argument: Any, message: str
+) -> None:
+    monkeypatch.delenv("ZZ_A", raising=False)
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        compat.setenv(argument)
+    assert "s3cret" not in str(info.value)
+    assert "ZZ_A" not in os.environ  # nothing is set unless every value is good

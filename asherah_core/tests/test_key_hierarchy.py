@@ -16,6 +16,7 @@ from asherah_core import (
     SessionError,
     SessionFactory,
     SessionTypeError,
+    SessionUnicodeError,
 )
 from asherah_core.cache import CachedKey, KeyCache
 from asherah_core.keys import Partition
@@ -72,7 +73,7 @@ def test_empty_names_are_refused(partition: str, service: str, product: str) -> 
     ("value", "error", "message"),
     [
         (7, SessionTypeError, "must be a string, not int"),
-        ("a\ud800", SessionError, "is not valid Unicode"),
+        ("a\ud800", SessionUnicodeError, "is not valid Unicode \\(a lone surrogate at index 1\\)"),
         ("", SessionError, "must not be empty"),
     ],
     ids=["not-a-string", "lone-surrogate", "empty"],

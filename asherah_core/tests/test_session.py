@@ -23,8 +23,11 @@ from asherah_core import (
     KeyMeta,
     KeyNotFoundError,
     MetastoreError,
+    RecordError,
+    RecordUnicodeError,
     SessionError,
     SessionFactory,
+    SessionUnicodeError,
 )
 from asherah_core.cache import CachedKey
 from asherah_core.metastore import InMemoryMetastore
@@ -82,15 +85,42 @@ def test_text_round_trip(factory: SessionFactory) -> None:
     session = factory.get_session("p1")
     assert session.decrypt_text(session.encrypt_text("é ✓ 𝄞")) == "é ✓ 𝄞"
     with pytest.raises(SessionError):
-        session.encrypt_text("\ud800")
-    with pytest.raises(SessionError):
         session.encrypt_text(b"bytes")  # type: ignore[arg-type]
+
+
+def test_text_with_a_lone_surrogate_is_a_unicode_error_without_the_text(
+    factory: SessionFactory,
+) -> None:
+    session = factory.get_session("p1")
+    for attempt in (
+        lambda: session.encrypt_text("secret\ud800"),
+        lambda: asyncio.run(session.encrypt_text_async("secret\ud800")),
+    ):
+        # Ours and a UnicodeEncodeError (a ValueError), as the asherah package raises.
+        with pytest.raises(SessionUnicodeError) as info:
+            attempt()
+        assert isinstance(info.value, UnicodeEncodeError)
+        assert isinstance(info.value, SessionError)
+        assert (info.value.start, info.value.end) == (6, 7)
+        assert str(info.value) == "text is not valid Unicode (a lone surrogate at index 6)"
+        assert "secret" not in repr(info.value)
+        assert info.value.object == ""
 
 
 def test_decrypt_text_of_non_utf8_data(factory: SessionFactory) -> None:
     session = factory.get_session("p1")
-    with pytest.raises(AsherahError, match="UTF-8"):
-        session.decrypt_text(session.encrypt_bytes(b"\xff\xfe"))
+    text = session.encrypt_bytes(b"secret\xff\xfe")
+    for attempt in (
+        lambda: session.decrypt_text(text),
+        lambda: asyncio.run(session.decrypt_text_async(text)),
+    ):
+        with pytest.raises(RecordUnicodeError, match="UTF-8 \\(at byte 6\\)") as info:
+            attempt()
+        assert isinstance(info.value, UnicodeDecodeError)
+        assert isinstance(info.value, RecordError)
+        assert (info.value.start, info.value.end) == (6, 7)
+        assert "secret" not in repr(info.value)
+        assert info.value.object == b""
 
 
 def test_encrypt_bytes_returns_compact_json_text(factory: SessionFactory, clock: FakeClock) -> None:

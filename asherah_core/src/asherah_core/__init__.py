@@ -16,8 +16,10 @@ from .errors import (
     PluginError,
     RecordError,
     RecordTypeError,
+    RecordUnicodeError,
     SessionError,
     SessionTypeError,
+    SessionUnicodeError,
 )
 from .hookspecs import (
     EnvelopeDescriber,
@@ -66,6 +68,7 @@ __all__ = [
     "ProbeResult",
     "RecordError",
     "RecordTypeError",
+    "RecordUnicodeError",
     "RegisterKms",
     "RegisterMetastore",
     "RewrapResult",
@@ -73,6 +76,7 @@ __all__ = [
     "SessionError",
     "SessionFactory",
     "SessionTypeError",
+    "SessionUnicodeError",
     "StaticKms",
     "available_kms",
     "available_metastores",

@@ -10,6 +10,7 @@ over one process-wide factory. Errors are `AsherahError` subclasses (that packag
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -54,21 +55,22 @@ Session = _session.Session
 class SessionFactory(_session.SessionFactory):
     """`asherah_core.SessionFactory` built from the ``asherah`` package's configuration.
 
-    ``SessionFactory(config)`` and ``SessionFactory.from_config(config)`` take the PascalCase
-    mapping; ``SessionFactory()`` and ``from_env()`` read the environment variables that
-    package reads (``SERVICE_NAME``, ``PRODUCT_ID``, ``Metastore``, ``SQLITE_PATH``, ``KMS``, …;
-    see compatenv.py). `overrides` replace built arguments (``clock=``, ``meter=``, ``kms=``…);
-    what the configuration built and an override replaced, or what was built before
-    construction failed, is closed.
+    ``SessionFactory(config_obj)`` and ``SessionFactory.from_config(config_obj)`` take the
+    PascalCase mapping (the parameter's name is that package's); ``SessionFactory()`` and
+    ``from_env()`` read the environment variables that package reads (``SERVICE_NAME``,
+    ``PRODUCT_ID``, ``Metastore``, ``SQLITE_PATH``, ``KMS``, …; see compatenv.py).
+    `overrides` replace built arguments (``clock=``, ``meter=``, ``kms=``…); what the
+    configuration built and an override replaced, or what was built before construction
+    failed, is closed.
     """
 
-    def __init__(self, config: Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        if config is None:
+    def __init__(self, config_obj: Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        if config_obj is None:
             env_config, extras = config_from_env(os.environ)
             arguments = factory_arguments_from_asherah_config(env_config)
             arguments = _with_env_extras(arguments, extras)
         else:
-            arguments = factory_arguments_from_asherah_config(config)
+            arguments = factory_arguments_from_asherah_config(config_obj)
         built = {k: arguments[k] for k in ("kms", "metastore") if arguments.get(k) is not None}
         for name, resource in built.items():
             if name in overrides and overrides[name] is not resource:
@@ -85,12 +87,12 @@ class SessionFactory(_session.SessionFactory):
 
     @classmethod
     def from_config(  # type: ignore[override]
-        cls, config: Mapping[str, Any], **overrides: Any
+        cls, config_obj: Mapping[str, Any], **overrides: Any
     ) -> SessionFactory:
         """Build from the PascalCase configuration mapping."""
-        if config is None:
+        if config_obj is None:
             raise ConfigError("from_config needs a configuration mapping; use from_env()")
-        return cls(config, **overrides)
+        return cls(config_obj, **overrides)
 
     @classmethod
     def from_env(cls) -> SessionFactory:
@@ -122,18 +124,18 @@ _lock = Lock()  # (forksafe: unlocked in a forked child)
 _factory: SessionFactory | None = None
 
 
-def setup(config: Mapping[str, Any]) -> None:
+def setup(config_obj: Mapping[str, Any]) -> None:
     """Build the process-wide factory; `SessionError` if it exists (call `shutdown` first)."""
     global _factory  # noqa: PLW0603 - the module-level API is a process-wide singleton
     with _lock:
         if _factory is not None:
             raise SessionError("asherah is already set up; call shutdown() first")
-        if config is None:
+        if config_obj is None:
             raise ConfigError(
                 "setup takes the configuration mapping (it reads no environment variables; "
                 "SessionFactory() does)"
             )
-        _factory = SessionFactory(config)
+        _factory = SessionFactory(config_obj)
 
 
 def shutdown() -> None:
@@ -150,9 +152,9 @@ def get_setup_status() -> bool:
     return _factory is not None
 
 
-async def setup_async(config: Mapping[str, Any]) -> None:
+async def setup_async(config_obj: Mapping[str, Any]) -> None:
     """`setup` in a worker thread."""
-    await to_thread(setup, config)
+    await to_thread(setup, config_obj)
 
 
 async def shutdown_async() -> None:
@@ -207,17 +209,51 @@ async def decrypt_string_async(partition_id: str, data_row_record: str | bytes) 
     return await _current().get_session(partition_id).decrypt_text_async(data_row_record)
 
 
-def setenv(env: Mapping[str, str | None]) -> None:
-    """Set (or, for ``None``, delete) environment variables before `setup`."""
-    for key, value in env.items():
-        if not isinstance(key, str):
-            raise ConfigError(f"setenv: keys must be strings, got {type(key).__name__}")
-        if value is None:
+def setenv(env_obj: Mapping[str, object] | str) -> None:
+    """Set environment variables before `setup`, as that package does: a mapping, or the JSON
+    text of an object. ``None`` deletes a variable, a string is set as it is, and any other
+    JSON value (a number, ``True``, a mapping such as ``REGION_MAP``'s, a list) is set to its
+    compact JSON text. Nothing is set unless every value is good."""
+    if isinstance(env_obj, str):
+        try:
+            env_obj = json.loads(env_obj)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"setenv: the text is not JSON ({e.msg} at {e.pos})") from None
+    if not isinstance(env_obj, Mapping):
+        raise ConfigError(
+            f"setenv takes a mapping or the JSON text of an object, not {type(env_obj).__name__}"
+        )
+    changes = {_env_name(key): _env_value(key, value) for key, value in env_obj.items()}
+    for key, text in changes.items():
+        if text is None:
             os.environ.pop(key, None)
-        elif isinstance(value, str):
-            os.environ[key] = value
         else:
-            raise ConfigError(f"setenv: {key}: values must be strings or None")
+            os.environ[key] = text
+
+
+def _env_name(key: object) -> str:
+    if not isinstance(key, str):
+        raise ConfigError(f"setenv: names must be strings, got {type(key).__name__}")
+    if not key or "=" in key or "\0" in key:
+        raise ConfigError(f"setenv: {key!r} is not a usable environment variable name")
+    return key
+
+
+def _env_value(key: str, value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):
+            # (the value is not shown: an environment value may be a credential)
+            raise ConfigError(
+                f"setenv: {key}: a {type(value).__name__} has no JSON text; pass a string, "
+                "a number, a bool, a list, a mapping or None"
+            ) from None
+    if text is not None and "\0" in text:
+        raise ConfigError(f"setenv: {key}: the value holds a NUL character")
+    return text
 
 
 def version() -> str:

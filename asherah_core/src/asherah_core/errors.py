@@ -13,8 +13,10 @@ __all__ = [
     "PluginError",
     "RecordError",
     "RecordTypeError",
+    "RecordUnicodeError",
     "SessionError",
     "SessionTypeError",
+    "SessionUnicodeError",
 ]
 
 
@@ -70,3 +72,31 @@ class SessionTypeError(SessionError, TypeError):
 
 class RecordTypeError(RecordError, TypeError):
     """A data row record that is not text at all (``None``, a number). Also a `TypeError`."""
+
+
+class SessionUnicodeError(SessionError, UnicodeEncodeError):
+    """A text or name that UTF-8 cannot encode: it holds a lone surrogate. Also a
+    `UnicodeEncodeError` (so a `ValueError`), as the ``asherah`` package raises for these.
+
+    ``start`` and ``end`` locate the first surrogate; ``object`` is empty, because the text
+    may be plaintext, which no error of ours holds."""
+
+    def __init__(self, message: str, start: int = 0, end: int = 0) -> None:
+        UnicodeEncodeError.__init__(self, "utf-8", "", start, end, message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class RecordUnicodeError(RecordError, UnicodeDecodeError):
+    """Decrypted data asked for as text that is not UTF-8. Also a `UnicodeDecodeError` (so a
+    `ValueError`), as the ``asherah`` package raises. ``start`` and ``end`` locate the first
+    bad byte; ``object`` is empty, because the data is plaintext, which no error of ours holds."""
+
+    def __init__(self, message: str, start: int = 0, end: int = 0) -> None:
+        UnicodeDecodeError.__init__(self, "utf-8", b"", start, end, message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.reason

@@ -27,6 +27,7 @@ from .errors import (
     MetastoreError,
     SessionError,
     SessionTypeError,
+    SessionUnicodeError,
 )
 from .forksafe import reset_in_child
 from .kms import KeyManagementService
@@ -621,5 +622,7 @@ def _check_name(value: object, what: str) -> None:
         raise SessionError(f"{what} must not be empty")
     try:
         value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise SessionError(f"{what} is not valid Unicode (lone surrogate)") from None
+    except UnicodeEncodeError as e:
+        raise SessionUnicodeError(
+            f"{what} is not valid Unicode (a lone surrogate at index {e.start})", e.start, e.end
+        ) from None

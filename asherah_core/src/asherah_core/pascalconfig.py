@@ -23,7 +23,7 @@ from .kms import KeyManagementService
 from .metastore.base import Metastore
 from .metastore.memory import InMemoryMetastore
 from .plugins import PluginHost
-from .policy import CryptoPolicy
+from .policy import MAX_CACHE_SIZE, CryptoPolicy
 from .sqlurl import rdbms_target, sqlite_url
 from .static import StaticKms
 
@@ -230,7 +230,9 @@ def _policy(reader: _Reader) -> CryptoPolicy:
         values["create_date_precision"] = timedelta(seconds=max(1, int(expire.total_seconds())))
     values["cache_sessions"] = reader.flag("EnableSessionCaching", True)
     size = reader.integer("SessionCacheMaxSize")
-    if size is not None:
+    if size is not None and not 0 <= size <= MAX_CACHE_SIZE:
+        raise reader.error("SessionCacheMaxSize", f"must be 0 to {MAX_CACHE_SIZE:,}, got {size}")
+    if size:  # 0 is that package's "not set": its default, 1000 sessions, as ours
         values["session_cache_max_size"] = size
     try:
         return CryptoPolicy(**values)

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 from .errors import ConfigError
 
-__all__ = ["CryptoPolicy"]
+__all__ = ["MAX_CACHE_SIZE", "CryptoPolicy"]
 
-_MAX_CACHE = 10_000_000
+MAX_CACHE_SIZE = 10_000_000
+"""The largest size of each cache (keys or sessions)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,10 @@ class CryptoPolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"CryptoPolicy.{name}: expected an integer")
-            if not 1 <= value <= _MAX_CACHE:
-                raise ConfigError(f"CryptoPolicy.{name}: must be 1 to {_MAX_CACHE}, got {value}")
+            if not 1 <= value <= MAX_CACHE_SIZE:
+                raise ConfigError(
+                    f"CryptoPolicy.{name}: must be 1 to {MAX_CACHE_SIZE}, got {value}"
+                )
 
     @property
     def expire_seconds(self) -> float:

@@ -22,7 +22,13 @@ from . import _b64, _rows, entropy, rotation
 from ._closing import ClosesOnExit
 from ._tothread import to_thread
 from .cache import CachedKey
-from .errors import ForeignRecordError, RecordError, SessionError, SessionTypeError
+from .errors import (
+    ForeignRecordError,
+    RecordUnicodeError,
+    SessionError,
+    SessionTypeError,
+    SessionUnicodeError,
+)
 from .forksafe import new_locks_in_child
 from .keys import KeyHierarchy, Partition
 from .kms import KeyManagementService
@@ -383,25 +389,27 @@ class Session(ClosesOnExit):
             entry, cipher, *_rows.joined(record.key.encrypted_key, record.data), start
         )
 
-    def decrypt_bytes(self, text: str | bytes | bytearray) -> bytes:
-        """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah)."""
+    def decrypt_bytes(self, data_row_record: str | bytes | bytearray) -> bytes:
+        """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah); the parameter's
+        name is the ``asherah`` package's."""
         start = _perf()
         entry = self._ik_latest.get(self._ik_id)
         if (
             entry is not None
             and not self._closed
             and (cipher := entry.aead) is not None
-            and (data := _open_latest(text, entry.row_middle, cipher, entry.meta)) is not None
+            and (data := _open_latest(data_row_record, entry.row_middle, cipher, entry.meta))
+            is not None
         ):
             # The hot path: a row sealed by the partition's latest key, which is cached.
             self._intermediate.hits += 1
             self._opened(start)
             return data
-        ik_id, created, sealed_key, sealed_data = _rows.parse_row(text)
+        ik_id, created, sealed_key, sealed_data = _rows.parse_row(data_row_record)
         entry, cipher = self._decrypting_key(ik_id, created)
         return self._open(entry, cipher, *_rows.joined(sealed_key, sealed_data), start)
 
-    async def decrypt_bytes_async(self, text: str | bytes | bytearray) -> bytes:
+    async def decrypt_bytes_async(self, data_row_record: str | bytes | bytearray) -> bytes:
         """Coroutine version of `decrypt_bytes`; a cache hit runs inline, a miss in a worker."""
         start = _perf()
         entry = self._ik_latest.get(self._ik_id)
@@ -409,22 +417,23 @@ class Session(ClosesOnExit):
             entry is not None
             and not self._closed
             and (cipher := entry.aead) is not None
-            and (data := _open_latest(text, entry.row_middle, cipher, entry.meta)) is not None
+            and (data := _open_latest(data_row_record, entry.row_middle, cipher, entry.meta))
+            is not None
         ):
             self._intermediate.hits += 1
             self._opened(start)
             return data
-        ik_id, created, sealed_key, sealed_data = _rows.parse_row(text)
+        ik_id, created, sealed_key, sealed_data = _rows.parse_row(data_row_record)
         entry, cipher = await self._decrypting_key_async(ik_id, created)
         return self._open(entry, cipher, *_rows.joined(sealed_key, sealed_data), start)
 
-    def decrypt_text(self, text: str | bytes | bytearray) -> str:
+    def decrypt_text(self, data_row_record: str | bytes | bytearray) -> str:
         """Decrypt a record's JSON text and decode the data as UTF-8."""
-        return _from_utf8(self.decrypt_bytes(text))
+        return _from_utf8(self.decrypt_bytes(data_row_record))
 
-    async def decrypt_text_async(self, text: str | bytes | bytearray) -> str:
+    async def decrypt_text_async(self, data_row_record: str | bytes | bytearray) -> str:
         """Coroutine version of `decrypt_text`."""
-        return _from_utf8(await self.decrypt_bytes_async(text))
+        return _from_utf8(await self.decrypt_bytes_async(data_row_record))
 
     def _decrypting_key(self, ik_id: str, created: int) -> tuple[CachedKey, AESGCM]:
         """The intermediate key named by a row, with its cipher (a key evicted by another
@@ -632,7 +641,7 @@ class _SessionCache:
 
 
 def _as_buffer(data: object) -> bytes | bytearray | memoryview:
-    if isinstance(data, bytearray):
+    if isinstance(data, bytes | bytearray):  # (a subclass of bytes, such as numpy.bytes_)
         return data
     if isinstance(data, memoryview):
         if data.c_contiguous and data.format in ("B", "b", "c") and data.ndim == 1:
@@ -652,12 +661,18 @@ def _utf8(text: object) -> bytes:
         raise SessionTypeError(f"text must be str, not {type(text).__name__}")
     try:
         return text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise SessionError("text is not valid Unicode (lone surrogate)") from None
+    except UnicodeEncodeError as e:
+        raise SessionUnicodeError(
+            f"text is not valid Unicode (a lone surrogate at index {e.start})", e.start, e.end
+        ) from None
 
 
 def _from_utf8(data: bytes) -> str:
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RecordError("the decrypted data is not valid UTF-8; use decrypt_bytes") from None
+    except UnicodeDecodeError as e:
+        raise RecordUnicodeError(
+            f"the decrypted data is not valid UTF-8 (at byte {e.start}); use decrypt_bytes",
+            e.start,
+            e.end,
+        ) from None

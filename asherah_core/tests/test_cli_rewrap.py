@@ -201,3 +201,43 @@ def test_a_key_that_is_still_current_has_nothing_to_move_to(
     assert "already current  4" in out
     assert "revoke the key first" in err
     assert records(workdir) == before
+
+
+# Credentials in --url: never shown, whether in the password or in the query ----------------
+
+TOKEN = "S3cretTok3nTable"
+"""A query credential; also the name of a missing table, so that SQLite's message holds it."""
+
+
+def test_query_credentials_never_show_in_the_report_or_the_usage(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///file:app.db?uri=true&authtoken={TOKEN}"
+    argv = ["--url", url, "--table", "secrets", "--record-column", "payload"]
+    for command in (["rewrap"], ["keys", "--usage", "--json"]):
+        code, out, err = run(capsys, *command, *argv, "--partition-column", "tenant")
+        assert code == 0, err
+        assert "authtoken=***" in out
+        assert TOKEN not in out + err
+
+
+def test_a_url_that_cannot_be_opened_is_shown_without_its_query_credentials(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"postgresql+nosuchdriver://app@db/appdb?password={TOKEN}&sslmode=require"
+    argv = ["--url", url, "--table", "t", "--record-column", "c", "--partition", "p"]
+    code, _, err = run(capsys, "rewrap", *argv)
+    assert code == 2
+    assert "cannot open postgresql+nosuchdriver://app@db/appdb?password=***&sslmode=require" in err
+    assert TOKEN not in err
+
+
+def test_a_database_failure_is_scrubbed_of_query_credentials(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///file:app.db?uri=true&authtoken={TOKEN}"
+    argv = ["--url", url, "--table", TOKEN, "--record-column", "c", "--partition", "p"]
+    code, _, err = run(capsys, "rewrap", *argv)
+    assert code == 1
+    assert "no such table: ***" in err
+    assert TOKEN not in err

@@ -18,6 +18,7 @@ from asherah_core.metastore import EnvelopeKeyRecord, InMemoryMetastore
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 sa = pytest.importorskip("sqlalchemy")
+from asherah_core._sqlsecrets import driver_failure  # noqa: E402
 from asherah_core.metastore.sql import SqlMetastore, is_secret_parameter, shown_url  # noqa: E402
 
 ForkedChild = Callable[[Callable[[], str]], str]
@@ -106,6 +107,17 @@ def test_a_driver_message_holding_a_query_credential_is_scrubbed(tmp_path: Path)
     with pytest.raises(MetastoreError) as info:
         store.load_latest("k")
     assert "no such table: ***" in str(info.value)
+
+
+def test_a_driver_failure_is_scrubbed_before_it_is_cut_to_one_short_line() -> None:
+    url = sa.make_url("postgresql+psycopg://app:hunter2@db/keys?password=s3cr3tpass")
+    driver_error = Exception("x" * 194 + "s3cr3tpass, hunter2\nDETAIL: hunter2")
+    message = driver_failure(sa.exc.OperationalError("SELECT 1", {}, driver_error), url)
+    assert message == "Exception: " + "x" * 194 + "***, *"
+    # SQLAlchemy's own error: its message holds the statement and its parameters.
+    assert driver_failure(sa.exc.StatementError("hunter2", "SELECT", {}, None), url) == (
+        "StatementError"
+    )
 
 
 # One in-memory SQLite database for the process --------------------------------------------

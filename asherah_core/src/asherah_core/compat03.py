@@ -10,7 +10,7 @@ returns a ``bytearray``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -69,8 +69,9 @@ class AsherahConfig:
     metastore: MetastoreType | str
     service_name: str
     product_id: str
-    connection_string: str | None = None
-    dynamo_db_endpoint: str | None = None
+    # Not in the repr: a connection string or an endpoint URL may hold a password.
+    connection_string: str | None = field(default=None, repr=False)
+    dynamo_db_endpoint: str | None = field(default=None, repr=False)
     dynamo_db_region: str | None = None
     dynamo_db_table_name: str | None = None
     enable_region_suffix: bool = False
@@ -88,24 +89,24 @@ class AsherahConfig:
         """The equivalent ``asherah`` 0.5 configuration (durations converted to seconds)."""
         values = asdict(self)
         config: dict[str, Any] = {}
-        for field, key in _DIRECT.items():
-            value = values[field]
+        for name, key in _DIRECT.items():
+            value = values[name]
             if isinstance(value, Enum):
                 value = value.value
             if value is not None and value != 0:
                 config[key] = value
-        for field, key in _DURATIONS.items():
-            nanoseconds = values[field]
+        for name, key in _DURATIONS.items():
+            nanoseconds = values[name]
             if nanoseconds is None or nanoseconds == 0:
                 continue  # Go's default
             if isinstance(nanoseconds, bool) or not isinstance(nanoseconds, int):
                 raise ConfigError(
-                    f"AsherahConfig.{field}: expected whole nanoseconds (a Go time.Duration), "
+                    f"AsherahConfig.{name}: expected whole nanoseconds (a Go time.Duration), "
                     f"got {type(nanoseconds).__name__}"
                 )
             if nanoseconds < _NANOSECONDS:
                 raise ConfigError(
-                    f"AsherahConfig.{field}: {nanoseconds} is {nanoseconds} nanoseconds (0.3.x "
+                    f"AsherahConfig.{name}: {nanoseconds} is {nanoseconds} nanoseconds (0.3.x "
                     f"durations are Go time.Duration values); for {nanoseconds} seconds write "
                     f"{nanoseconds} * 10**9"
                 )

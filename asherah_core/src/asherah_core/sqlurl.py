@@ -2,9 +2,9 @@
 
 - SQLite: ``sqlite://`` (or ``sqlite:`` / ``file:``) is cut off and the rest is a file path,
   taken literally: ``%41`` or ``?`` in it are part of the file name.
-- A URL (``mysql://``, ``postgres://``): the user information ends at the LAST ``@`` of the
-  authority, so a password with an unescaped ``@`` is read whole (SQLAlchemy would cut it at
-  the first one).
+- A URL (``mysql://``, ``postgres://``): the user information ends at the LAST ``@`` before
+  the first ``/``, so a password with an unescaped ``@`` or ``?`` is read whole (SQLAlchemy
+  would cut it at the first ``@``); the query starts only after the host.
 - Go's MySQL DSN ``user:pass@tcp(host:3306)/db?tls=true&parseTime=true``.
 
 The options of a MySQL connection string become the driver's settings or a `ConfigError`
@@ -73,17 +73,8 @@ def rdbms_target(connection_string: str, db_type: str, where: str) -> SqlTarget:
 
 
 def _from_url(driver: str, rest: str, where: str) -> SqlTarget:
-    authority, slash, path = rest.partition("/")
-    query = ""
-    if not slash:
-        authority, _, query = authority.partition("?")
-    else:
-        path, _, query = path.partition("?")
-    user = password = ""
-    host = authority
-    if "@" in authority:
-        credentials, _, host = authority.rpartition("@")
-        user, _, password = credentials.partition(":")
+    credentials, host, path, query = _url_parts(rest)
+    user, _, password = credentials.partition(":")
     auth = ""
     if user or password:
         # Already-escaped parts (%40) stay as they are; a raw "@" or ":" is escaped here.
@@ -95,6 +86,21 @@ def _from_url(driver: str, rest: str, where: str) -> SqlTarget:
     if driver.startswith("mysql"):
         return _mysql(f"{driver}://{auth}{host}/{path}", options, where)
     return SqlTarget(f"{driver}://{auth}{host}/{path}" + _rejoin(options))
+
+
+def _url_parts(rest: str) -> tuple[str, str, str, str]:
+    """(user information, host, path, query) of a URL after its ``scheme://``.
+
+    The user information ends at the last "@" before the first "/", so a "?" or "@" in the
+    password is read whole; only then does the host end, at "/" or "?". (Without a "/db" part,
+    an "@" in an option's value must be written %40.)"""
+    first_slash = rest.find("/")
+    at = rest.rfind("@", 0, len(rest) if first_slash < 0 else first_slash)
+    credentials, after = (rest[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
+    cut = min((i for i in (after.find("/"), after.find("?")) if i >= 0), default=len(after))
+    host, tail = after[:cut], after[cut:]
+    path, _, query = tail.removeprefix("/").partition("?")
+    return credentials, host, path, query
 
 
 def _from_go_dsn(dsn: str, where: str) -> SqlTarget:
@@ -142,7 +148,10 @@ def _mysql(url: str, options: dict[str, str], where: str) -> SqlTarget:
 
 
 def _bad(where: str, name: str, value: str, problem: str) -> ConfigError:
-    return ConfigError(f"{where}: ConnectionString: option {name}={value!r}: {problem}")
+    """The error for option `name`; its value is shown only for the options read here (TLS
+    mode, timeouts...): any other may be a credential (``password``, ``passwd``)."""
+    shown = f"{name}={value!r}" if name in _MYSQL_OPTIONS else repr(name)
+    return ConfigError(f"{where}: ConnectionString: option {shown}: {problem}")
 
 
 def _tls(value: str, connect: dict[str, Any]) -> str | None:

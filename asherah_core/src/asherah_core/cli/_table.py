@@ -7,6 +7,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
+from asherah_core._sqlsecrets import shown_url
 from asherah_core.errors import AsherahError
 
 from ._common import UsageError
@@ -77,7 +78,7 @@ def row_table(args: argparse.Namespace) -> RowTable:
 
 
 def open_engine(args: argparse.Namespace) -> sa.Engine:
-    """An engine on ``--url`` (or ``$ASHERAH_ROWS_URL``); passwords never shown."""
+    """An engine on ``--url`` (or ``$ASHERAH_ROWS_URL``); credentials never shown."""
     try:
         import sqlalchemy as sa  # noqa: PLC0415
     except ImportError:
@@ -97,10 +98,4 @@ def open_engine(args: argparse.Namespace) -> sa.Engine:
     try:
         return sa.create_engine(parsed, **options)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
-        shown = parsed.render_as_string(hide_password=True)
-        raise UsageError(f"cannot open {shown}: {type(e).__name__}") from None
-
-
-def shown_url(engine: sa.Engine) -> str:
-    """The engine's URL with the password hidden."""
-    return engine.url.render_as_string(hide_password=True)
+        raise UsageError(f"cannot open {shown_url(parsed)}: {type(e).__name__}") from None

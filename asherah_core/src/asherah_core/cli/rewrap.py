@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from asherah_core._sqlsecrets import driver_failure, shown_url
 from asherah_core.errors import AsherahError
 from asherah_core.rewrap_report import FailedRows, start_key
 
@@ -31,7 +32,7 @@ from ._common import (
     printable,
     warn,
 )
-from ._table import add_table_options, open_engine, row_table, shown_url
+from ._table import add_table_options, open_engine, row_table
 
 if TYPE_CHECKING:
     from asherah_core.table_rotation import RewrapSummary
@@ -151,8 +152,12 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         _report(args, last[0] if last else None, rows.name, engine, interrupted=True)
         if stopped.pressed:  # the driver turned the interrupt into a database error
             return error(f"interrupted; run the same command again to finish{_resume(last)}", 130)
-        failure = _db_failure(e, engine)
-        return error(f"{shown_url(engine)}: {failure}; run again to finish{_resume(last)}", 1)
+        failure = driver_failure(e, engine.url)
+        return error(
+            f"{shown_url(engine.url)}: the database failed: {failure}; run again to finish"
+            f"{_resume(last)}",
+            1,
+        )
     finally:
         failures.detach()
         with contextlib.suppress(Exception):  # a connection left mid-statement by Ctrl-C
@@ -183,7 +188,7 @@ def _report(
         return
     verb = "to rewrap" if summary.dry_run else "rewrapped"
     rate = summary.scanned / summary.seconds if summary.seconds > 0 else 0.0
-    print(f"table {table} on {shown_url(engine)}{' (dry run)' if summary.dry_run else ''}")
+    print(f"table {table} on {shown_url(engine.url)}{' (dry run)' if summary.dry_run else ''}")
     print(f"  rows scanned     {summary.scanned}  ({rate:,.0f} rows/s, {summary.seconds:.1f} s)")
     print(f"  {verb:<16} {summary.rewrapped}")
     print(f"  already current  {summary.current}")
@@ -203,17 +208,6 @@ def _reasons(counts: Any) -> str:
     if not counts:
         return ""
     return " (" + ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items())) + ")"
-
-
-def _db_failure(e: Exception, engine: Any) -> str:
-    original = getattr(e, "orig", None) or e
-    text = str(original).strip().splitlines()[0][:200] if str(original).strip() else ""
-    password = engine.url.password
-    if password:
-        text = text.replace(str(password), "***")
-    if getattr(e, "orig", None) is None:
-        text = ""  # SQLAlchemy's own message holds the statement and its parameters
-    return f"the database failed: {type(original).__name__}{': ' + text if text else ''}"
 
 
 class _CtrlC:

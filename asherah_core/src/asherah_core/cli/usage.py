@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Any
 
+from asherah_core._sqlsecrets import shown_url
 from asherah_core.appconfig import metastore_from_file
 
 from ._common import (
@@ -20,7 +21,7 @@ from ._common import (
     printable,
     utc,
 )
-from ._table import open_engine, row_table, shown_url
+from ._table import open_engine, row_table
 
 __all__ = ["show_usage"]
 
@@ -73,7 +74,7 @@ def show_usage(args: argparse.Namespace) -> int:
         print_json(
             {
                 "table": rows.name,
-                "database": shown_url(engine),
+                "database": shown_url(engine.url),
                 "metastore": name,
                 "rows": usage.rows,
                 "seconds": round(usage.seconds, 3),

@@ -12,12 +12,12 @@ import functools
 import operator
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import quote_plus
 
+from asherah_core._sqlsecrets import is_secret_parameter, scrub, shown_url, url_secrets
 from asherah_core.errors import MetastoreError, RecordError
 from asherah_core.forksafe import new_locks_in_child
 from asherah_core.records import EnvelopeKeyRecord
@@ -59,58 +59,12 @@ _CONNECT_TIMEOUTS: dict[str, dict[str, Any]] = {
 """Seconds a driver waits to connect, and (MySQL) for a reply; ``engine_options`` override."""
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
-_SECRET_WORDS = ("pass", "pwd", "secret", "token", "credential", "key", "auth", "odbc_connect")
-"""A URL query parameter whose name holds one of these (any case) is a credential: libpq's
-``password`` and ``sslpassword``, PyMySQL's and mysqlclient's ``passwd``, ODBC's ``pwd`` and
-``odbc_connect`` (a whole connection string), tokens, secrets, API keys. Masking a harmless
-parameter (``sslkey``, a path) costs a little detail; missing a secret costs a leak."""
-_NOT_SECRET = frozenset({"passfile"})
-"""libpq's ``passfile`` names the file holding passwords, not a password: shown."""
-_MASK = "***"
 _MOVED_TO_CONNECT_ARGS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb"})
 """Drivers whose SQLAlchemy dialect passes every URL query parameter to ``connect()`` as a
 keyword, so a credential moved from the query to ``connect_args`` connects the same way."""
 _FIRST_DATETIME = datetime(1, 1, 1)
 _FIRST_SECOND = calendar.timegm(_FIRST_DATETIME.timetuple())
 _LAST_SECOND = calendar.timegm(datetime(9999, 12, 31, 23, 59, 59).timetuple())
-
-
-def is_secret_parameter(name: str) -> bool:
-    """True when a URL query parameter of this name carries a credential (see `_SECRET_WORDS`)."""
-    lowered = name.lower()
-    return lowered not in _NOT_SECRET and any(word in lowered for word in _SECRET_WORDS)
-
-
-def shown_url(url: sa.URL) -> str:
-    """`url` as it may appear in a message, a log line or a repr: the password and every
-    credential-bearing query parameter replaced by ``***``."""
-    base = url.set(query={}).render_as_string(hide_password=True)
-    if not url.query:
-        return base
-    pairs = []
-    for name, values in url.query.items():
-        for value in (values,) if isinstance(values, str) else values:
-            shown = _MASK if is_secret_parameter(name) else quote_plus(value)
-            pairs.append(f"{quote_plus(name)}={shown}")
-    return f"{base}?{'&'.join(pairs)}"
-
-
-def _secrets_of(url: sa.URL, connect_args: Mapping[str, Any]) -> tuple[str, ...]:
-    """Every credential in `url` and `connect_args` (to scrub from drivers' messages), longest
-    first so that a password holding another is scrubbed whole."""
-    found = {str(url.password)} if url.password else set()
-    for name, values in (*url.query.items(), *connect_args.items()):
-        if isinstance(name, str) and is_secret_parameter(name):
-            for value in (values,) if isinstance(values, str) else values or ():
-                if isinstance(value, str) and value:
-                    found.add(value)
-    return tuple(sorted(found, key=len, reverse=True))
-
-
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, _MASK)
-    return text
 
 
 def _checked_created(where: str, created: int) -> int:
@@ -262,7 +216,7 @@ class SqlMetastore(Metastore):
         if isinstance(url_or_engine, sa.Engine):
             self._engine = url_or_engine
             self._shown_url = shown_url(self._engine.url)
-            self._secrets = _secrets_of(self._engine.url, {})
+            self._secrets = url_secrets(self._engine.url, {})
         else:
             made = _create_engine(url_or_engine, engine_options or {})
             self._engine, self._shown_url, self._secrets = made
@@ -612,7 +566,7 @@ class SqlMetastore(Metastore):
         detail = str(original).strip().splitlines()[0] if str(original).strip() else ""
         if isinstance(error, sa_exc.StatementError) and not getattr(error, "orig", None):
             detail = ""  # the statement and its parameters are not for messages
-        detail = _scrub(detail, self._secrets)
+        detail = scrub(detail, self._secrets)
         hint = ""
         if "no such table" in detail or "doesn't exist" in detail or "does not exist" in detail:
             hint = (
@@ -704,7 +658,7 @@ def _create_engine(
             "(expected for example sqlite:///keys.db or postgresql+psycopg://user@host/db)"
         ) from None
     shown = shown_url(parsed)
-    secrets = _secrets_of(parsed, options.get("connect_args", {}))
+    secrets = url_secrets(parsed, options.get("connect_args", {}))
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     backend = parsed.get_backend_name()
     driver = parsed.get_driver_name()
@@ -730,7 +684,7 @@ def _create_engine(
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as e:
         raise MetastoreError(
             f"sql metastore ({shown}): cannot create an engine: {type(e).__name__}: "
-            f"{_scrub(str(e).splitlines()[0][:200], secrets)}"
+            f"{scrub(str(e).splitlines()[0], secrets)[:200]}"  # (scrubbed whole, then cut)
         ) from None
     except ImportError as e:
         raise MetastoreError(

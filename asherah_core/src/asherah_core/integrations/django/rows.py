@@ -19,6 +19,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.core.management.base import CommandError
 from django.db import connections
 
+from asherah_core._sqlsecrets import shown_url
 from asherah_core.errors import AsherahError
 
 try:
@@ -156,5 +157,5 @@ def _postgresql(settings: dict[str, Any]) -> sa.Engine:
 
 
 def shown(engine: sa.Engine) -> str:
-    """The engine's URL with the password hidden."""
-    return engine.url.render_as_string(hide_password=True)
+    """The engine's URL with the password and every credential in its query hidden."""
+    return shown_url(engine.url)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from asherah_core._sqlsecrets import driver_failure
 from asherah_core.errors import AsherahError
 from asherah_core.integrations.django.factory import get_factory
 from asherah_core.rewrap_report import FailedRows, start_key
@@ -117,8 +118,9 @@ class Command(BaseCommand):
         except AsherahError as error:
             raise CommandError(str(error)) from None
         except sa.exc.SQLAlchemyError as error:
+            failure = driver_failure(error, engine.url)
             raise CommandError(
-                f"{shown(engine)}: the database failed ({_db_failure(error, engine)}); run the "
+                f"{shown(engine)}: the database failed ({failure}); run the "
                 f"same command again to finish{_resume(progress.last)}"
             ) from None
         finally:
@@ -192,14 +194,3 @@ def _resume(last: RewrapSummary | None) -> str:
     if last is None or last.last_key is None:
         return ""
     return f" (or skip what is done with --start-after {last.last_key!s})"
-
-
-def _db_failure(error: Exception, engine: Any) -> str:
-    original = getattr(error, "orig", None)
-    if original is None:  # SQLAlchemy's own message holds the statement and its parameters
-        return type(error).__name__
-    text = str(original).strip().splitlines()[0][:200] if str(original).strip() else ""
-    password = engine.url.password
-    if password:
-        text = text.replace(str(password), "***")
-    return f"{type(original).__name__}{': ' + text if text else ''}"

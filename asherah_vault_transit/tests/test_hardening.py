@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -120,3 +122,46 @@ def test_no_secret_in_logs_messages_or_reprs(
         assert lease.token not in text
         assert KEY.hex() not in text
     assert kms.decrypt_key(wrapped) == KEY
+
+
+def kms_over(
+    handle: Callable[[httpx.Request], httpx.Response], **values: object
+) -> VaultTransitKms:
+    values = {"address": "http://a:8200", "transit_key": "k", "max_retries": 0, **values}
+    config = PluginConfig(values, path="plugins.vault")
+    return VaultTransitKms(settings_from_config(config, {}), transport=httpx.MockTransport(handle))
+
+
+def test_an_error_quoting_a_request_header_is_never_shown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:  # what h11 says of a bad header
+        token = request.headers["X-Vault-Token"].encode()
+        raise httpx.LocalProtocolError(f"Illegal header value {token!r}", request=request)
+
+    caplog.set_level(logging.DEBUG)
+    kms = kms_over(handle, token="hvs.SECRET-TOKEN")
+    shown = "LocalProtocolError: the request is not valid HTTP"
+    with pytest.raises(KmsError, match=shown) as e:
+        kms.encrypt_key(KEY)
+    with pytest.raises(KmsError, match=shown) as e_async:
+        asyncio.run(kms.encrypt_key_async(KEY))
+    for text in (str(e.value), str(e_async.value), caplog.text):
+        assert "SECRET-TOKEN" not in text
+    kms.close()
+
+
+def test_a_token_from_a_login_that_is_not_ascii_fails_the_cluster_not_the_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        auth = {"client_token": "hvs.SECRÉT", "lease_duration": 60, "renewable": False}
+        return httpx.Response(200, json={"auth": auth})
+
+    caplog.set_level(logging.DEBUG)
+    kms = kms_over(handle, auth_method="approle", approle_role_id="rid")
+    with pytest.raises(KmsError, match="UnicodeEncodeError: a header value is not ASCII") as e:
+        kms.encrypt_key(KEY)
+    for text in (str(e.value), caplog.text):
+        assert "SECR" not in text
+    kms.close()

@@ -152,3 +152,58 @@ def test_errors_and_reprs_hold_no_secret() -> None:
     assert secret not in repr(s)
     s = settings(address="http://v:1", transit_key="k", token=secret)
     assert secret not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("values", "environ", "where", "problem"),
+    [
+        ({"token": "hvs.SECRET\nX"}, {}, "plugins.vault.token:", "a line break?"),
+        ({}, {"VAULT_TOKEN": "hvs.SECRET\nX"}, "$VAULT_TOKEN (for", "a line break?"),
+        ({"token": "hvs.SECRET\x00"}, {}, "plugins.vault.token:", "control character"),
+        ({"token": "hvs.SECRET two"}, {}, "plugins.vault.token:", "a space"),
+        ({}, {"VAULT_TOKEN": "hvs.SECRETé"}, "$VAULT_TOKEN (for", "a non-ASCII character"),
+        (
+            {"token": "t", "namespace": "team-SECRET\r\nX-Evil: 1"},
+            {},
+            "plugins.vault.namespace:",
+            "control character",
+        ),
+        ({"token": "t"}, {"VAULT_NAMESPACE": "équipe-SECRET"}, "$VAULT_NAMESPACE", "non-ASCII"),
+    ],
+)
+def test_header_values_are_printable_ascii_and_never_shown(
+    values: dict[str, Any], environ: dict[str, str], where: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings(environ, address="http://v:8200", transit_key="k", **values)
+    message = str(caught.value)
+    assert where in message
+    assert problem in message
+    assert "SECRET" not in message
+
+
+def test_a_token_left_unused_by_another_auth_method_is_not_checked() -> None:
+    s = settings(
+        {"VAULT_TOKEN": "stray\nline"},
+        address="http://v:8200",
+        transit_key="k",
+        auth_method="approle",
+        approle_role_id="rid",
+    )
+    assert s.auth.method == "approle"
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"address": "https://[vault.internal:8200"}, "plugins.vault.address:"),
+        ({"address": "https://[vault.internal]:8200"}, "plugins.vault.address:"),
+        ({"addresses": ["http://a:1", "https://vault.internal]:8200"]}, "addresses[1]:"),
+    ],
+)
+def test_an_address_that_does_not_parse_names_the_setting(
+    values: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(ConfigError, match="expected an http:// or https:// URL") as caught:
+        settings(transit_key="k", token="t", **values)
+    assert where in str(caught.value)

@@ -22,6 +22,8 @@ import botocore.exceptions
 
 from asherah_core import Aead, ConfigError, KeyManagementService, KmsError, PluginConfig, StaticKms
 
+from .settings import endpoint_problem
+
 __all__ = ["SETTINGS", "master_key_from_secret", "secrets_manager_kms_from_config"]
 
 logger = logging.getLogger(__name__)
@@ -39,19 +41,20 @@ def secrets_manager_kms_from_config(config: PluginConfig, crypto: Aead) -> KeyMa
     timeout = config.get_float("timeout", 10.0)
     if not 0 < timeout <= 300:
         raise config.error("timeout", f"must be between 0 and 300 seconds, got {timeout}")
+    endpoint = _endpoint(config)
     try:
         session = boto3.session.Session(profile_name=config.get_str("profile", None))
         client = session.client(
             "secretsmanager",
             region_name=config.get_str("region", None),
-            endpoint_url=config.get_str("endpoint", None),
+            endpoint_url=endpoint,
             config=botocore.config.Config(
                 connect_timeout=timeout,
                 read_timeout=timeout,
                 retries={"mode": "standard", "total_max_attempts": 3},
             ),
         )
-    except botocore.exceptions.BotoCoreError as e:
+    except (botocore.exceptions.BotoCoreError, ValueError) as e:  # ValueError: botocore checks too
         raise ConfigError(
             f"{config.source}: {config.path}: cannot make a Secrets Manager client: "
             f"{type(e).__name__}: {e}"
@@ -66,6 +69,15 @@ def secrets_manager_kms_from_config(config: PluginConfig, crypto: Aead) -> KeyMa
         return StaticKms(bytes(key), crypto)  # StaticKms keeps its own copy
     finally:
         key[:] = bytes(len(key))
+
+
+def _endpoint(config: PluginConfig) -> str | None:
+    """The ``endpoint`` setting, checked as the aws-v2 KMS checks its endpoints."""
+    endpoint = config.get_str("endpoint", None)
+    problem = None if endpoint is None else endpoint_problem(endpoint)
+    if problem:
+        raise config.error("endpoint", problem)
+    return endpoint
 
 
 def _get_secret(client: Any, secret_id: str) -> dict[str, Any]:

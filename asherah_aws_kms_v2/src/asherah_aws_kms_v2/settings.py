@@ -34,6 +34,7 @@ __all__ = [
     "RegionSettings",
     "check_endpoint",
     "check_min_regions",
+    "endpoint_problem",
     "seconds",
     "settings_from_config",
 ]
@@ -248,23 +249,32 @@ def _endpoint(name: str, value: object) -> str:
     """An http(s) URL with a host botocore accepts and no credentials (which are never echoed)."""
     if not isinstance(value, str):
         raise ConfigError(f"{name}: expected a URL, got {type(value).__name__}")
-    shown = "a URL with an @ (not shown)" if "@" in value else repr(_shorten(value))
+    problem = endpoint_problem(value)
+    if problem:
+        raise ConfigError(f"{name}: {problem}")
+    return value
+
+
+def endpoint_problem(url: str) -> str | None:
+    """What is wrong with an endpoint URL, or None when it is an http(s) URL with a host
+    botocore accepts and no credentials; a URL holding an ``@`` is never echoed."""
+    shown = "a URL with an @ (not shown)" if "@" in url else repr(_shorten(url))
     try:
-        parts = urlsplit(value)
+        parts = urlsplit(url)
         credentials = parts.username is not None or parts.password is not None
         host, _ = parts.hostname, parts.port
     except ValueError:  # an unclosed [ of an IPv6 host, a port out of range
-        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {shown}") from None
+        return f"expected an http:// or https:// URL, got {shown}"
     if credentials:
-        raise ConfigError(f"{name}: credentials do not belong in the endpoint URL")
+        return "credentials do not belong in the endpoint URL"
     if parts.scheme not in ("http", "https") or not host:
-        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {shown}")
-    if not (is_valid_endpoint_url(value) or is_valid_ipv6_endpoint_url(value)):
-        raise ConfigError(
-            f"{name}: botocore refuses the host of {shown}: a host name is letters, digits, "
+        return f"expected an http:// or https:// URL, got {shown}"
+    if not (is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url)):
+        return (
+            f"botocore refuses the host of {shown}: a host name is letters, digits, "
             "hyphens and dots (no underscores), or an IP address"
         )
-    return value
+    return None
 
 
 def _shorten(text: str) -> str:

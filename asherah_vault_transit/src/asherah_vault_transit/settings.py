@@ -48,6 +48,8 @@ _DEFAULT_AUTH_MOUNT = {"approle": "approle", "kubernetes": "kubernetes", "cert":
 _MAX_SECONDS = 3600.0
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _MOUNT = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+_VISIBLE_ASCII = re.compile(r"[!-~]+")
+"""What an HTTP header value of ours may hold: no space, control or non-ASCII character."""
 
 ENVIRONMENT: Mapping[str, str] = {
     "address": "VAULT_ADDR",
@@ -211,7 +213,7 @@ def settings_from_config(
         transit_key=transit_key,
         transit_mount=mount,
         auth=_auth(read, client_cert is not None),
-        namespace=read.text("namespace"),
+        namespace=_header_value(read, "namespace"),
         ca_cert=read.text("ca_cert"),
         client_cert=client_cert,
         client_key=client_key,
@@ -270,7 +272,13 @@ def _check_address(read: _Reader, key: str, address: str) -> str:
 
 
 def _check_url(source: str, where: str, address: str) -> str:
-    parts = urlsplit(address.strip())
+    try:
+        parts = urlsplit(address.strip())
+    except ValueError:  # an unclosed [ of an IPv6 host, or what is inside [ ] is no address
+        raise ConfigError(
+            f"{source}: {where}: expected an http:// or https:// URL; the [ ] of an IPv6 host "
+            "do not match or do not hold an IPv6 address"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{source}: {where}: expected an http:// or https:// URL")
     if parts.username or parts.password or parts.query or parts.fragment:
@@ -282,8 +290,18 @@ def _check_url(source: str, where: str, address: str) -> str:
     return address.strip().rstrip("/")
 
 
+def _header_value(read: _Reader, key: str) -> str | None:
+    """The text of `key`, which is sent in an HTTP header: the error never shows the value."""
+    value = read.text(key)
+    if value is None or _VISIBLE_ASCII.fullmatch(value):
+        return value
+    found = "a non-ASCII character"
+    if value.isascii():
+        found = "a space or control character (a line break?)"
+    raise read.error(key, f"holds {found}; expected printable ASCII only (value not shown)")
+
+
 def _auth(read: _Reader, have_client_cert: bool) -> AuthSettings:
-    token = read.text("token")
     spelled = read.text("auth_method")
     if spelled is None:
         method = "token"
@@ -295,6 +313,7 @@ def _auth(read: _Reader, have_client_cert: bool) -> AuthSettings:
                 f"unsupported method {spelled!r}; expected token, approle, kubernetes or cert",
             )
     if method == "token":
+        token = _header_value(read, "token")
         if token is None:
             raise read.error(
                 "token",

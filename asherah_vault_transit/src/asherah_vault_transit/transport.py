@@ -30,6 +30,21 @@ _T = TypeVar("_T")
 _MAX_PROBLEM = 300
 _MAX_RETRY_AFTER = 60.0
 _MULTI = re.compile(r"\d+ errors? occurred:")
+_TOLD: tuple[type[httpx.HTTPError], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+)
+"""Errors whose text is about the network or the server's answer: shown. Any other's text may
+quote the request (h11's ``Illegal header value b'<the token>'``) and is never shown."""
+_UNTOLD: Mapping[type[Exception], str] = {
+    httpx.LocalProtocolError: "the request is not valid HTTP (a header value with a line break "
+    "or control character?); not sent",
+    UnicodeEncodeError: "a header value is not ASCII; not sent",
+}
+"""What an error whose own text is not shown means, by type (else a fixed phrase)."""
+_UNSENT_OR_UNANSWERED = (httpx.HTTPError, UnicodeEncodeError)
+"""A call that got no answer: httpx's errors, and a header value httpx cannot encode."""
 
 
 class HttpTransport:
@@ -136,7 +151,7 @@ class HttpTransport:
                 headers=_token_header(call.token),
                 timeout=call.timeout,
             )
-        except httpx.HTTPError as e:
+        except _UNSENT_OR_UNANSWERED as e:
             return Reply(0, problem=_transport_problem(e))
         except RuntimeError:  # httpx refuses a closed client: close() ran during the call
             if not self._closed:
@@ -153,7 +168,7 @@ class HttpTransport:
                 headers=_token_header(call.token),
                 timeout=call.timeout,
             )
-        except httpx.HTTPError as e:
+        except _UNSENT_OR_UNANSWERED as e:
             return Reply(0, problem=_transport_problem(e))
         return _reply(response)
 
@@ -229,7 +244,12 @@ def _clean(error: str) -> str:
     return " ".join(error.split())
 
 
-def _transport_problem(error: httpx.HTTPError) -> str:
+def _transport_problem(error: Exception) -> str:
+    """The error's type and text, or its type and a fixed description when its text could
+    quote a request header (the token)."""
+    if not isinstance(error, _TOLD):
+        meaning = next((m for kind, m in _UNTOLD.items() if isinstance(error, kind)), None)
+        return f"{type(error).__name__}: {meaning or 'details not shown (they may quote a header)'}"
     text = str(error).strip()
     if len(text) > _MAX_PROBLEM:
         text = text[:_MAX_PROBLEM] + "…"

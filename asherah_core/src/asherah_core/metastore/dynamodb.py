@@ -9,6 +9,7 @@ query with limit 1, and a store is a put conditioned on ``attribute_not_exists(I
 from __future__ import annotations
 
 import functools
+import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
@@ -23,6 +24,7 @@ try:
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 except ImportError as e:  # pragma: no cover - exercised by the install tests
     raise ImportError("DynamoDbMetastore needs boto3: pip install 'asherah-core[dynamodb]'") from e
 
@@ -127,7 +129,7 @@ class DynamoDbMetastore(Metastore):
                 f"dynamodb metastore: table name {table_name!r} must be 3 to 255 characters"
             )
         self._table = table_name
-        self._endpoint = _shown_endpoint(endpoint_url)
+        self._endpoint = _shown_endpoint(table_name, endpoint_url)
         config = Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -365,7 +367,7 @@ class DynamoDbMetastore(Metastore):
             hint = ""
             if code == "ResourceNotFoundException":
                 hint = "; create the table with DynamoDbMetastore(...).create_table()"
-            message = str(e.response.get("Error", {}).get("Message", ""))[:200]
+            message = _first_line(e.response.get("Error", {}).get("Message", ""))
             raise MetastoreError(
                 f"{self._where}: {what}{_for(key_id)} failed: {code}"
                 f"{': ' + message if message else ''}{hint}"
@@ -420,20 +422,49 @@ def _for(key_id: str | None) -> str:
     return "" if key_id is None else f" of {key_id!r}"
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else ""
+_USERINFO = re.compile(r"""(?<=://)[^\s"'<>]*@""")
+"""The ``user:password@`` of a URL in a message (botocore quotes the endpoint it was given)."""
 
 
-def _shown_endpoint(endpoint: str | None) -> str | None:
-    """The endpoint without any user information (never shown)."""
+def _first_line(text: object) -> str:
+    """The first line of `text`, at most 200 characters, without any URL's user information."""
+    cleaned = _USERINFO.sub("", str(text)).strip()
+    return cleaned.splitlines()[0][:200] if cleaned else ""
+
+
+def _shown_endpoint(table_name: str, endpoint: str | None) -> str | None:
+    """The endpoint without any user information (never shown), once it is known to be an
+    http(s) URL with a host botocore takes and a port from 0 to 65535: else `MetastoreError`
+    naming ``endpoint_url``."""
     if not endpoint:
         return None
-    parts = urllib.parse.urlsplit(endpoint)
+    where = f"dynamodb metastore (table {table_name!r}): endpoint_url"
+    try:
+        parts = urllib.parse.urlsplit(endpoint)
+        port = parts.port
+    except ValueError:  # an unclosed [ of an IPv6 host, a port out of range
+        unparsed = "a URL with an @ (not shown)" if "@" in endpoint else repr(endpoint[:200])
+        raise MetastoreError(
+            f"{where}: expected http:// or https:// then a host and a port from 0 to 65535, "
+            f"got {unparsed}"
+        ) from None
+    shown = _without_userinfo(parts, port)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MetastoreError(f"{where}: expected an http:// or https:// URL, got {shown!r}")
+    if not (is_valid_endpoint_url(endpoint) or is_valid_ipv6_endpoint_url(endpoint)):
+        raise MetastoreError(
+            f"{where}: botocore refuses {shown!r}: the host must be letters, digits, hyphens "
+            "and dots (no underscores) or an IP address, and the URL may hold no tab or line break"
+        )
+    return shown
+
+
+def _without_userinfo(parts: urllib.parse.SplitResult, port: int | None) -> str:
+    """Scheme, host, port and path: no user information, query or fragment."""
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += "" if port is None else f":{port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _to_attribute(value: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import contextvars
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,20 @@ import pytest
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 
-from sqlalchemy import Integer, String, Text, create_engine, insert, select, update  # noqa: E402
+from sqlalchemy import (  # noqa: E402
+    Integer,
+    String,
+    Text,
+    bindparam,
+    create_engine,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import (  # noqa: E402
     DeclarativeBase,
     Mapped,
@@ -289,6 +302,11 @@ def test_core_statements_without_the_partition_fail_naming_the_column(
         lambda conn: conn.execute(
             update(Note.__table__).where(Note.__table__.c.id == 1).values(body="no partition here")
         ),
+        lambda conn: conn.execute(
+            insert(Note.__table__).values(
+                [{"tenant": "t1", "body": "fine"}, {"tenant": None, "body": "no partition here"}]
+            )
+        ),
     ):
         with engine.begin() as conn, pytest.raises(EncryptedColumnError) as info:
             run(conn)
@@ -309,6 +327,135 @@ def test_core_statements_without_the_partition_fail_naming_the_column(
     assert rows[2] == ("t3", None, None)
     with Session(engine) as session:
         assert [n.body for n in session.scalars(select(Note).order_by(Note.id))] == ["a", "b", None]
+
+
+def test_multi_row_values_seal_each_row_with_its_partition(engine: Any, db: Path) -> None:
+    table = Note.__table__
+    with engine.begin() as conn:
+        conn.execute(
+            insert(table)
+            .values(
+                [
+                    {"tenant": "t1", "body": "one", "scan": b"s1"},
+                    {"tenant": "t2", "body": None, "scan": None},
+                ]
+            )
+            .values([{table.c.tenant: "t3", table.c.body: "three", table.c.scan: b"s3"}])
+        )
+        conn.execute(insert(table).values([(None, "t4", "four", None)]))  # id, tenant, body, scan
+    with Session(engine) as session:
+        session.execute(insert(Note).values([{"tenant": "t5", "body": "five"}]))
+        session.commit()
+    rows = raw(db, "SELECT tenant, body, scan FROM note ORDER BY id")
+    assert [tenant for tenant, _, _ in rows] == ["t1", "t2", "t3", "t4", "t5"]
+    for tenant, *values in rows:
+        for value in values:
+            assert value is None or ik_of(value) == f"_IK_{tenant}_{SERVICE}_{PRODUCT}"
+    with Session(engine) as session:
+        notes = session.scalars(select(Note).order_by(Note.id)).all()
+        assert [n.body for n in notes] == ["one", None, "three", "four", "five"]
+        assert [n.scan for n in notes] == [b"s1", None, b"s3", None, None]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        lambda t: insert(t).values(tenant="t1", body=func.lower("PLAINTEXT-FUNC")),
+        lambda t: insert(t).values({t.c.tenant: "t1", t.c.body: func.lower("PLAINTEXT-FUNC")}),
+        lambda t: update(t).values(tenant="t1", body=func.upper("PLAINTEXT-FUNC")),
+        lambda t: update(t).values(tenant="t1", body=t.c.tenant),
+    ],
+    ids=["insert-function", "insert-by-column", "update-function", "update-column"],
+)
+def test_a_sql_expression_for_an_encrypted_column_is_refused(
+    engine: Any, db: Path, statement: Callable[[Any], Any]
+) -> None:
+    # The database would store what it computes, unencrypted.
+    with engine.begin() as conn:
+        conn.execute(insert(Note.__table__).values(tenant="t0", body="kept"))
+    before = raw(db, "SELECT tenant, body FROM note")
+    with (
+        pytest.raises(
+            EncryptedColumnError, match=r"note\.body: takes a value to seal, not a SQL"
+        ) as info,
+        engine.begin() as conn,
+    ):
+        conn.execute(statement(Note.__table__))
+    assert "PLAINTEXT" not in str(info.value)
+    assert raw(db, "SELECT tenant, body FROM note") == before
+    with engine.begin() as conn:  # NULL is not a plaintext
+        conn.execute(update(Note.__table__).values(body=null()))
+    assert raw(db, "SELECT body FROM note") == [(None,)]
+
+
+def text_insert(partition_name: str) -> Any:
+    """An INSERT as text: the partition bound as `partition_name`, the body of our type."""
+    return text(f"INSERT INTO note (tenant, body) VALUES (:{partition_name}, :body)").bindparams(
+        bindparam("body", type_=EncryptedText(HOLDER, partition_from="tenant"))
+    )
+
+
+def test_text_statements_seal_with_the_partition_of_their_parameters(engine: Any, db: Path) -> None:
+    with engine.begin() as conn:
+        conn.execute(text_insert("tenant"), {"tenant": "t1", "body": "one"})
+        conn.execute(
+            text_insert("tenant"), [{"tenant": "t2", "body": "two"}, {"tenant": "t3", "body": None}]
+        )
+        conn.execute(text_insert("tenant").bindparams(tenant="t4", body="four"))
+        conn.execute(text_insert("tenant").bindparams(tenant="t5"), {"body": "five"})
+        conn.execute(text_insert("t"), {"t": "t6", "tenant": "t6", "body": "six"})
+    rows = raw(db, "SELECT tenant, body FROM note ORDER BY id")
+    assert [tenant for tenant, _ in rows] == ["t1", "t2", "t3", "t4", "t5", "t6"]
+    for tenant, body in rows:
+        assert body is None or ik_of(body) == f"_IK_{tenant}_{SERVICE}_{PRODUCT}"
+    with Session(engine) as session:
+        bodies = [n.body for n in session.scalars(select(Note).order_by(Note.id))]
+    assert bodies == ["one", "two", None, "four", "five", "six"]
+
+
+def test_a_text_statement_without_the_partition_is_refused_without_the_plaintext(
+    engine: Any, db: Path
+) -> None:
+    with engine.begin() as conn, pytest.raises(EncryptedColumnError) as info:
+        conn.execute(text_insert("t"), {"t": "t1", "body": "PLAINTEXT-THREE"})
+    message = str(info.value)
+    assert "bind parameter 'body'" in message
+    assert "'tenant'" in message
+    assert "PLAINTEXT" not in message
+    assert raw(db, "SELECT count(*) FROM note") == [(0,)]
+
+
+def test_no_failure_to_seal_is_reported_with_the_parameters(engine: Any, db: Path) -> None:
+    """Statements the listener does not seal fail in the bind processing, which SQLAlchemy
+    would wrap in a StatementError showing the parameters (the plaintexts): not ours."""
+
+    def broken() -> SessionFactory:
+        raise RuntimeError("a library echoing PLAINTEXT")
+
+    table = Note.__table__
+    for run in (
+        lambda conn: conn.execute(
+            insert(table).values(tenant=bindparam("t"), body=bindparam("b")),
+            {"t": "t1", "b": "PLAINTEXT"},
+        ),
+        lambda conn: conn.execute(
+            update(table).where(table.c.id == bindparam("i")).values(body=bindparam("b")),
+            [{"i": 1, "b": "PLAINTEXT"}, {"i": 2, "b": "PLAINTEXT"}],
+        ),
+        lambda conn: conn.execute(
+            select(literal("PLAINTEXT", EncryptedText(HOLDER, partition_from="tenant")))
+        ),
+        lambda conn: conn.execute(
+            select(literal("PLAINTEXT", EncryptedText(broken, partition=lambda: "t1")))
+        ),
+    ):
+        with engine.begin() as conn, pytest.raises(EncryptedColumnError) as info:
+            run(conn)
+        assert "PLAINTEXT" not in str(info.value)
+        assert "PLAINTEXT" not in repr(info.value)
+    assert "failed with RuntimeError" in str(info.value)  # the last one: its type, its cause
+    assert isinstance(info.value.__context__, RuntimeError)
+    assert raw(db, "SELECT count(*) FROM note") == [(0,)]
 
 
 def test_core_selects_of_a_partition_from_column_give_records(engine: Any) -> None:

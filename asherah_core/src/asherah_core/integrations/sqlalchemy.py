@@ -13,11 +13,18 @@ its row):
   and ``after_insert``/``after_update`` put the plaintext back; the ``load``/``refresh`` events
   open values read from the database with the partition the row has in the database.
 - Parameter lists of Core and bulk statements (``conn.execute(insert(t), rows)``,
-  ``session.execute(insert(Note), rows)``, ``bulk_save_objects``, ``bulk_insert_mappings``):
-  an engine ``before_execute`` listener seals each value with the partition column of its own
-  parameter set.
+  ``session.execute(insert(Note), rows)``, ``bulk_save_objects``, ``bulk_insert_mappings``),
+  the values of ``insert(t).values(…)`` and of each row of ``insert(t).values([{…}, {…}])``,
+  and the bind parameters of our types in a ``text()`` statement: an engine ``before_execute``
+  listener seals each value with the partition of its own parameter set or row (for
+  ``text()``, the parameter named as ``partition_from`` says, given at execution or in
+  ``bindparams()``).
 - Anything else that binds a plaintext to a ``partition_from`` column (a statement whose
   parameters do not carry the partition) fails naming the column: nothing is written.
+
+No failure to seal is reported with the statement's parameters (plaintexts): the listener
+fails before the statement runs, and the bind processing raises an `EncryptedColumnError`
+that SQLAlchemy does not wrap in a ``StatementError`` (whose message shows the parameters).
 
 Under ``AsyncSession`` the same events run in SQLAlchemy's greenlet; a value is then sealed or
 opened with the session's coroutine methods, so a cached key works inline and a key that must
@@ -33,11 +40,11 @@ from typing import Any, ClassVar, Final, TypeVar, cast
 
 from sqlalchemy import Column, Table, Text, event, inspect
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DontWrapMixin
 from sqlalchemy.orm import Mapper, attributes
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.dml import Insert, Update
-from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ClauseElement, ColumnElement, Null, TextClause
 from sqlalchemy.sql.operators import OperatorType
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import concurrency
@@ -191,10 +198,20 @@ class _EncryptedType(TypeDecorator[_T]):
         if isinstance(value, Record):
             return str(value)  # sealed for its row already, or a record read and written back
         label = _label_of(self)
-        if self.partition is not None:
-            partition = check_partition(self.partition(), label, "partition=")
-            return str(_seal(self, partition, value, label))
-        raise _no_partition(self, label)
+        try:
+            return str(self._seal_alone(value, label))
+        except Exception as error:
+            # SQLAlchemy calls this while it executes the statement, where it would wrap the
+            # error in a StatementError whose message shows the parameters: the plaintexts.
+            raise _not_wrapped(error, label) from error
+
+    def _seal_alone(self, value: object, label: str) -> Sealed:
+        """`value` sealed without its row: only a ``partition=`` callable can name its
+        partition (the listener below seals the values whose partition is in their row)."""
+        if self.partition is None:
+            raise _no_partition(self, label)
+        partition = check_partition(self.partition(), label, "partition=")
+        return _seal(self, partition, value, label)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
@@ -240,6 +257,24 @@ def _no_partition(type_: _EncryptedType[Any], label: str) -> EncryptedColumnErro
     return EncryptedColumnError(
         f"{label}: no partition for this encrypted column: give partition_from= (an "
         "attribute of the row) or partition= (a callable); nothing was written."
+    )
+
+
+class _UnwrappedError(EncryptedColumnError, DontWrapMixin):
+    """An `EncryptedColumnError` of a bind processor. SQLAlchemy raises it as it is, where it
+    wraps any other error in a ``StatementError`` whose message shows the statement's parameters
+    (the plaintexts) unless the user's engine was made with ``hide_parameters=True``."""
+
+
+def _not_wrapped(error: Exception, label: str) -> _UnwrappedError:
+    """`error` as an `_UnwrappedError`: with its message when it is an `EncryptedColumnError`
+    (whose message never holds the plaintext), else with its type only (its message might).
+    Raised ``from error``; SQLAlchemy raises it again ``from`` itself, which leaves `error`
+    as its ``__context__``."""
+    if isinstance(error, EncryptedColumnError):
+        return _UnwrappedError(*error.args)
+    return _UnwrappedError(
+        f"{label}: sealing a value failed with {type(error).__name__}; nothing was written"
     )
 
 
@@ -300,7 +335,7 @@ def _on_attach(column: Column[Any], table: Any) -> None:
         event.listen(Engine, "before_execute", _seal_parameters, retval=True)
 
 
-@passes_text_statements  # returns anything but an Insert or Update as it came
+@passes_text_statements  # returns a text statement without a bind parameter of ours as it came
 def _seal_parameters(
     conn: Connection,
     statement: Any,
@@ -309,21 +344,43 @@ def _seal_parameters(
     execution_options: Mapping[str, Any],
 ) -> tuple[Any, Sequence[Mapping[str, Any]], Mapping[str, Any]]:
     """Seal the plaintexts of ``partition_from`` columns in each parameter set of an INSERT or
-    UPDATE with the partition of that same set (Core executemany, ORM bulk statements), and in
-    the values of a single-row ``insert().values(…)``."""
+    UPDATE with the partition of that same set (Core executemany, ORM bulk statements), in the
+    values of ``insert().values(…)`` (each row of a multi-row one with its own), and in the
+    parameters of a ``text()`` statement bound to our types."""
+    if isinstance(statement, TextClause):
+        return statement, *_seal_text(statement, multiparams, params)
     if not isinstance(statement, Insert | Update):
         return statement, multiparams, params
     table = statement.table
     encrypted = _TABLES.get(table) if isinstance(table, Table) else None
     if not encrypted:
         return statement, multiparams, params
-    if multiparams:
+    if statement._values:
+        _refuse_expressions(encrypted, statement._values)
+    if multiparams or params:
         multiparams = [_seal_row(encrypted, row) for row in multiparams]
-    if params:
-        params = _seal_row(encrypted, params)
-    if not multiparams and not params:
-        statement = _seal_values(encrypted, statement, conn.dialect)
-    return statement, multiparams, params
+        return statement, multiparams, _seal_row(encrypted, params)
+    if statement._multi_values:
+        return _seal_multi_values(encrypted, statement), multiparams, params
+    return _seal_values(encrypted, statement, conn.dialect), multiparams, params
+
+
+def _refuse_expressions(encrypted: tuple[_Encrypted, ...], values: Mapping[Any, Any]) -> None:
+    """A SQL expression as an encrypted column's value (``values(body=func.lower(text))``, a
+    column, a subquery) would be stored as the database computes it: not encrypted. Refused,
+    naming the column; ``null()`` and bound values pass (they are sealed or NULL)."""
+    by_key = {c.key: c for c in encrypted}
+    for key, value in values.items():
+        column = by_key.get(key if isinstance(key, str) else getattr(key, "key", ""))
+        if column is None or not isinstance(value, ClauseElement):
+            continue
+        if isinstance(value, BindParameter | Null):
+            continue
+        raise EncryptedColumnError(
+            f"{column.label}: takes a value to seal, not a SQL expression "
+            f"({type(value).__name__}), which the database would store unencrypted; "
+            "nothing was written"
+        )
 
 
 def _seal_values(
@@ -336,12 +393,72 @@ def _seal_values(
         given = statement.compile(dialect=dialect).params
     except Exception:  # not ours to judge: the execution reports it
         return statement
-    sealed = _seal_row(encrypted, given)
-    if sealed is given:
+    sealed = _sealed_only(encrypted, given)
+    return statement.values(sealed) if sealed else statement
+
+
+def _seal_multi_values(
+    encrypted: tuple[_Encrypted, ...], statement: Insert | Update
+) -> Insert | Update:
+    """``insert(t).values([{…}, {…}])``: each row's plaintexts sealed with the partition of that
+    row. SQLAlchemy keeps the rows in ``_multi_values`` (no public accessor, and ``values()``
+    adds rows rather than replace them): a copy of the statement gets the sealed rows, keyed by
+    column key as SQLAlchemy reads them (a positional row gives the table's columns in order)."""
+    rows = [
+        {key if isinstance(key, str) else key.key: value for key, value in row.items()}
+        if isinstance(row, Mapping)
+        else {column.key: value for column, value in zip(statement.table.c, row, strict=False)}
+        for batch in statement._multi_values  # one per call of values() with a list
+        for row in batch
+    ]
+    sealed = [_seal_row(encrypted, row) for row in rows]
+    if all(new is old for new, old in zip(sealed, rows, strict=True)):
         return statement
-    return statement.values(
-        {c.key: sealed[c.key] for c in encrypted if sealed.get(c.key) is not given.get(c.key)}
+    copy = statement._generate()
+    copy._multi_values = (cast("list[dict[Any, Any]]", sealed),)
+    return copy
+
+
+def _seal_text(
+    statement: TextClause,
+    multiparams: Sequence[Mapping[str, Any]],
+    params: Mapping[str, Any],
+) -> tuple[Sequence[Mapping[str, Any]], Mapping[str, Any]]:
+    """``text(…).bindparams(bindparam("body", type_=EncryptedText(…)))``: each parameter set
+    gets the plaintexts of those bind parameters sealed with the partition the set holds under
+    the ``partition_from`` name (a value given in ``bindparams()`` counts unless the set
+    replaces it, as SQLAlchemy reads them)."""
+    binds = statement._bindparams
+    encrypted = _encrypted_binds(binds)
+    if not encrypted:
+        return multiparams, params
+    names = {name for c in encrypted for name in (c.key, c.type_.partition_from) if name}
+    bound = {
+        name: binds[name].value for name in names & binds.keys() if binds[name].value is not None
+    }
+
+    def seal_set(given: Mapping[str, Any]) -> Mapping[str, Any]:
+        sealed = _sealed_only(encrypted, {**bound, **given})
+        return {**given, **sealed} if sealed else given
+
+    if multiparams:
+        return [seal_set(given) for given in multiparams], params
+    return multiparams, seal_set(params)
+
+
+def _encrypted_binds(binds: Mapping[str, BindParameter[Any]]) -> tuple[_Encrypted, ...]:
+    """The bind parameters of our types among `binds`, by their key (a text statement's)."""
+    return tuple(
+        _Encrypted(key, bind.type, f"bind parameter {key!r} ({_label_of(bind.type)})")
+        for key, bind in binds.items()
+        if isinstance(bind.type, _EncryptedType)
     )
+
+
+def _sealed_only(encrypted: tuple[_Encrypted, ...], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The records `_seal_row` makes of the plaintexts in `given`, by key; empty if none."""
+    sealed = _seal_row(encrypted, given)
+    return {c.key: sealed[c.key] for c in encrypted if sealed.get(c.key) is not given.get(c.key)}
 
 
 def _seal_row(encrypted: tuple[_Encrypted, ...], row: Mapping[str, Any]) -> Mapping[str, Any]:

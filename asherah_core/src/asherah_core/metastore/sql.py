@@ -600,9 +600,10 @@ _L = TypeVar("_L", bound=Callable[..., Any])
 
 def passes_text_statements(listener: _L) -> _L:
     """Mark an engine ``before_execute`` listener that returns a text statement and its
-    parameters unchanged (the SQLAlchemy integration's sealing of encrypted columns, which
-    listens on every `Engine`). With only such listeners on its engine, the metastore's hot
-    statements still skip `Connection`: they would see nothing of them."""
+    parameters unchanged when no bind parameter of the statement has a type of its own (the
+    SQLAlchemy integration's sealing of encrypted columns, which listens on every `Engine`).
+    The metastore's hot statements bind plain values, so with only such listeners on its
+    engine they still skip `Connection`: the listeners would change nothing of them."""
     _PASSING_TEXT.add(listener)
     return listener
 

@@ -16,6 +16,8 @@ from django.core import checks
 from django.core.exceptions import FieldError, ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection, models, transaction
+from django.db.models import Value
+from django.db.models.functions import Concat, Lower
 from django.test import Client, override_settings
 from noteapp import crypto
 from noteapp.models import Note
@@ -104,11 +106,34 @@ def test_update_and_bulk_update_cannot_write_plaintext() -> None:
     with pytest.raises(EncryptedColumnError, match=r"noteapp\.Note\.body.*plaintext"):
         Note.objects.update(body="leak")
     note.body = "changed"
-    with pytest.raises(EncryptedColumnError, match="plaintext"), transaction.atomic():
+    with (
+        pytest.raises(EncryptedColumnError, match="cannot encrypt per row"),
+        transaction.atomic(),
+    ):
         Note.objects.bulk_update([note], ["body"])
     assert Note.objects.get().body == "x"
     Note.objects.update(body=None)  # NULL needs no partition
     assert Note.objects.get().body is None
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        lambda: Lower(Value("PLAINTEXT-EXPR")),
+        lambda: Concat(models.F("tenant"), Value("PLAINTEXT-EXPR")),
+        lambda: models.F("tenant"),
+    ],
+    ids=["function", "concat", "another-field"],
+)
+def test_update_to_a_sql_expression_is_refused(expression: Callable[[], Any]) -> None:
+    # The database would store what it computes, unencrypted.
+    Note.objects.create(tenant="t1", body="x")
+    with pytest.raises(
+        EncryptedColumnError, match=r"noteapp\.Note\.body: a SQL expression"
+    ) as info:
+        Note.objects.update(body=expression())
+    assert "PLAINTEXT" not in str(info.value)
+    assert Note.objects.get().body == "x"
 
 
 def test_bulk_create_makes_one_key_per_new_partition() -> None:

@@ -147,6 +147,19 @@ class _Encrypted:
             "save the model instances instead. Nothing was written."
         )
 
+    def get_placeholder(self, value: Any, compiler: Any, connection: Any) -> str:
+        """Django asks every value of an UPDATE for its placeholder, a SQL expression too
+        (``update(body=Lower(...))``, ``F("other")``), which skips `get_db_prep_value`: the
+        database would store what it computes, unencrypted. Refused, naming the field."""
+        if hasattr(value, "as_sql") and getattr(value, "value", False) is not None:
+            raise EncryptedColumnError(
+                f"{_label(self)}: a SQL expression ({type(value).__name__}) is not a value to "
+                "seal: the database would store what it computes unencrypted (QuerySet.update() "
+                "and bulk_update() cannot encrypt per row); save the model instances instead. "
+                "Nothing was written."
+            )
+        return "%s"
+
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         return None if value is None else Record(value)
 

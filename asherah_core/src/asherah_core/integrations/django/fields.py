@@ -147,9 +147,10 @@ class _Encrypted:
             "save the model instances instead. Nothing was written."
         )
 
-    def get_placeholder(self, value: Any, compiler: Any, connection: Any) -> str:
-        """Django asks every value of an UPDATE for its placeholder, a SQL expression too
-        (``update(body=Lower(...))``, ``F("other")``), which skips `get_db_prep_value`: the
+    def get_db_prep_save(self, value: Any, connection: BaseDatabaseWrapper) -> Any:
+        """Django passes every value of an UPDATE through here, a SQL expression too
+        (``update(body=Lower(...))``, ``F("other")``, bulk_update's ``Case``), which Django's
+        own method hands back to be compiled as it is, skipping `get_db_prep_value`: the
         database would store what it computes, unencrypted. Refused, naming the field."""
         if hasattr(value, "as_sql") and getattr(value, "value", False) is not None:
             raise EncryptedColumnError(
@@ -158,7 +159,7 @@ class _Encrypted:
                 "and bulk_update() cannot encrypt per row); save the model instances instead. "
                 "Nothing was written."
             )
-        return "%s"
+        return super().get_db_prep_save(value, connection)  # type: ignore[misc]
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         return None if value is None else Record(value)

@@ -78,10 +78,12 @@ class SessionUnicodeError(SessionError, UnicodeEncodeError):
     """A text or name that UTF-8 cannot encode: it holds a lone surrogate. Also a
     `UnicodeEncodeError` (so a `ValueError`), as the ``asherah`` package raises for these.
 
-    ``start`` and ``end`` locate the first surrogate; ``object`` is empty, because the text
-    may be plaintext, which no error of ours holds."""
+    `what` names the text (``text``, ``partition_id``…); ``start`` and ``end`` locate the first
+    surrogate; ``object`` is empty, because the text may be plaintext, which no error of ours
+    holds."""
 
-    def __init__(self, message: str, start: int = 0, end: int = 0) -> None:
+    def __init__(self, what: str, start: int, end: int) -> None:
+        message = f"{what} is not valid Unicode (a lone surrogate at index {start})"
         UnicodeEncodeError.__init__(self, "utf-8", "", start, end, message)
         self.args = (message,)
 
@@ -94,7 +96,8 @@ class RecordUnicodeError(RecordError, UnicodeDecodeError):
     `ValueError`), as the ``asherah`` package raises. ``start`` and ``end`` locate the first
     bad byte; ``object`` is empty, because the data is plaintext, which no error of ours holds."""
 
-    def __init__(self, message: str, start: int = 0, end: int = 0) -> None:
+    def __init__(self, start: int, end: int) -> None:
+        message = f"the decrypted data is not valid UTF-8 (at byte {start}); use decrypt_bytes"
         UnicodeDecodeError.__init__(self, "utf-8", b"", start, end, message)
         self.args = (message,)
 

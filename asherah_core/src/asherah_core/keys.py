@@ -623,6 +623,4 @@ def _check_name(value: object, what: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise SessionUnicodeError(
-            f"{what} is not valid Unicode (a lone surrogate at index {e.start})", e.start, e.end
-        ) from None
+        raise SessionUnicodeError(what, e.start, e.end) from None

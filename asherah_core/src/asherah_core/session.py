@@ -662,17 +662,11 @@ def _utf8(text: object) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise SessionUnicodeError(
-            f"text is not valid Unicode (a lone surrogate at index {e.start})", e.start, e.end
-        ) from None
+        raise SessionUnicodeError("text", e.start, e.end) from None
 
 
 def _from_utf8(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise RecordUnicodeError(
-            f"the decrypted data is not valid UTF-8 (at byte {e.start}); use decrypt_bytes",
-            e.start,
-            e.end,
-        ) from None
+        raise RecordUnicodeError(e.start, e.end) from None

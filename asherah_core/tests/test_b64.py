@@ -27,10 +27,11 @@ def contended(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No contention seen yet."""
+    """No contention seen yet, with the GIL on (as on a free-threaded Python that turned it on)."""
     monkeypatch.setattr(_b64, "left", 0)
     monkeypatch.setattr(_b64, "_last_thread", 0)
     monkeypatch.setattr(_b64, "_last_at", float("-inf"))
+    monkeypatch.setattr(_b64, "_gil_enabled", lambda: True)
 
 
 def reference(text: str) -> bytes | None:
@@ -115,6 +116,27 @@ def test_slow_rows_of_two_threads_close_together_switch_for_a_while(quiet: None)
     for _ in range(3):
         assert _b64.decode(text) == b"row"
     assert _b64.left == _b64.HOLD - 3  # back to pybase64 once HOLD fields went through
+
+
+def test_with_the_gil_off_slow_rows_of_two_threads_change_nothing(
+    quiet: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_b64, "_gil_enabled", lambda: False)  # a free-threaded Python
+    _b64.slow(100.0)
+    _slow_in_another_thread(100.0 + _b64.WINDOW_SECONDS / 2)
+    assert _b64.left == 0
+
+
+def test_a_count_that_two_threads_took_below_zero_means_pybase64(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_b64, "left", -1)
+    monkeypatch.setattr(_b64, "held_decode", lambda _text: pytest.fail("took the librt way"))
+    monkeypatch.setattr(_b64, "held_encode", lambda _data: pytest.fail("took the librt way"))
+    text = base64.b64encode(b"row").decode()
+    assert _b64.decode(text) == b"row"
+    assert _b64.encode(b"row") == text
+    assert _b64.left == -1
 
 
 def test_a_session_writes_and_reads_the_same_rows_both_ways(

@@ -18,14 +18,17 @@ How contention is seen: the session's hot path calls `slow` when a row took long
 `SLOW_SECONDS` (it lost the GIL or the CPU on the way). Two such rows in different threads
 within `WINDOW_SECONDS` of each other mean threads contend: the next `HOLD` fields go through
 librt, and every further pair of slow rows starts the count again. Slow rows in one thread
-alone (the scheduler, a cache miss, the garbage collector) change nothing.
+alone (the scheduler, a cache miss, the garbage collector) change nothing. On a free-threaded
+Python with the GIL off there is no GIL to hand over, and slow rows change nothing either.
 
 The state below is a hint, not an invariant, and is read and written without a lock: both
-ways give the same result, so a lost or stale update only costs time.
+ways give the same result, so a lost or stale update only costs time. Two threads that both
+take the last field may leave `left` below zero, which counts as zero.
 """
 
 from __future__ import annotations
 
+import sys
 from threading import get_ident
 
 import pybase64
@@ -51,6 +54,9 @@ _fast_encode = pybase64.b64encode_as_string
 
 _last_thread = 0
 _last_at = float("-inf")
+_gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)
+"""Whether the GIL is on now (a free-threaded Python turns it on to load a module that needs
+it)."""
 
 
 def slow(now: float) -> None:
@@ -58,6 +64,8 @@ def slow(now: float) -> None:
     (`time.perf_counter`). With a slow row of another thread within `WINDOW_SECONDS` before
     it, the next `HOLD` fields go through librt."""
     global left, _last_thread, _last_at  # noqa: PLW0603 - the GIL is one per process
+    if not _gil_enabled():
+        return
     me = get_ident()
     if me != _last_thread and now - _last_at < WINDOW_SECONDS:
         left = HOLD
@@ -67,7 +75,7 @@ def slow(now: float) -> None:
 def decode(text: str) -> bytes:
     """Strict standard base64 of `text`, padding required; `ValueError` for anything else."""
     global left  # noqa: PLW0603 - see the module's docstring
-    if left and len(text) <= SMALL:
+    if left > 0 and len(text) <= SMALL:
         left -= 1
         return held_decode(text)
     return _fast_decode(text, None, True)
@@ -76,7 +84,7 @@ def decode(text: str) -> bytes:
 def encode(data: bytes) -> str:
     """Standard base64 of `data`, with padding, as text."""
     global left  # noqa: PLW0603 - see the module's docstring
-    if left and len(data) <= SMALL * 3 // 4:
+    if left > 0 and len(data) <= SMALL * 3 // 4:
         left -= 1
         return held_encode(data)
     return _fast_encode(data)

@@ -10,6 +10,7 @@ returns a ``bytearray``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -129,17 +130,21 @@ class Asherah:
     """0.3.x's object: `setup` once, then `encrypt` / `decrypt` by partition; `shutdown`."""
 
     def __init__(self) -> None:
+        # `_lock` is held while a factory is built and when it is taken away, so two setups at
+        # once build one factory (the other is told it is set up) and none is left unclosed.
+        self._lock = threading.Lock()
         self._factory: _session.SessionFactory | None = None
 
     def setup(self, config: AsherahConfig) -> None:
         """Build the factory; `SessionError` if this object is already set up."""
         if not isinstance(config, AsherahConfig):
             raise TypeError(f"setup takes an AsherahConfig, not {type(config).__name__}")
-        if self._factory is not None:
-            raise SessionError("Asherah is already set up; call shutdown() first")
-        arguments = factory_arguments_from_asherah_config(config.to_pascal_case())
-        service, product = arguments.pop("service"), arguments.pop("product")
-        self._factory = _session.SessionFactory(service, product, **arguments)
+        with self._lock:
+            if self._factory is not None:
+                raise SessionError("Asherah is already set up; call shutdown() first")
+            arguments = factory_arguments_from_asherah_config(config.to_pascal_case())
+            service, product = arguments.pop("service"), arguments.pop("product")
+            self._factory = _session.SessionFactory(service, product, **arguments)
 
     def encrypt(self, partition_id: str, data: bytes | bytearray | str) -> str:
         """Encrypt `data` (str as UTF-8) and return the DataRowRecord's JSON text."""
@@ -153,7 +158,8 @@ class Asherah:
 
     def shutdown(self) -> None:
         """Close the factory (zeroing its keys). Idempotent."""
-        factory, self._factory = self._factory, None
+        with self._lock:
+            factory, self._factory = self._factory, None
         if factory is not None:
             factory.close()
 

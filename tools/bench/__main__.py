@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="run one part only (the page then has that part only; default: all)",
     )
+    parser.add_argument(
+        "--free-threaded-python",
+        metavar="PYTHON",
+        help="a free-threaded Python with asherah-core installed: our threads are measured on "
+        "it too (nox -s bench makes one)",
+    )
     args = parser.parse_args(argv)
     endpoint = os.environ.get(ENDPOINT_ENV, "").rstrip("/")
     if not endpoint:
@@ -79,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                 sql_calls=300,
             ),
         )
+    if args.free_threaded_python:
+        framework = dataclasses.replace(
+            config.framework, free_threaded_python=args.free_threaded_python
+        )
+        config = dataclasses.replace(config, framework=framework)
     results = run(endpoint, config)
     page = markdown(results, environment(endpoint), COMMAND)
     args.output_dir.mkdir(parents=True, exist_ok=True)

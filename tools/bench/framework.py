@@ -77,6 +77,9 @@ class FrameworkConfig:
     """The thread count of the threaded goal (a row of `thread_counts`)."""
     thread_counts: tuple[int, ...] = (1, 2, 4, 8, 16)
     processes: int = 8
+    free_threaded_python: str | None = None
+    """A free-threaded Python (the GIL off) with asherah-core installed: our threads are also
+    measured on it, in a child process per measurement, beside the package on this Python."""
     throughput_seconds: float = 1.0
     throughput_repeats: int = 3
     kms_rows: int = 1000
@@ -120,6 +123,10 @@ class FrameworkResults:
     old_loads_per_row: dict[Side, float] = field(default_factory=dict)
     rates: dict[tuple[Side, str], list[float]] = field(default_factory=dict)
     """``(side, "1 thread" | "8 threads" | "8 processes") -> ops/s of each repeat``."""
+    free_threaded: dict[str, list[float]] = field(default_factory=dict)
+    """``"8 threads" -> ops/s of each repeat``: ours on `FrameworkConfig.free_threaded_python`."""
+    free_threaded_version: str = ""
+    """That Python's version, as ``sys.version`` gives it."""
     kms: dict[tuple[int, str, Side], KmsCount] = field(default_factory=dict)
     """``(latency_ms, "encrypt" | "decrypt", side) -> counts``."""
     memory: dict[Side, dict[str, float]] = field(default_factory=dict)
@@ -538,11 +545,41 @@ def thread_rates(cfg: FrameworkConfig, results: FrameworkResults) -> None:
     for repeat in range(cfg.throughput_repeats):
         for threads in cfg.thread_counts:
             label = thread_label(threads)
+            if cfg.free_threaded_python and repeat % 2 == 1:
+                _free_threaded_rate(cfg, cfg.free_threaded_python, threads, results)
             for side in SIDES if repeat % 2 == 0 else reversed(SIDES):
                 rate = throughput(ops[side], threads, cfg.throughput_seconds)
                 results.rates.setdefault((side, label), []).append(rate)
+            if cfg.free_threaded_python and repeat % 2 == 0:
+                _free_threaded_rate(cfg, cfg.free_threaded_python, threads, results)
     for factory in factories.values():
         factory.close()
+
+
+def _free_threaded_rate(
+    cfg: FrameworkConfig, python: str, threads: int, results: FrameworkResults
+) -> None:
+    """Our pairs/s with `threads` threads on the free-threaded `python` (a child process that
+    warms up first); fails if that Python ran with its GIL on."""
+    command = [python, "-m", "tools.bench.framework_child"]
+    out = subprocess.run(
+        [*command, "threads", OURS, str(cfg.throughput_seconds), str(threads)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120 + cfg.throughput_seconds,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the free-threaded throughput child failed:\n{out.stderr[-2000:]}")
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    if data["gil"]:
+        raise RuntimeError(
+            f"{python} ran with its GIL on (a module it loaded needs it, or PYTHON_GIL=1): "
+            "its figures would not be free-threaded"
+        )
+    results.free_threaded.setdefault(thread_label(threads), []).append(data["rate"])
+    results.free_threaded_version = data["version"]
 
 
 def process_rates(cfg: FrameworkConfig, results: FrameworkResults) -> None:

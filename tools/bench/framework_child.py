@@ -3,6 +3,10 @@
 - ``python -m tools.bench.framework_child throughput SIDE SECONDS``: builds a factory (static
   KMS, in-memory metastore), warms up, prints ``ready``, waits for a line on stdin, then
   encrypts and decrypts 1 KB for SECONDS and prints ``{"ops": N, "seconds": S}``.
+- ``python -m tools.bench.framework_child threads SIDE SECONDS THREADS``: builds a factory the
+  same way, warms up, then THREADS threads sharing it (a session each) encrypt and decrypt
+  1 KB for SECONDS; prints ``{"rate": pairs/s, "version": sys.version, "gil": on?}``. The
+  benchmark runs it on a free-threaded Python.
 - ``python -m tools.bench.framework_child memory SIDE ROWS PARTITIONS``: encrypts and decrypts
   ROWS rows of 1 KB round robin over PARTITIONS partitions (``get_session`` per row, session
   and key caching on, rows not kept) and prints the peak resident set (VmHWM) before and after.
@@ -13,9 +17,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 
 from .measure import peak_rss_kib
+from .measure import throughput as threads_throughput
 from .sides import SIDES, Side, config, make_factory
 
 __all__: list[str] = []
@@ -49,6 +55,24 @@ def throughput(side: Side, seconds: float) -> None:
     print(json.dumps({"ops": ops, "seconds": elapsed}))
 
 
+def threads(side: Side, seconds: float, count: int) -> None:
+    data = os.urandom(1024)
+    factory = make_factory(side, config("memory"))
+    local = threading.local()
+
+    def op() -> None:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = factory.get_session(threading.current_thread().name)
+        session.decrypt_bytes(session.encrypt_bytes(data))
+
+    threads_throughput(op, count, min(seconds, 0.3))  # warm: every thread's session, the caches
+    rate = threads_throughput(op, count, seconds)
+    factory.close()
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    print(json.dumps({"rate": rate, "version": sys.version, "gil": gil}))
+
+
 def memory(side: Side, rows: int, partitions: int) -> None:
     data = os.urandom(1024)
     factory = make_factory(side, config("memory"))
@@ -70,12 +94,14 @@ def memory(side: Side, rows: int, partitions: int) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) == 3 and argv[0] == "throughput":
         throughput(_side(argv[1]), float(argv[2]))
+    elif len(argv) == 4 and argv[0] == "threads":
+        threads(_side(argv[1]), float(argv[2]), int(argv[3]))
     elif len(argv) == 4 and argv[0] == "memory":
         memory(_side(argv[1]), int(argv[2]), int(argv[3]))
     else:
         raise SystemExit(
             "usage: python -m tools.bench.framework_child throughput SIDE SECONDS | "
-            "memory SIDE ROWS PARTITIONS"
+            "threads SIDE SECONDS THREADS | memory SIDE ROWS PARTITIONS"
         )
 
 

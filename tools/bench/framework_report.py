@@ -160,7 +160,7 @@ def _thread_goals(fr: FrameworkResults) -> list[FrameworkGoal]:
         return []
     own = statistics.median(mine) / statistics.median(one)
     what = f"{fr.config.threads} threads sharing one factory, 1 KB encrypt + decrypt pairs/s"
-    return [
+    out = [
         FrameworkGoal(f"{what}, ours / asherah", 0.8, paired_ratios(mine, its), at_least=True),
         FrameworkGoal(
             f"{what}, ours / our own 1-thread rate",
@@ -170,6 +170,27 @@ def _thread_goals(fr: FrameworkResults) -> list[FrameworkGoal]:
             note=f"{statistics.median(mine):,.0f} vs {statistics.median(one):,.0f}",
         ),
     ]
+    free, free_one = fr.free_threaded.get(label), fr.free_threaded.get(thread_label(1))
+    if free and free_one:
+        on = f"ours on {_free_threaded_name(fr)}"
+        free_own = statistics.median(free) / statistics.median(free_one)
+        out += [
+            FrameworkGoal(f"{what}, {on} / asherah", 0.8, paired_ratios(free, its), at_least=True),
+            FrameworkGoal(
+                f"{what}, {on} / its own 1-thread rate",
+                0.9,
+                Summary(free_own, free_own, free_own, 1),
+                at_least=True,
+                note=f"{statistics.median(free):,.0f} vs {statistics.median(free_one):,.0f}",
+            ),
+        ]
+    return out
+
+
+def _free_threaded_name(fr: FrameworkResults) -> str:
+    """ "free-threaded CPython 3.14.7 (GIL off)", from the version the child reported."""
+    version = fr.free_threaded_version.split()[0] if fr.free_threaded_version else "?"
+    return f"free-threaded CPython {version} (GIL off)"
 
 
 def framework_markdown(
@@ -343,7 +364,38 @@ def _rates(fr: FrameworkResults, sub: str) -> list[str]:
                 f"| {label} | {_fmt(summarize(mine), 0)} | {_fmt(summarize(its), 0)} | "
                 f"{_fmt(paired_ratios(mine, its))} | {own} |"
             )
+    lines += _free_threaded_rates(fr)
     lines += ["", f"![pairs per second against threads]({THREADS_PLOT_NAME})", ""]
+    return lines
+
+
+def _free_threaded_rates(fr: FrameworkResults) -> list[str]:
+    """Ours on a free-threaded Python, against the package's threads of the same run."""
+    if not fr.free_threaded:
+        return []
+    name = _free_threaded_name(fr)
+    lines = [
+        "",
+        f"Ours on {name}, the same operation in a child process per measurement (a factory "
+        "built and warmed up first), taking turns with the two sides above; the package runs "
+        "on this run's Python, as in the rows above. `nox -s bench` builds that Python "
+        "(tools/install-free-threaded-python.sh) or takes the one `ASHERAH_FREE_THREADED_PYTHON` "
+        "names, and fails if it turned its GIL on.",
+        "",
+        "| threads | ours, GIL off (pairs/s) | asherah (pairs/s) | ours, GIL off / asherah | "
+        "ours, GIL off / its 1 thread |",
+        "|---|---|---|---|---|",
+    ]
+    one = fr.free_threaded.get(thread_label(1))
+    for n in fr.config.thread_counts:
+        label = thread_label(n)
+        free, its = fr.free_threaded.get(label), fr.rates.get((THEIRS, label))
+        if free and its:
+            own = f"{statistics.median(free) / statistics.median(one):.2f}" if one else DASH
+            lines.append(
+                f"| {label} | {_fmt(summarize(free), 0)} | {_fmt(summarize(its), 0)} | "
+                f"{_fmt(paired_ratios(free, its))} | {own} |"
+            )
     return lines
 
 
@@ -666,7 +718,8 @@ def framework_plot(fr: FrameworkResults, path: Path) -> None:
 
 
 def threads_plot(fr: FrameworkResults, path: Path) -> None:
-    """Pairs per second against the number of threads sharing one factory, both sides."""
+    """Pairs per second against the number of threads sharing one factory, both sides (and
+    ours on a free-threaded Python, when measured)."""
     import matplotlib  # noqa: PLC0415 - only when plotting
 
     matplotlib.use("Agg")
@@ -685,6 +738,18 @@ def threads_plot(fr: FrameworkResults, path: Path) -> None:
             high.append(s.p75 - s.median)
         ax.errorbar(
             counts, medians, yerr=[low, high], label=side, color=colour, marker="o", capsize=3
+        )
+    free = [n for n in counts if thread_label(n) in fr.free_threaded]
+    if free:
+        summaries = [summarize(fr.free_threaded[thread_label(n)]) for n in free]
+        ax.errorbar(
+            free,
+            [s.median for s in summaries],
+            yerr=[[s.median - s.p25 for s in summaries], [s.p75 - s.median for s in summaries]],
+            label=f"ours on {_free_threaded_name(fr)}",
+            color="tab:green",
+            marker="s",
+            capsize=3,
         )
     ax.set_xscale("log", base=2)
     ax.set_xticks(counts, [str(n) for n in counts])

@@ -1,5 +1,5 @@
-"""Every developer and CI entry point. ``nox`` runs lint, typecheck, tests, integration,
-interop, metastores, fuzz, vault and docs.
+"""Every developer and CI entry point. ``nox`` runs lint, typecheck, tests, tests_free_threaded,
+integration, interop, metastores, django, fuzz, vault and docs.
 
 - Extra arguments go to the tool: ``nox -s tests -- -x -k envelope`` (pytest; naming a test file
   or folder replaces the default test paths), ``nox -s typecheck -- --no-incremental`` (mypy),
@@ -10,6 +10,10 @@ interop, metastores, fuzz, vault and docs.
   Python; everywhere else (the oldest and newest Python among them) its ``_rows`` module is
   compiled by mypyc, which needs a C compiler (``ASHERAH_CORE_PURE_PYTHON=1`` builds pure
   Python everywhere).
+- ``tests_free_threaded`` runs the same unit tests on CPython 3.14 built without the GIL, which
+  session ``free_threaded_python`` (run first) takes from ``ASHERAH_FREE_THREADED_PYTHON`` or
+  builds once under ``~/.cache/asherah`` (tools/install-free-threaded-python.sh, about 5
+  minutes; build dependencies from apt as root).
 - ``integration`` starts LocalStack (tools/localstack/, Python 3.13 needed) or uses the one
   named by ``ASHERAH_LOCALSTACK_ENDPOINT``, and stops what it started.
 - The distributions are always installed non-editable, built from a copy of their folders so
@@ -32,8 +36,9 @@ interop, metastores, fuzz, vault and docs.
 - ``bench`` (not in the default run) benchmarks the framework against the ``asherah`` package
   and the KMS plugin against its peers under LocalStack, and writes docs/benchmarks.md with its
   plots (tools/bench; under ten minutes; ``-- --quick`` for a short trial, ``-- --part
-  framework`` or ``kms`` for one part). ``bench_rewrap`` (not in the default run either)
-  measures ``asherah-kms rewrap`` and ``keys --usage`` on SQLite and PostgreSQL.
+  framework`` or ``kms`` for one part); our threads are measured on the free-threaded Python
+  too, in a venv of its own (.nox/bench-free-threaded). ``bench_rewrap`` (not in the default
+  run either) measures ``asherah-kms rewrap`` and ``keys --usage`` on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -115,6 +120,7 @@ nox.options.sessions = [
     "lint",
     "typecheck",
     "tests",
+    "tests_free_threaded",
     "integration",
     "interop",
     "metastores",
@@ -131,6 +137,17 @@ PYTHONS: list[str] = nox.project.python_versions(
 )
 INTERPRETERS: dict[str, str | None] = {v: harness.find_interpreter(v) for v in PYTHONS}
 
+FREE_THREADED_ENV = "ASHERAH_FREE_THREADED_PYTHON"
+FREE_THREADED_PREFIX = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "asherah" / "cpython-3.14t"
+)
+FREE_THREADED_PYTHON = os.environ.get(FREE_THREADED_ENV) or str(
+    FREE_THREADED_PREFIX / "bin" / "python3.14t"
+)
+"""CPython 3.14 without the GIL: the one ``ASHERAH_FREE_THREADED_PYTHON`` names, or the one
+tools/install-free-threaded-python.sh builds under FREE_THREADED_PREFIX (session
+``free_threaded_python``, which the sessions on it require)."""
+
 
 # --- Shared helpers ------------------------------------------------------------------------------
 
@@ -144,6 +161,18 @@ def install_project(session: nox.Session, *extra: str, pure: bool = False) -> No
     (asherah_core/setup.py) unless `pure`, or ``ASHERAH_CORE_PURE_PYTHON=1`` in the environment;
     its wheel is kept for the next session on the same Python (`_core_wheel`).
     """
+    copies = _copy_sources(session)
+    present = [path.name for path in copies]
+    targets = [str(path) for path in copies]
+    if "asherah_core" in present:
+        targets[present.index("asherah_core")] = str(
+            _core_wheel(session, copies[present.index("asherah_core")].parent, pure=pure)
+        )
+    session.install(*targets, *extra)
+
+
+def _copy_sources(session: nox.Session) -> list[Path]:
+    """Copies of the distributions' folders (without build output or tests), to build from."""
     present = [name for name in DISTRIBUTIONS if (ROOT / name / "pyproject.toml").is_file()]
     for name in sorted(set(DISTRIBUTIONS) - set(present)):
         session.warn(f"{name}/pyproject.toml does not exist; not installing {name}")
@@ -156,10 +185,7 @@ def install_project(session: nox.Session, *extra: str, pure: bool = False) -> No
     )
     for name in present:
         shutil.copytree(ROOT / name, copies / name, ignore=ignore)
-    targets = [str(copies / name) for name in present]
-    if "asherah_core" in present:
-        targets[present.index("asherah_core")] = str(_core_wheel(session, copies, pure=pure))
-    session.install(*targets, *extra)
+    return [copies / name for name in present]
 
 
 def _core_wheel(session: nox.Session, copies: Path, *, pure: bool) -> Path:
@@ -279,13 +305,34 @@ def tests(session: nox.Session, version: str) -> None:
             f"Python {version} not found: install it as python{version} on PATH or with pyenv "
             f"(looked on PATH and in $(pyenv root)/versions)"
         )
-    pure = version == PURE_TESTS or _pure_asked()
+    unit_tests(session, pure=version == PURE_TESTS or _pure_asked(), build=version == PURE_TESTS)
+
+
+@nox.session(venv_backend="none")
+def free_threaded_python(session: nox.Session) -> None:
+    """Find or build a free-threaded CPython 3.14 (no GIL) for the sessions that run on one:
+    ``ASHERAH_FREE_THREADED_PYTHON`` if set, else tools/install-free-threaded-python.sh builds
+    it once under ``~/.cache/asherah`` (about 5 minutes)."""
+    script = ROOT / "tools" / "install-free-threaded-python.sh"
+    session.run("bash", str(script), str(FREE_THREADED_PREFIX), external=True)
+
+
+@nox.session(python=FREE_THREADED_PYTHON, requires=["free_threaded_python"])
+def tests_free_threaded(session: nox.Session) -> None:
+    """Run the unit tests on free-threaded CPython 3.14, asherah-core compiled, with the GIL
+    off: a test checks that nothing the distributions import turns it back on."""
+    unit_tests(session, pure=_pure_asked(), build=False)
+
+
+def unit_tests(session: nox.Session, *, pure: bool, build: bool) -> None:
+    """Install the project (asherah-core pure Python if `pure`, else compiled and checked) and
+    run the unit tests; the tests of asherah-core's build (marker ``build``) only if `build`."""
     if not pure:
         session.run("bash", str(ROOT / "tools" / "install-c-compiler.sh"), external=True)
     install_project(session, *TEST_DEPS, pure=pure)
     check_build(session, pure=pure)
     selected = "not integration and not slow and not servers and not soak and not vault"
-    run_pytest(session, "-m", selected if version == PURE_TESTS else f"{selected} and not build")
+    run_pytest(session, "-m", selected if build else f"{selected} and not build")
 
 
 @nox.session
@@ -354,12 +401,13 @@ def interop(session: nox.Session) -> None:
         session.run("pytest", "-m", "interop", *paths, *session.posargs)
 
 
-@nox.session
+@nox.session(requires=["free_threaded_python"])
 def bench(session: nox.Session) -> None:
     """Benchmark the framework and the KMS plugin; write docs/benchmarks.md and its plots.
 
     Not in the default sessions. ``nox -s bench -- --quick`` runs a few rounds only, to try
-    it out; ``-- --output-dir DIR`` writes elsewhere.
+    it out; ``-- --output-dir DIR`` writes elsewhere. Our threads are measured on a
+    free-threaded Python too (session ``free_threaded_python`` finds or builds it).
     """
     can_provide_localstack(session)
     install_project(session, *BENCH_DEPS)
@@ -369,10 +417,26 @@ def bench(session: nox.Session) -> None:
     # part, and its rows there run on 51 (a failure would stop the run). A separate pip call,
     # so that the SDK's cap does not make the resolver refuse it.
     session.install("cryptography>=51")
+    free_threaded = free_threaded_venv(session, ROOT / ".nox" / "bench-free-threaded")
     session.env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
     session.env["AWS_EC2_METADATA_DISABLED"] = "true"
     with running_localstack(session):
-        session.run("python", "-m", "tools.bench", *session.posargs)
+        session.run(
+            "python", "-m", "tools.bench", "--free-threaded-python", free_threaded, *session.posargs
+        )
+
+
+def free_threaded_venv(session: nox.Session, folder: Path) -> str:
+    """A fresh venv at `folder` on the free-threaded Python, with the distributions installed
+    (asherah-core compiled, built there by that Python); its interpreter's path."""
+    shutil.rmtree(folder, ignore_errors=True)
+    session.run(FREE_THREADED_PYTHON, "-m", "venv", str(folder), external=True)
+    python = str(folder / "bin" / "python")
+    targets = [str(path) for path in _copy_sources(session)]
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    session.run(*pip, *targets, "cryptography>=51", external=True)
+    session.run(python, "-I", str(ROOT / "tools" / "check_build.py"), "compiled", external=True)
+    return python
 
 
 @nox.session

@@ -12,9 +12,11 @@ It holds by construction, by one ownership rule:
 
 - A key is wiped only when nothing can reach it any more: its finalizer (`CachedKey.__del__`)
   overwrites the bytes when the last reference goes, which CPython's reference counting does at
-  once. Eviction only drops the cache's references: a key that a call in flight still holds (or
-  that another thread is about to `put` back) stays whole for that call, and is wiped when the
-  call lets go of it.
+  once (on a free-threaded build, when the last reference goes in a thread other than the one
+  that made the key, the finalizer runs when that thread next runs Python code, or at the next
+  garbage collection: later, never earlier). Eviction only drops the cache's references: a key
+  that a call in flight still holds (or that another thread is about to `put` back) stays whole
+  for that call, and is wiped when the call lets go of it.
 - The one exception is `KeyCache.close`, which first empties the cache and refuses every later
   `put`, and only then wipes the keys it held: after close nothing is cached again.
 - Whoever made a key and never shared it may wipe it early (`CachedKey.zero`): the key

@@ -1,13 +1,15 @@
 """A small fake of Vault's HTTP API behind ``httpx.MockTransport``: Transit encrypt and decrypt,
-token look-up and renewal, and logins, on any number of clusters, with an injected clock."""
+token look-up and renewal, and logins, on any number of clusters, with an injected clock. It
+answers any number of threads and tasks at once (one request at a time, after its hook)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,12 +53,15 @@ class FakeVault:
         self.calls: Counter[str] = Counter()
         self.issued = 0
         self.on_request: Callable[[httpx.Request], None] | None = None
+        self.on_request_async: Callable[[httpx.Request], Awaitable[None]] | None = None
+        """Awaited before an async request is answered (`on_request` blocks the loop)."""
+        self._lock = threading.Lock()
 
     def cluster(self, host: str) -> FakeCluster:
         return self.clusters.setdefault(host, FakeCluster())
 
     def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+        return _Transport(self)
 
     def issue(self, ttl: float, *, renewable: bool = True, max_ttl: float | None = None) -> str:
         self.issued += 1
@@ -71,6 +76,10 @@ class FakeVault:
     def handle(self, request: httpx.Request) -> httpx.Response:
         if self.on_request is not None:
             self.on_request(request)
+        with self._lock:
+            return self._answer(request)
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
         cluster = self.cluster(request.url.host)
         path = request.url.path.removeprefix("/v1/")
         body = json.loads(request.content) if request.content else None
@@ -147,6 +156,19 @@ class FakeVault:
         return _json(
             200, {"auth": {"client_token": token, "lease_duration": ttl, "renewable": True}}
         )
+
+
+class _Transport(httpx.MockTransport):
+    """The fake's transport: async requests await `FakeVault.on_request_async` first."""
+
+    def __init__(self, vault: FakeVault) -> None:
+        super().__init__(vault.handle)
+        self._vault = vault
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._vault.on_request_async is not None:
+            await self._vault.on_request_async(request)
+        return await super().handle_async_request(request)
 
 
 def _json(status: int, payload: dict[str, Any]) -> httpx.Response:

@@ -1,7 +1,8 @@
 """Tokens: the one configured, or one from a login; renewed before expiry, replaced when denied.
 
 Each cluster has its own `Credentials` (a login on one cluster gives a token for that cluster
-only). All I/O is in flows (`protocol`), so the same logic serves blocking and async calls.
+only), which runs one login at a time: callers that need a new token meanwhile wait for it.
+All I/O is in flows (`protocol`), so the same logic serves blocking and async calls.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 from asherah_core.forksafe import reset_in_child
 
-from .protocol import Call, Flow, Reply
+from .latch import Latch
+from .protocol import Call, Flow, Reply, Wait
 from .settings import AuthSettings
 
 __all__ = ["ClusterError", "Credentials", "Lease"]
@@ -36,6 +38,11 @@ class ClusterError(Exception):
         self.problem = problem
         self.retryable = retryable
         self.final = final
+
+    def again(self) -> ClusterError:
+        """The same error as a new object, to raise in another caller (one exception object
+        raised by several threads would share one traceback)."""
+        return ClusterError(self.problem, retryable=self.retryable, final=self.final)
 
 
 @dataclass(frozen=True)
@@ -59,14 +66,36 @@ class Lease:
         return self.ttl > 0 and now >= self.issued + self.ttl
 
 
+class _Login:
+    """A login (or look-up of the given token) under way: `latch` opens when it is done, and
+    `failure`, set before, is the error it failed with. After `until` (clock time) its caller's
+    timeout has passed: it counts as abandoned."""
+
+    __slots__ = ("failure", "latch", "until")
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+        self.latch = Latch()
+        self.failure: ClusterError | None = None
+
+
 class Credentials:
     """The token of one cluster.
 
     Invariant: ``_lease`` is replaced whole (a frozen value) with ``_lock`` held and read under
     it; no lock is held across I/O. ``_refreshing`` is set, under the lock, by the one caller
     that renews a due lease, and cleared by it when done; other callers meanwhile use the
-    current token, which is still valid. Only when there is no lease yet, or it has expired, may
-    several callers log in at once; the later answer wins, and every token it gave is valid.
+    current token, which is still valid. ``_under_way`` is the one login under way (the first
+    look-up, for a given token), set under the lock by the caller that runs it, when there is
+    none, and cleared by it, after the lease is installed and before its latch opens. Every
+    caller that needs a new token (there is none yet, it expired, Vault denied it, or its
+    renewal was refused) and finds none valid either runs that login or waits, for at most its
+    own timeout, until it is done; it then takes the token the login installed, or raises the
+    error it failed with. So at most one login per cluster is under way at a time, except that
+    one still under way after its caller's timeout (a caller that stopped driving it) counts as
+    abandoned and the next caller runs another; one that ends with neither a token nor an error
+    (its caller was cancelled) lets the next waiter run one. A forked child forgets its
+    parent's login (no one there would finish it).
     """
 
     def __init__(
@@ -88,15 +117,18 @@ class Credentials:
         self._lock = threading.Lock()
         self._lease: Lease | None = None
         self._refreshing = False
-        self.logins = 0
+        self._under_way: _Login | None = None
+        self.logins = 0  # counted under the lock, as the lease is installed
         self.renewals = 0
         reset_in_child(self, Credentials._forked)
 
     def _forked(self) -> None:
-        """In a forked child: a new lock, and no renewal under way (the thread renewing in the
-        parent does not run here; the lease itself is whole, replaced in one assignment)."""
+        """In a forked child: a new lock, and no renewal or login under way (the threads running
+        them in the parent do not run here; the lease itself is whole, replaced in one
+        assignment)."""
         self._lock = threading.Lock()
         self._refreshing = False
+        self._under_way = None
 
     @property
     def can_login(self) -> bool:
@@ -108,9 +140,11 @@ class Credentials:
         with self._lock:
             return self._lease
 
-    def _install(self, lease: Lease) -> Lease:
+    def _install(self, lease: Lease, *, login: bool = False, renewal: bool = False) -> Lease:
         with self._lock:
             self._lease = lease
+            self.logins += login
+            self.renewals += renewal
         return lease
 
     def token(self, timeout: float) -> Flow[str]:
@@ -118,7 +152,8 @@ class Credentials:
 
         While one caller renews a token that is due but not expired, the others keep using it;
         when that renewal or login fails, the still-valid token is used and the next call tries
-        again.
+        again. With no token yet, or an expired one, one caller logs in and the others wait for
+        it (`_replace`).
         """
         now = self._clock()
         with self._lock:
@@ -132,13 +167,12 @@ class Credentials:
             if claimed:
                 self._refreshing = True
         if lease is None:
-            if self.can_login:
-                lease = yield from self._login(timeout)
-            else:
-                lease = yield from self._lookup(timeout)
+            lease = yield from self._replace(None, timeout)
             return lease.token
         if lease.expired(now):
-            lease = yield from self._refresh(lease, timeout)
+            if not self.can_login:
+                return lease.token  # a given token: use it while Vault accepts it
+            lease = yield from self._replace(lease.token, timeout)
             return lease.token
         if not claimed:
             return lease.token  # not due, or another caller is renewing it
@@ -152,15 +186,65 @@ class Credentials:
         return lease.token
 
     def after_denied(self, denied: str, timeout: float) -> Flow[str | None]:
-        """A call answered 403 with token `denied`: log in again (once) and return the new
-        token, or ``None`` when there is no way to get another one."""
+        """A call answered 403 with token `denied`: return a new token, from the login another
+        caller has made or is making meanwhile, else from one made here; ``None`` when there is
+        no way to get another one."""
         if not self.can_login:
             return None
-        lease = self.lease()
-        if lease is not None and lease.token != denied:
-            return lease.token  # another thread has logged in meanwhile
-        lease = yield from self._login(timeout)
+        lease = yield from self._replace(denied, timeout)
         return lease.token
+
+    def _replace(self, stale: str | None, timeout: float) -> Flow[Lease]:
+        """A valid lease whose token is not `stale`: the one another caller's login installed,
+        or, when no login is under way, the one this caller's gives (`_lead`). Waits for a login
+        under way, and runs one, within `timeout` seconds in all; past them, raises a retryable
+        `ClusterError`."""
+        end = self._clock() + timeout
+        while True:
+            now = self._clock()
+            left = end - now
+            if left <= 0:  # after a wait for a login that was given up
+                raise ClusterError(
+                    f"no new token within {timeout:g}s: another caller's login was given up",
+                    retryable=True,
+                )
+            with self._lock:
+                lease = self._lease
+                if lease is not None and lease.token != stale and not lease.expired(now):
+                    return lease  # another caller's login gave a new token meanwhile
+                login = self._under_way
+                if login is not None and now < login.until:
+                    leading = False
+                else:  # none under way, or one abandoned by its caller: run one
+                    login = self._under_way = _Login(now + left)
+                    leading = True
+            if leading:
+                return (yield from self._lead(login, left))
+            yield Wait(login.latch, left)
+            if not login.latch.is_open():
+                raise ClusterError(
+                    f"another caller's login to this cluster did not end within {left:g}s",
+                    retryable=True,
+                )
+            if login.failure is not None:
+                raise login.failure.again()
+            # It installed a lease (taken above), or its caller gave it up (run one, above).
+
+    def _lead(self, login: _Login, timeout: float) -> Flow[Lease]:
+        """Run `login`, which this caller claimed: log in (or look the given token up); however
+        it ends, release the claim and let the waiters go."""
+        try:
+            if self.can_login:
+                return (yield from self._login(timeout))
+            return (yield from self._lookup(timeout))
+        except ClusterError as e:
+            login.failure = e  # before the latch opens: every waiter sees it
+            raise
+        finally:
+            with self._lock:
+                if self._under_way is login:  # not taken over as abandoned
+                    self._under_way = None
+            login.latch.open()
 
     def _refresh(self, lease: Lease, timeout: float) -> Flow[Lease]:
         if lease.renewable and not lease.expired(self._clock()):
@@ -168,7 +252,7 @@ class Credentials:
             if renewed is not None:
                 return renewed
         if self.can_login:
-            return (yield from self._login(timeout))
+            return (yield from self._replace(lease.token, timeout))
         return lease  # a given token that cannot be renewed: use it while Vault accepts it
 
     def _renew(self, lease: Lease, timeout: float) -> Flow[Lease | None]:
@@ -178,8 +262,7 @@ class Credentials:
         granted = _lease_from_auth(reply.auth, self._clock(), token=lease.token)
         if not reply.ok or granted is None or granted.ttl < _MIN_USEFUL_TTL:
             return None
-        self.renewals += 1
-        return self._install(granted)
+        return self._install(granted, renewal=True)
 
     def _lookup(self, timeout: float) -> Flow[Lease]:
         token = self._auth.token or ""
@@ -207,8 +290,7 @@ class Credentials:
         lease = _lease_from_auth(reply.auth, self._clock())
         if lease is None:
             raise ClusterError(f"{what}: the answer held no client token", retryable=False)
-        self.logins += 1
-        return self._install(lease)
+        return self._install(lease, login=True)
 
     def _login_body(self) -> dict[str, Any]:
         auth = self._auth

@@ -1,5 +1,5 @@
-"""The plugin's I/O as values: a flow is a generator that yields `Call` and `Pause` steps and
-is sent a `Reply` for each call.
+"""The plugin's I/O as values: a flow is a generator that yields `Call`, `Pause` and `Wait`
+steps and is sent a `Reply` for each call.
 
 Every decision (which cluster, retry or not, renew the token, log in again) is written once, in
 flows; `transport` runs a flow with blocking or with async httpx clients. This is how one code
@@ -12,7 +12,9 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["Call", "Flow", "Pause", "Reply", "Step"]
+from .latch import Latch
+
+__all__ = ["Call", "Flow", "Pause", "Reply", "Step", "Wait"]
 
 _T = TypeVar("_T")
 
@@ -37,6 +39,15 @@ class Pause:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """Wait until `latch` opens (another caller's login is done), at most `seconds`. The flow is
+    sent a `Reply` that means nothing: it looks at what the latch guards itself."""
+
+    latch: Latch
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Reply:
     """What came back: an HTTP status and JSON body, or (``status == 0``) a transport failure.
 
@@ -56,5 +67,5 @@ class Reply:
         return 200 <= self.status < 300
 
 
-Step = Call | Pause
+Step = Call | Pause | Wait
 Flow = Generator[Step, Reply, _T]

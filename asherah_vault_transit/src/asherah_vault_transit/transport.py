@@ -21,7 +21,7 @@ import httpx
 
 from asherah_core.forksafe import PerProcess, new_locks_in_child
 
-from .protocol import Call, Flow, Pause, Reply
+from .protocol import Call, Flow, Pause, Reply, Wait
 from .settings import VaultTransitSettings
 
 __all__ = ["HttpTransport"]
@@ -116,6 +116,9 @@ class HttpTransport:
                 if isinstance(step, Pause):
                     self._sleep(step.seconds)
                     step = flow.send(Reply(0, problem="paused"))
+                elif isinstance(step, Wait):
+                    step.latch.wait(step.seconds)
+                    step = flow.send(Reply(0, problem="waited"))
                 else:
                     step = flow.send(self._send(step))
         except StopIteration as done:
@@ -133,6 +136,9 @@ class HttpTransport:
                 if isinstance(step, Pause):
                     await asyncio.sleep(step.seconds)
                     step = flow.send(Reply(0, problem="paused"))
+                elif isinstance(step, Wait):
+                    await step.latch.wait_async(step.seconds)  # the loop runs other tasks
+                    step = flow.send(Reply(0, problem="waited"))
                 else:
                     step = flow.send(await self._send_async(clients, step))
         except StopIteration as done:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -132,6 +135,49 @@ def test_a_revoked_token_is_replaced_by_a_new_login(
     secret = os.urandom(32)
     assert kms.decrypt_key(kms.encrypt_key(secret)) == secret
     assert kms.credentials[0].logins == 2
+
+
+@pytest.mark.parametrize("driver", ["threads", "tasks"])
+def test_a_burst_of_403s_logs_in_once_and_spares_a_secret_id_of_few_uses(
+    admin: Admin, key: str, make_kms: MakeKms, driver: str
+) -> None:
+    """16 callers denied the same revoked token at once: one login, not 16, so a secret id
+    good for 3 logins is not used up (and every later login refused)."""
+    role_id, secret_id = admin.approle([admin.policy(key)], token_ttl="1h", secret_id_num_uses=3)
+    kms = make_kms(
+        address=admin.address,
+        transit_key=key,
+        auth_method="approle",
+        approle_role_id=role_id,
+        approle_secret_id=secret_id,
+    )
+    kms.encrypt_key(os.urandom(32))  # the first of the secret id's uses
+    lease = kms.credentials[0].lease()
+    assert lease is not None
+    admin.revoke(lease.token)
+    secrets = [os.urandom(32) for _ in range(16)]
+    if driver == "tasks":
+
+        async def burst() -> list[bytes]:
+            wrapped = await asyncio.gather(*(kms.encrypt_key_async(s) for s in secrets))
+            return list(await asyncio.gather(*(kms.decrypt_key_async(w) for w in wrapped)))
+
+        assert asyncio.run(burst()) == secrets
+    else:
+        start = threading.Barrier(16)
+
+        def round_trip(secret: bytes) -> bytes:
+            start.wait()
+            return kms.decrypt_key(kms.encrypt_key(secret))
+
+        with ThreadPoolExecutor(16) as pool:
+            assert list(pool.map(round_trip, secrets)) == secrets
+    assert kms.credentials[0].logins == 2
+    other = kms.credentials[0].lease()
+    assert other is not None
+    admin.revoke(other.token)
+    assert kms.decrypt_key(kms.encrypt_key(secrets[0])) == secrets[0]  # the third use
+    assert kms.credentials[0].logins == 3
 
 
 def test_asherah_kms_doctor_checks_it(admin: Admin, key: str, tmp_path: Path) -> None:

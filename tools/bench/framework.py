@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import contextmanager
@@ -42,6 +41,7 @@ from .sides import (
     config,
     make_factory,
     metastore_rows,
+    pair_per_thread,
 )
 
 __all__ = [
@@ -530,18 +530,7 @@ def thread_rates(cfg: FrameworkConfig, results: FrameworkResults) -> None:
     data = os.urandom(ONE_KB)
     factories = {side: make_factory(side, config("memory")) for side in SIDES}
 
-    def operation(factory: Factory) -> Callable[[], None]:
-        local = threading.local()
-
-        def op() -> None:
-            session = getattr(local, "session", None)
-            if session is None:
-                session = local.session = factory.get_session(threading.current_thread().name)
-            session.decrypt_bytes(session.encrypt_bytes(data))
-
-        return op
-
-    ops = {side: operation(f) for side, f in factories.items()}
+    ops = {side: pair_per_thread(f, data) for side, f in factories.items()}
     for repeat in range(cfg.throughput_repeats):
         for threads in cfg.thread_counts:
             label = thread_label(threads)

@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
 
 from .measure import peak_rss_kib
 from .measure import throughput as threads_throughput
-from .sides import SIDES, Side, config, make_factory
+from .sides import SIDES, Side, config, make_factory, pair_per_thread
 
 __all__: list[str] = []
 
@@ -58,14 +57,7 @@ def throughput(side: Side, seconds: float) -> None:
 def threads(side: Side, seconds: float, count: int) -> None:
     data = os.urandom(1024)
     factory = make_factory(side, config("memory"))
-    local = threading.local()
-
-    def op() -> None:
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = factory.get_session(threading.current_thread().name)
-        session.decrypt_bytes(session.encrypt_bytes(data))
-
+    op = pair_per_thread(factory, data)
     threads_throughput(op, count, min(seconds, 0.3))  # warm: every thread's session, the caches
     rate = threads_throughput(op, count, seconds)
     factory.close()

@@ -152,39 +152,40 @@ def framework_goals(fr: FrameworkResults) -> list[FrameworkGoal]:
 
 
 def _thread_goals(fr: FrameworkResults) -> list[FrameworkGoal]:
-    """Threads sharing one factory: against the package, and against our own one thread."""
+    """Threads sharing one factory: against the package, and against our own one thread (on
+    this Python, then on the free-threaded one when it was measured)."""
     label = thread_label(fr.config.threads)
-    mine, its = fr.rates.get((OURS, label)), fr.rates.get((THEIRS, label))
-    one = fr.rates.get((OURS, thread_label(1)))
-    if not (mine and its and one):
+    its = fr.rates.get((THEIRS, label))
+    what = f"{fr.config.threads} threads sharing one factory, 1 KB encrypt + decrypt pairs/s"
+    ours = (fr.rates.get((OURS, label)), fr.rates.get((OURS, thread_label(1))))
+    free = (fr.free_threaded.get(label), fr.free_threaded.get(thread_label(1)))
+    return [
+        *_scaling_goals(f"{what}, ours", "our own", *ours, its),
+        *_scaling_goals(f"{what}, ours on {_free_threaded_name(fr)}", "its own", *free, its),
+    ]
+
+
+def _scaling_goals(
+    what: str,
+    whose: str,
+    mine: list[float] | None,
+    one: list[float] | None,
+    its: list[float] | None,
+) -> list[FrameworkGoal]:
+    """`mine` (pairs/s of each repeat) against the package's `its`, and against `one` thread."""
+    if not (mine and one and its):
         return []
     own = statistics.median(mine) / statistics.median(one)
-    what = f"{fr.config.threads} threads sharing one factory, 1 KB encrypt + decrypt pairs/s"
-    out = [
-        FrameworkGoal(f"{what}, ours / asherah", 0.8, paired_ratios(mine, its), at_least=True),
+    return [
+        FrameworkGoal(f"{what} / asherah", 0.8, paired_ratios(mine, its), at_least=True),
         FrameworkGoal(
-            f"{what}, ours / our own 1-thread rate",
+            f"{what} / {whose} 1-thread rate",
             0.9,
             Summary(own, own, own, 1),
             at_least=True,
             note=f"{statistics.median(mine):,.0f} vs {statistics.median(one):,.0f}",
         ),
     ]
-    free, free_one = fr.free_threaded.get(label), fr.free_threaded.get(thread_label(1))
-    if free and free_one:
-        on = f"ours on {_free_threaded_name(fr)}"
-        free_own = statistics.median(free) / statistics.median(free_one)
-        out += [
-            FrameworkGoal(f"{what}, {on} / asherah", 0.8, paired_ratios(free, its), at_least=True),
-            FrameworkGoal(
-                f"{what}, {on} / its own 1-thread rate",
-                0.9,
-                Summary(free_own, free_own, free_own, 1),
-                at_least=True,
-                note=f"{statistics.median(free):,.0f} vs {statistics.median(free_one):,.0f}",
-            ),
-        ]
-    return out
 
 
 def _free_threaded_name(fr: FrameworkResults) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ __all__ = [
     "config",
     "make_factory",
     "metastore_rows",
+    "pair_per_thread",
 ]
 
 Side = Literal["ours", "asherah"]
@@ -204,3 +205,17 @@ class HookCounter:
     def reset(self) -> None:
         with self._lock:
             self.counts.clear()
+
+
+def pair_per_thread(factory: Factory, data: bytes) -> Callable[[], None]:
+    """One encrypt and decrypt of `data` through the calling thread's own session of `factory`
+    (its partition: the thread's name), made at the thread's first call."""
+    local = threading.local()
+
+    def pair() -> None:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = factory.get_session(threading.current_thread().name)
+        session.decrypt_bytes(session.encrypt_bytes(data))
+
+    return pair

@@ -200,7 +200,7 @@ def _core_wheel(session: nox.Session, copies: Path, *, pure: bool) -> Path:
         digest.update(f"{path.relative_to(source)}\0".encode())
         digest.update(path.read_bytes())
     tag = session.run_install(  # (run_install: these run with --install-only too)
-        "python", "-c", "import sys; print(sys.implementation.cache_tag)", silent=True
+        "python", "-c", _WHEEL_TAG, silent=True
     )
     build = "pure" if pure else "compiled"
     kept = ROOT / ".nox" / "wheels" / f"{digest.hexdigest()[:20]}-{build}-{str(tag).strip()}"
@@ -223,6 +223,15 @@ def _core_wheel(session: nox.Session, copies: Path, *, pure: bool) -> Path:
     shutil.copy2(wheel, partial)
     partial.replace(kept / wheel.name)  # whole or absent, for a nox run alongside
     return kept / wheel.name
+
+
+_WHEEL_TAG = (
+    "import sys, sysconfig; "
+    "print(sys.implementation.cache_tag + ('t' if sysconfig.get_config_var('Py_GIL_DISABLED') "
+    "else ''))"
+)
+"""Prints what tells a kept wheel's Python apart: ``cpython-314t`` for a free-threaded 3.14, whose
+compiled modules a 3.14 with the GIL cannot load (both have the cache tag ``cpython-314``)."""
 
 
 def _pure_asked() -> bool:

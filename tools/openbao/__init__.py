@@ -130,13 +130,11 @@ class OpenBaoServer:
 
     def healthy(self) -> bool:
         """Whether the server answers its health check with 200 (unsealed, active)."""
-        context = None
-        if self.tls:
-            if not self.ca_cert.is_file():
-                return False
-            context = ssl.create_default_context(cafile=str(self.ca_cert))
         url = f"{self.address}/v1/sys/health"
         try:
+            # The dev server writes its CA file while it starts: a file not written whole yet
+            # is an `ssl.SSLError` (an OSError) here, and means not ready, as no file does.
+            context = ssl.create_default_context(cafile=str(self.ca_cert)) if self.tls else None
             with urllib.request.urlopen(url, timeout=1, context=context) as answer:
                 return bool(answer.status == 200)
         except (urllib.error.URLError, OSError):

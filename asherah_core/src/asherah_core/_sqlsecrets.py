@@ -11,7 +11,14 @@ from urllib.parse import quote_plus
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-__all__ = ["driver_failure", "is_secret_parameter", "scrub", "shown_url", "url_secrets"]
+__all__ = [
+    "driver_failure",
+    "is_secret_parameter",
+    "scrub",
+    "scrubbed_line",
+    "shown_url",
+    "url_secrets",
+]
 
 _SECRET_WORDS = ("pass", "pwd", "secret", "token", "credential", "key", "auth", "odbc_connect")
 """A URL query parameter whose name holds one of these (any case) is a credential: libpq's
@@ -64,6 +71,14 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
+def scrubbed_line(text: str, secrets: tuple[str, ...]) -> str:
+    """The first line of `text` (stripped) with each of `secrets` replaced by ``***``; empty
+    for a blank text. Scrubbed whole, so a caller that cuts the line after leaves no part of a
+    secret at the cut."""
+    lines = text.strip().splitlines()
+    return scrub(lines[0], secrets) if lines else ""
+
+
 def driver_failure(error: Exception, url: sa.URL) -> str:
     """A database failure in one line: the driver's exception type and the first line of its
     message, the credentials of `url` scrubbed (before the line is cut, so no part of one is
@@ -72,6 +87,5 @@ def driver_failure(error: Exception, url: sa.URL) -> str:
     original = getattr(error, "orig", None)
     if original is None:
         return type(error).__name__
-    lines = str(original).strip().splitlines()
-    text = scrub(lines[0], url_secrets(url, {}))[:_DETAIL_CHARS] if lines else ""
+    text = scrubbed_line(str(original), url_secrets(url, {}))[:_DETAIL_CHARS]
     return f"{type(original).__name__}{': ' + text if text else ''}"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from asherah_core._sqlsecrets import is_secret_parameter, scrub, shown_url, url_secrets
+from asherah_core._sqlsecrets import is_secret_parameter, scrubbed_line, shown_url, url_secrets
 from asherah_core.errors import MetastoreError, RecordError
 from asherah_core.forksafe import new_locks_in_child
 from asherah_core.records import EnvelopeKeyRecord
@@ -563,10 +563,9 @@ class SqlMetastore(Metastore):
 
     def _failure(self, what: str, key_id: str | None, error: Exception) -> str:
         original = getattr(error, "orig", None) or error
-        detail = str(original).strip().splitlines()[0] if str(original).strip() else ""
+        detail = scrubbed_line(str(original), self._secrets)
         if isinstance(error, sa_exc.StatementError) and not getattr(error, "orig", None):
             detail = ""  # the statement and its parameters are not for messages
-        detail = scrub(detail, self._secrets)
         hint = ""
         if "no such table" in detail or "doesn't exist" in detail or "does not exist" in detail:
             hint = (
@@ -685,7 +684,7 @@ def _create_engine(
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as e:
         raise MetastoreError(
             f"sql metastore ({shown}): cannot create an engine: {type(e).__name__}: "
-            f"{scrub(str(e).splitlines()[0], secrets)[:200]}"  # (scrubbed whole, then cut)
+            f"{scrubbed_line(str(e), secrets)[:200]}"
         ) from None
     except ImportError as e:
         raise MetastoreError(

@@ -161,14 +161,11 @@ def install_project(session: nox.Session, *extra: str, pure: bool = False) -> No
     (asherah_core/setup.py) unless `pure`, or ``ASHERAH_CORE_PURE_PYTHON=1`` in the environment;
     its wheel is kept for the next session on the same Python (`_core_wheel`).
     """
-    copies = _copy_sources(session)
-    present = [path.name for path in copies]
-    targets = [str(path) for path in copies]
-    if "asherah_core" in present:
-        targets[present.index("asherah_core")] = str(
-            _core_wheel(session, copies[present.index("asherah_core")].parent, pure=pure)
-        )
-    session.install(*targets, *extra)
+    targets = [
+        _core_wheel(session, path.parent, pure=pure) if path.name == "asherah_core" else path
+        for path in _copy_sources(session)
+    ]
+    session.install(*map(str, targets), *extra)
 
 
 def _copy_sources(session: nox.Session) -> list[Path]:

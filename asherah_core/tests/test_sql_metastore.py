@@ -18,7 +18,7 @@ from asherah_core.metastore import EnvelopeKeyRecord, InMemoryMetastore
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 sa = pytest.importorskip("sqlalchemy")
-from asherah_core._sqlsecrets import driver_failure  # noqa: E402
+from asherah_core._sqlsecrets import driver_failure, scrubbed_line  # noqa: E402
 from asherah_core.metastore.sql import SqlMetastore, is_secret_parameter, shown_url  # noqa: E402
 
 ForkedChild = Callable[[Callable[[], str]], str]
@@ -118,6 +118,15 @@ def test_a_driver_failure_is_scrubbed_before_it_is_cut_to_one_short_line() -> No
     assert driver_failure(sa.exc.StatementError("hunter2", "SELECT", {}, None), url) == (
         "StatementError"
     )
+
+
+def test_a_scrubbed_line_is_the_first_line_and_empty_for_a_blank_message() -> None:
+    assert scrubbed_line("  \n  ", ("hunter2",)) == ""
+    assert scrubbed_line("", ("hunter2",)) == ""
+    assert scrubbed_line("\n bad hunter2 here \nDETAIL: hunter2", ("hunter2",)) == "bad *** here"
+    driver_error = Exception("   ")
+    url = sa.make_url("postgresql+psycopg://app:hunter2@db/keys")
+    assert driver_failure(sa.exc.OperationalError("SELECT 1", {}, driver_error), url) == "Exception"
 
 
 # One in-memory SQLite database for the process --------------------------------------------

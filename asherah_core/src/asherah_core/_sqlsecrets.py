@@ -72,11 +72,11 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
 
 
 def scrubbed_line(text: str, secrets: tuple[str, ...]) -> str:
-    """The first line of `text` (stripped) with each of `secrets` replaced by ``***``; empty
-    for a blank text. Scrubbed whole, so a caller that cuts the line after leaves no part of a
-    secret at the cut."""
+    """The first non-blank line of `text`, stripped, with each of `secrets` replaced by
+    ``***``; empty for a blank text. Scrubbed whole, so a caller that cuts the line after leaves
+    no part of a secret at the cut."""
     lines = text.strip().splitlines()
-    return scrub(lines[0], secrets) if lines else ""
+    return scrub(lines[0].strip(), secrets) if lines else ""
 
 
 def driver_failure(error: Exception, url: sa.URL) -> str:

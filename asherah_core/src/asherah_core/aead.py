@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import os
+from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -12,9 +13,9 @@ from .errors import CryptoError
 
 __all__ = ["KEY_SIZE", "NONCE_SIZE", "TAG_SIZE", "Aead", "Aes256Gcm"]
 
-KEY_SIZE = 32
-NONCE_SIZE = 12
-TAG_SIZE = 16
+KEY_SIZE: Final = 32
+NONCE_SIZE: Final = 12
+TAG_SIZE: Final = 16
 
 
 class Aead(abc.ABC):

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sqlite3
+import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from asherah_core import PluginHost, SessionFactory
 from asherah_core.cli import main
+from asherah_core.cli._table import open_engine
 
 from .test_cli_rows import CONFIG
 
@@ -241,3 +245,77 @@ def test_a_database_failure_is_scrubbed_of_query_credentials(
     assert code == 1
     assert "no such table: ***" in err
     assert TOKEN not in err
+
+
+def test_a_database_failure_of_keys_usage_is_scrubbed_of_query_credentials(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///file:app.db?uri=true&authtoken={TOKEN}"
+    argv = ["--url", url, "--table", TOKEN, "--record-column", "c", "--partition", "p"]
+    code, _, err = run(capsys, "keys", "--usage", *argv)
+    assert code == 1
+    assert "the database failed: OperationalError: no such table: ***" in err
+    assert TOKEN not in err
+    assert "SELECT" not in err  # SQLAlchemy's text: the statement
+
+
+PEP_249_ERRORS = (
+    "InterfaceError", "DatabaseError", "DataError", "OperationalError", "IntegrityError",
+    "InternalError", "ProgrammingError", "NotSupportedError",
+)  # fmt: skip
+"""The exceptions of a driver (PEP 249) that SQLAlchemy's dialects look at, besides Error."""
+
+
+@pytest.fixture
+def fake_pymysql(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """A stand-in for PyMySQL (not installed here), whose ``connect()`` records its keywords
+    and fails with a message repeating them, as a driver may repeat what it was given."""
+    pytest.importorskip("sqlalchemy")
+    calls: list[dict[str, Any]] = []
+
+    driver = types.ModuleType("pymysql")
+
+    def connect(**kwargs: Any) -> NoReturn:
+        calls.append(kwargs)
+        raise driver.OperationalError(f"(1045, 'Access denied for {kwargs}')")
+
+    error = type("Error", (Exception,), {})
+    vars(driver).update(
+        {name: type(name, (error,), {}) for name in PEP_249_ERRORS},
+        Error=error,
+        paramstyle="pyformat",
+        connect=connect,
+    )
+    monkeypatch.setitem(sys.modules, "pymysql", driver)
+    return calls
+
+
+def test_the_engine_url_holds_no_query_credential(fake_pymysql: list[dict[str, Any]]) -> None:
+    import sqlalchemy as sa  # noqa: PLC0415 - fake_pymysql skips without it
+
+    url = f"mysql+pymysql://app@db/appdb?password={TOKEN}&charset=utf8mb4"
+    engine, secrets = open_engine(argparse.Namespace(url=url))
+    try:
+        assert engine.url.render_as_string(hide_password=False) == (
+            "mysql+pymysql://app@db/appdb?charset=utf8mb4"
+        )
+        assert TOKEN not in repr(engine)
+        assert secrets == (TOKEN,)
+        with pytest.raises(sa.exc.OperationalError):
+            engine.connect()
+        assert fake_pymysql[0]["password"] == TOKEN  # the driver still gets it
+    finally:
+        engine.dispose()
+
+
+def test_a_driver_message_repeating_a_moved_query_credential_is_scrubbed(
+    workdir: Path, capsys: pytest.CaptureFixture[str], fake_pymysql: list[dict[str, Any]]
+) -> None:
+    url = f"mysql+pymysql://app@db/appdb?password={TOKEN}"
+    argv = ["--url", url, "--table", "t", "--record-column", "c", "--partition", "p"]
+    code, _, err = run(capsys, "rewrap", *argv)
+    assert code == 1
+    assert "mysql+pymysql://app@db/appdb: the database failed: OperationalError: (1045" in err
+    assert "'password': '***'" in err
+    assert TOKEN not in err
+    assert fake_pymysql[0]["password"] == TOKEN

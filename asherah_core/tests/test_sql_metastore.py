@@ -18,7 +18,12 @@ from asherah_core.metastore import EnvelopeKeyRecord, InMemoryMetastore
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 sa = pytest.importorskip("sqlalchemy")
-from asherah_core._sqlsecrets import driver_failure, scrubbed_line  # noqa: E402
+from asherah_core._sqlsecrets import (  # noqa: E402
+    driver_failure,
+    scrubbed_line,
+    url_secrets,
+    without_query_secrets,
+)
 from asherah_core.metastore.sql import SqlMetastore, is_secret_parameter, shown_url  # noqa: E402
 
 ForkedChild = Callable[[Callable[[], str]], str]
@@ -112,12 +117,33 @@ def test_a_driver_message_holding_a_query_credential_is_scrubbed(tmp_path: Path)
 def test_a_driver_failure_is_scrubbed_before_it_is_cut_to_one_short_line() -> None:
     url = sa.make_url("postgresql+psycopg://app:hunter2@db/keys?password=s3cr3tpass")
     driver_error = Exception("x" * 194 + "s3cr3tpass, hunter2\nDETAIL: hunter2")
-    message = driver_failure(sa.exc.OperationalError("SELECT 1", {}, driver_error), url)
+    secrets = url_secrets(url, {})
+    message = driver_failure(sa.exc.OperationalError("SELECT 1", {}, driver_error), secrets)
     assert message == "Exception: " + "x" * 194 + "***, *"
     # SQLAlchemy's own error: its message holds the statement and its parameters.
-    assert driver_failure(sa.exc.StatementError("hunter2", "SELECT", {}, None), url) == (
+    assert driver_failure(sa.exc.StatementError("hunter2", "SELECT", {}, None), secrets) == (
         "StatementError"
     )
+
+
+def test_query_credentials_move_to_the_connection_arguments() -> None:
+    url = sa.make_url(
+        "postgresql+psycopg://app:hunter2@db/keys"
+        "?password=s3cr3tpass&sslpassword=keypassphrase&sslmode=require"
+    )
+    given = {"connect_timeout": 5, "sslpassword": "tok3n"}  # the caller's entry wins
+    moved, connect_args, secrets = without_query_secrets(url, given)
+    assert moved == sa.make_url("postgresql+psycopg://app:hunter2@db/keys?sslmode=require")
+    assert connect_args == {"password": "s3cr3tpass", "sslpassword": "tok3n", "connect_timeout": 5}
+    assert secrets == ("keypassphrase", "s3cr3tpass", "hunter2", "tok3n")
+
+
+def test_other_urls_keep_their_query_and_odd_values_are_passed_over() -> None:
+    url = sa.make_url("sqlite:///file:app.db?uri=true&authtoken=tok3n")
+    assert without_query_secrets(url, {}) == (url, {}, ("tok3n",))
+    # A number or a callable under a credential's name is no text to scrub (and no error).
+    connect_args = {"auth_timeout": 5, "password": "hunter2", "keys": ["s3cr3tpass", 1]}
+    assert url_secrets(url, connect_args) == ("s3cr3tpass", "hunter2", "tok3n")
 
 
 def test_a_scrubbed_line_is_the_first_line_and_empty_for_a_blank_message() -> None:
@@ -125,8 +151,8 @@ def test_a_scrubbed_line_is_the_first_line_and_empty_for_a_blank_message() -> No
     assert scrubbed_line("", ("hunter2",)) == ""
     assert scrubbed_line("\n bad hunter2 here \nDETAIL: hunter2", ("hunter2",)) == "bad *** here"
     driver_error = Exception("   ")
-    url = sa.make_url("postgresql+psycopg://app:hunter2@db/keys")
-    assert driver_failure(sa.exc.OperationalError("SELECT 1", {}, driver_error), url) == "Exception"
+    error = sa.exc.OperationalError("SELECT 1", {}, driver_error)
+    assert driver_failure(error, ("hunter2",)) == "Exception"
 
 
 # One in-memory SQLite database for the process --------------------------------------------

@@ -17,7 +17,7 @@ from noteapp import crypto
 from noteapp.models import Note
 
 from asherah_core.integrations.django import close_factory
-from asherah_core.integrations.django.rows import engine_for, field_rows
+from asherah_core.integrations.django.rows import engine_for, field_rows, shown
 from asherah_core.metastore import InMemoryMetastore
 from asherah_core.records import KeyMeta
 
@@ -178,13 +178,34 @@ def test_inside_a_transaction_the_command_refuses_to_run() -> None:
 
 def test_the_engine_is_the_django_database_without_its_password() -> None:
     target = field_rows("noteapp.Note.body")
-    engine = engine_for(target.database)
+    engine, _ = engine_for(target.database)
     try:
         assert engine.dialect.name == connection.vendor
         password: Any = connection.settings_dict.get("PASSWORD")
         assert not password or password not in engine.url.render_as_string(hide_password=True)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("setting", ["OPTIONS", "PASSWORD"])
+def test_a_credential_of_the_settings_is_never_shown(
+    setting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cretsett1ng"  # lower case: PostgreSQL folds the column name it repeats
+    if setting == "PASSWORD" and connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL logs in with it: another password fails the login")
+    settings = connection.settings_dict
+    value: Any = {**(settings.get("OPTIONS") or {}), "sslpassword": secret}
+    monkeypatch.setitem(settings, setting, value if setting == "OPTIONS" else secret)
+    engine, secrets = engine_for(field_rows("noteapp.Note.body").database)
+    engine.dispose()
+    assert secret in secrets
+    assert secret not in repr(engine) + shown(engine)
+    # A driver's message repeating it (here the name of a column that does not exist).
+    with pytest.raises(CommandError, match="the database failed") as e:
+        run("asherah_rewrap", "noteapp.Note.body", "--where", f"{secret} = 1")
+    assert secret not in str(e.value)
+    assert "***" in str(e.value)
 
 
 def test_the_binary_field_is_walked_too() -> None:

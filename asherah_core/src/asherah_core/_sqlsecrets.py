@@ -1,6 +1,7 @@
-"""The credentials a SQLAlchemy URL holds: masked where the URL is shown, scrubbed from drivers'
-messages. Shared by the SQL metastore, the ``asherah-kms`` table commands and the Django
-commands; imports nothing of asherah_core, and SQLAlchemy only for type checking."""
+"""The credentials a SQLAlchemy URL holds: masked where the URL is shown, kept out of the URL
+an engine is made with, scrubbed from drivers' messages. Shared by the SQL metastore, the
+``asherah-kms`` table commands and the Django commands; imports nothing of asherah_core, and
+SQLAlchemy only for type checking."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ __all__ = [
     "scrubbed_line",
     "shown_url",
     "url_secrets",
+    "without_query_secrets",
 ]
 
 _SECRET_WORDS = ("pass", "pwd", "secret", "token", "credential", "key", "auth", "odbc_connect")
@@ -27,6 +29,9 @@ _SECRET_WORDS = ("pass", "pwd", "secret", "token", "credential", "key", "auth", 
 parameter (``sslkey``, a path) costs a little detail; missing a secret costs a leak."""
 _NOT_SECRET = frozenset({"passfile"})
 """libpq's ``passfile`` names the file holding passwords, not a password: shown."""
+_MOVED_TO_CONNECT_ARGS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb"})
+"""Drivers whose SQLAlchemy dialect passes every URL query parameter to ``connect()`` as a
+keyword, so a credential moved from the query to ``connect_args`` connects the same way."""
 _MASK = "***"
 _DETAIL_CHARS = 200
 """At most this much of a driver's message is shown (after the credentials are scrubbed)."""
@@ -54,14 +59,31 @@ def shown_url(url: sa.URL) -> str:
 
 def url_secrets(url: sa.URL, connect_args: Mapping[str, Any]) -> tuple[str, ...]:
     """Every credential in `url` and `connect_args` (to scrub from drivers' messages), longest
-    first so that a password holding another is scrubbed whole."""
+    first so that a password holding another is scrubbed whole. A value is a string or a list
+    or tuple of strings; any other (a number, a callable) is passed over."""
     found = {str(url.password)} if url.password else set()
     for name, values in (*url.query.items(), *connect_args.items()):
         if isinstance(name, str) and is_secret_parameter(name):
-            for value in (values,) if isinstance(values, str) else values or ():
+            for value in values if isinstance(values, (tuple, list)) else (values,):
                 if isinstance(value, str) and value:
                     found.add(value)
     return tuple(sorted(found, key=len, reverse=True))
+
+
+def without_query_secrets(
+    url: sa.URL, connect_args: Mapping[str, Any]
+) -> tuple[sa.URL, dict[str, Any], tuple[str, ...]]:
+    """What to make an engine with so that its URL (in SQLAlchemy's reprs, ``echo`` and pool
+    logs) holds no credential of `url`'s query: `url` without them and `connect_args` with
+    them (an entry of `connect_args` wins), when the driver reads them there alike (psycopg,
+    psycopg2, PyMySQL, mysqlclient; any other URL is kept as it is); and every credential of
+    `url` and `connect_args` (`url_secrets`), to scrub from messages. May raise SQLAlchemy's
+    `NoSuchModuleError` for a URL without a driver name whose dialect does not exist."""
+    secrets = url_secrets(url, connect_args)
+    moved = {k: v for k, v in url.query.items() if is_secret_parameter(k)}
+    if not moved or url.get_driver_name() not in _MOVED_TO_CONNECT_ARGS:
+        return url, dict(connect_args), secrets
+    return url.difference_update_query(moved), {**moved, **connect_args}, secrets
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
@@ -79,13 +101,14 @@ def scrubbed_line(text: str, secrets: tuple[str, ...]) -> str:
     return scrub(lines[0].strip(), secrets) if lines else ""
 
 
-def driver_failure(error: Exception, url: sa.URL) -> str:
+def driver_failure(error: Exception, secrets: tuple[str, ...]) -> str:
     """A database failure in one line: the driver's exception type and the first line of its
-    message, the credentials of `url` scrubbed (before the line is cut, so no part of one is
-    left). Only the type when SQLAlchemy raised it itself: its message holds the statement
+    message, each of `secrets` scrubbed (before the line is cut, so no part of one is left):
+    those `url_secrets` or `without_query_secrets` found in the engine's URL and connection
+    arguments. Only the type when SQLAlchemy raised it itself: its message holds the statement
     and its parameters."""
     original = getattr(error, "orig", None)
     if original is None:
         return type(error).__name__
-    text = scrubbed_line(str(original), url_secrets(url, {}))[:_DETAIL_CHARS]
+    text = scrubbed_line(str(original), secrets)[:_DETAIL_CHARS]
     return f"{type(original).__name__}{': ' + text if text else ''}"

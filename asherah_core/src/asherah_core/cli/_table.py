@@ -7,7 +7,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from asherah_core._sqlsecrets import shown_url
+from asherah_core._sqlsecrets import shown_url, without_query_secrets
 from asherah_core.errors import AsherahError
 
 from ._common import UsageError
@@ -77,8 +77,11 @@ def row_table(args: argparse.Namespace) -> RowTable:
         raise UsageError(str(e)) from None
 
 
-def open_engine(args: argparse.Namespace) -> sa.Engine:
-    """An engine on ``--url`` (or ``$ASHERAH_ROWS_URL``); credentials never shown."""
+def open_engine(args: argparse.Namespace) -> tuple[sa.Engine, tuple[str, ...]]:
+    """An engine on ``--url`` (or ``$ASHERAH_ROWS_URL``), and the credentials to scrub from
+    its drivers' messages (`driver_failure`). Credentials never shown: those of the URL's query
+    go to the driver as connection arguments where it takes them so, as in the SQL metastore,
+    and are then not in the engine's URL either (`without_query_secrets`)."""
     try:
         import sqlalchemy as sa  # noqa: PLC0415
     except ImportError:
@@ -91,11 +94,15 @@ def open_engine(args: argparse.Namespace) -> sa.Engine:
     except (sa.exc.ArgumentError, ValueError):
         raise UsageError("--url is not a SQLAlchemy URL (e.g. postgresql+psycopg://…)") from None
     options: dict[str, Any] = {}
+    connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": 30.0}
+        connect_args = {"timeout": 30.0}
     else:
         options["pool_pre_ping"] = True
     try:
-        return sa.create_engine(parsed, **options)
+        url, connect_args, secrets = without_query_secrets(parsed, connect_args)
+        if connect_args:
+            options["connect_args"] = connect_args
+        return sa.create_engine(url, **options), secrets
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
         raise UsageError(f"cannot open {shown_url(parsed)}: {type(e).__name__}") from None

@@ -108,7 +108,7 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
             "--reencrypt encrypts every row again on each run; name the rows with --key or "
             "--system-key"
         )
-    engine = open_engine(args)
+    engine, secrets = open_engine(args)
     shown = _Progress(args.progress, sys.stderr)
     failures = FailedRows(
         lambda line: sys.stderr.write(f"{PROG}: warning: {printable(line)}\n"),
@@ -152,7 +152,7 @@ def _cmd_rewrap(args: argparse.Namespace) -> int:
         _report(args, last[0] if last else None, rows.name, engine, interrupted=True)
         if stopped.pressed:  # the driver turned the interrupt into a database error
             return error(f"interrupted; run the same command again to finish{_resume(last)}", 130)
-        failure = driver_failure(e, engine.url)
+        failure = driver_failure(e, secrets)
         return error(
             f"{shown_url(engine.url)}: the database failed: {failure}; run again to finish"
             f"{_resume(last)}",

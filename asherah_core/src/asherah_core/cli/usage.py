@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from asherah_core._sqlsecrets import shown_url
+from asherah_core._sqlsecrets import driver_failure, shown_url
 from asherah_core.appconfig import metastore_from_file
 
 from ._common import (
@@ -31,7 +31,9 @@ def show_usage(args: argparse.Namespace) -> int:
     from asherah_core.table_rotation import key_usage  # noqa: PLC0415 - SQLAlchemy
 
     rows = row_table(args)
-    engine = open_engine(args)
+    engine, secrets = open_engine(args)
+    import sqlalchemy as sa  # noqa: PLC0415
+
     name, metastore = metastore_from_file(config_path(args))
     try:
         with metastore:
@@ -41,6 +43,9 @@ def show_usage(args: argparse.Namespace) -> int:
                 for k in metastore.list_keys(args.prefix)
                 if k.key_id is not None and k.created is not None
             }
+    except sa.exc.SQLAlchemyError as e:  # SQLAlchemy's own text holds the statement
+        failure = driver_failure(e, secrets)
+        return error(f"{shown_url(engine.url)}: the database failed: {failure}", EXIT_FAILED)
     finally:
         engine.dispose()
     counts: dict[tuple[str, int], int] = {}

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from asherah_core._sqlsecrets import is_secret_parameter, scrubbed_line, shown_url, url_secrets
+from asherah_core._sqlsecrets import (
+    is_secret_parameter,
+    scrubbed_line,
+    shown_url,
+    url_secrets,
+    without_query_secrets,
+)
 from asherah_core.errors import MetastoreError, RecordError
 from asherah_core.forksafe import new_locks_in_child
 from asherah_core.records import EnvelopeKeyRecord
@@ -59,9 +65,6 @@ _CONNECT_TIMEOUTS: dict[str, dict[str, Any]] = {
 """Seconds a driver waits to connect, and (MySQL) for a reply; ``engine_options`` override."""
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
-_MOVED_TO_CONNECT_ARGS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb"})
-"""Drivers whose SQLAlchemy dialect passes every URL query parameter to ``connect()`` as a
-keyword, so a credential moved from the query to ``connect_args`` connects the same way."""
 _FIRST_DATETIME = datetime(1, 1, 1)
 _FIRST_SECOND = calendar.timegm(_FIRST_DATETIME.timetuple())
 _LAST_SECOND = calendar.timegm(datetime(9999, 12, 31, 23, 59, 59).timetuple())
@@ -646,9 +649,10 @@ def _create_engine(
     messages.
 
     Credentials in the URL's query move to ``connect_args`` for the drivers that read them
-    there alike, so that the engine's URL (in SQLAlchemy's reprs and logs) holds none. An
-    in-memory SQLite database is one connection shared by every thread (a `StaticPool`), as
-    the ``asherah`` package shares one: SQLAlchemy's default gives each thread its own, empty.
+    there alike (`without_query_secrets`), so that the engine's URL (in SQLAlchemy's reprs and
+    logs) holds none. An in-memory SQLite database is one connection shared by every thread (a
+    `StaticPool`), as the ``asherah`` package shares one: SQLAlchemy's default gives each
+    thread its own, empty.
     """
     try:
         parsed = sa.make_url(url)
@@ -658,7 +662,6 @@ def _create_engine(
             "(expected for example sqlite:///keys.db or postgresql+psycopg://user@host/db)"
         ) from None
     shown = shown_url(parsed)
-    secrets = url_secrets(parsed, options.get("connect_args", {}))
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     backend = parsed.get_backend_name()
     driver = parsed.get_driver_name()
@@ -670,12 +673,8 @@ def _create_engine(
     elif driver in _CONNECT_TIMEOUTS:
         # Bounded waits: a server that stops answering fails the call instead of hanging it.
         kwargs["connect_args"] = dict(_CONNECT_TIMEOUTS[driver])
-    if driver in _MOVED_TO_CONNECT_ARGS:
-        moved = {k: v for k, v in parsed.query.items() if is_secret_parameter(k)}
-        if moved:
-            parsed = parsed.difference_update_query(moved)
-            kwargs["connect_args"] = {**kwargs.get("connect_args", {}), **moved}
-    connect_args = {**kwargs.get("connect_args", {}), **options.get("connect_args", {})}
+    parsed, given, secrets = without_query_secrets(parsed, options.get("connect_args", {}))
+    connect_args = {**kwargs.get("connect_args", {}), **given}
     kwargs.update(options)
     if connect_args:
         kwargs["connect_args"] = connect_args

@@ -19,7 +19,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.core.management.base import CommandError
 from django.db import connections
 
-from asherah_core._sqlsecrets import shown_url
+from asherah_core._sqlsecrets import shown_url, url_secrets, without_query_secrets
 from asherah_core.errors import AsherahError
 
 try:
@@ -100,14 +100,19 @@ def _router_db(model: Any) -> str:
     return str(router.db_for_write(model))
 
 
-def engine_for(database: str, url: str | None = None) -> sa.Engine:
+def engine_for(database: str, url: str | None = None) -> tuple[sa.Engine, tuple[str, ...]]:
     """A SQLAlchemy engine on the ``DATABASES`` entry `database` (SQLite, PostgreSQL), or on
-    `url` when given. The password goes in the URL object, never in a message."""
+    `url` when given, and the credentials to scrub from every message that could hold a
+    driver's text (`driver_failure`): the password, and the credentials of the URL's query or
+    of ``OPTIONS`` (`url_secrets`). The password goes in the URL object (which hides it), the
+    rest in the connection arguments: none is in a message or the engine's repr."""
     if url:
         try:
-            return sa.create_engine(sa.make_url(url), pool_pre_ping=True)
+            parsed, connect_args, secrets = without_query_secrets(sa.make_url(url), {})
+            engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as e:
             raise CommandError(f"--url: cannot open it ({type(e).__name__})") from None
+        return engine, secrets
     if database not in connections.settings:
         raise CommandError(f"no database {database!r} in settings.DATABASES")
     connection = connections[database]
@@ -118,13 +123,17 @@ def engine_for(database: str, url: str | None = None) -> sa.Engine:
     settings = connection.settings_dict
     vendor = connection.vendor
     if vendor == "sqlite":
-        return _sqlite(database, settings)
-    if vendor == "postgresql":
-        return _postgresql(settings)
-    raise CommandError(
-        f"database {database!r} is {vendor}; this command opens SQLite and PostgreSQL from "
-        "settings.DATABASES: give --url with a SQLAlchemy URL for it"
-    )
+        engine = _sqlite(database, settings)
+    elif vendor == "postgresql":
+        engine = _postgresql(settings)
+    else:
+        raise CommandError(
+            f"database {database!r} is {vendor}; this command opens SQLite and PostgreSQL from "
+            "settings.DATABASES: give --url with a SQLAlchemy URL for it"
+        )
+    # The PASSWORD setting is scrubbed even where the engine does not use it (SQLite).
+    password = settings.get("PASSWORD") or None
+    return engine, url_secrets(engine.url.set(password=password), settings.get("OPTIONS") or {})
 
 
 def _sqlite(database: str, settings: dict[str, Any]) -> sa.Engine:

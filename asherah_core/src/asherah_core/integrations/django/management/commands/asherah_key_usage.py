@@ -52,7 +52,7 @@ class Command(BaseCommand):
         except ImportError as error:
             raise CommandError(str(error)) from None
         target = field_rows(options["field"], database=options["database"], where=options["where"])
-        engine = engine_for(target.database, options["url"])
+        engine, _ = engine_for(target.database, options["url"])  # shows no driver text
         metastore = get_factory().metastore
         try:
             usage = key_usage(engine, target.rows, metastore)

@@ -98,7 +98,7 @@ class Command(BaseCommand):
                 "--system-key"
             )
         target = field_rows(options["field"], database=options["database"], where=options["where"])
-        engine = engine_for(target.database, options["url"])
+        engine, secrets = engine_for(target.database, options["url"])
         failures = FailedRows(lambda line: self.stderr.write(f"warning: {line}"))
         failures.attach()  # each failed row shown once, here
         progress = _Progress(self, options["verbosity"])
@@ -118,7 +118,7 @@ class Command(BaseCommand):
         except AsherahError as error:
             raise CommandError(str(error)) from None
         except sa.exc.SQLAlchemyError as error:
-            failure = driver_failure(error, engine.url)
+            failure = driver_failure(error, secrets)
             raise CommandError(
                 f"{shown(engine)}: the database failed ({failure}); run the "
                 f"same command again to finish{_resume(progress.last)}"

@@ -570,7 +570,10 @@ def _findings(fr: FrameworkResults, pieces: list[tuple[str, str, float]]) -> lis
                 if compiled and python
                 else ""
             )
-            + ". Any other row takes the general reader"
+            + ". Its constants (the record's markers, the nonce and tag sizes, the base64 "
+            "decoder) are `Final`: compiled, a plain module name is a dictionary look-up at "
+            "each use, a `Final` one a constant, which took 0.1 to 0.2 µs off a decrypt. Any "
+            "other row takes the general reader"
             + (f" (`_rows.parse_row`, {general:.2f} {MU}s)" if general else "")
             + ", then the same `_rows.open_row`."
         )
@@ -579,7 +582,9 @@ def _findings(fr: FrameworkResults, pieces: list[tuple[str, str, float]]) -> lis
             f"- **Randomness.** `os.urandom(56)` costs {urandom:.2f} {MU}s and is a system call "
             "that lets go of the GIL. A block of the per-thread buffer (one `os.urandom` call "
             f"per 256 rows), wiped after use, costs {block:.2f} {MU}s here and gives the GIL "
-            "away only at a refill."
+            "away only at a refill. About 0.14 µs of that is the kernel's own work, which no "
+            "buffer size removes: its CSPRNG gave about 0.4 GB/s on this machine, measured by "
+            "hand (36 µs for a refill of 14,336 bytes; 2.5 ns a byte from 4 KB reads up)."
         )
     lines += [
         "- **Threads.** `py-spy` on 8 threads sharing one factory found about 90 % of the "

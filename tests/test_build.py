@@ -1,5 +1,5 @@
-"""asherah-core's build (asherah_core/setup.py): `_rows` compiled by mypyc when it can be,
-else pure Python with a message, never a wheel with half a module.
+"""asherah-core's build (asherah_core/setup.py): `_rows` and `_b64` compiled by mypyc when they
+can be, else pure Python with a message, never a wheel with half a module.
 
 The compiled build itself is checked where it is installed (`nox -s tests` runs
 tools/check_build.py); here a build without a working C compiler. Needs PyPI for the build
@@ -41,6 +41,7 @@ def build_wheel(tmp_path: Path, **env: str) -> tuple[list[str], str]:
 def test_a_build_whose_c_compiler_fails_is_pure_python(tmp_path: Path) -> None:
     names, output = build_wheel(tmp_path, CC="/bin/false")
     assert "asherah_core/_rows.py" in names
+    assert "asherah_core/_b64.py" in names
     assert "asherah_core/session.py" in names
     assert not [name for name in names if name.endswith((".so", ".pyd"))]
     assert "asherah-core: could not compile src/asherah_core/_rows.py" in output

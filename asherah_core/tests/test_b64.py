@@ -165,9 +165,12 @@ def test_what_librt_reads_laxly_is_decided_by_pybase64(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(_b64, "_fast_decode", strict)
     canonical = base64.b64encode(b"a row of data").decode()
-    assert _b64.held_decode(canonical) == b"a row of data"
-    assert asked == []  # a canonical text stands on librt's reading alone
-    for lax in (canonical + "!", " " + canonical, canonical + "\n", "QUJDRA===", "QUJDRB=="):
+    # Strict base64 stands on librt's reading alone, bits past the last byte included.
+    for strict_text, data in ((canonical, b"a row of data"), ("QUJDRB==", b"ABCD"), ("", b"")):
+        assert _b64.held_decode(strict_text) == data == reference(strict_text)
+    assert asked == []
+    for lax in (canonical + "!", " " + canonical, canonical + "\n", "QUJDRA===", "QU=DRA==",
+                "QUJD=A==", "QUJ\u00e9RA==", "QUJ-RA=="):  # fmt: skip
         asked.clear()
         try:
             found: bytes | None = _b64.held_decode(lax)
@@ -175,3 +178,44 @@ def test_what_librt_reads_laxly_is_decided_by_pybase64(monkeypatch: pytest.Monke
             found = None
         assert asked == [lax]
         assert found == reference(lax)
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_STRICT = [base64.b64encode(bytes(range(n))).decode() for n in (1, 2, 3, 4, 5, 6)]
+
+
+@pytest.mark.parametrize("text", _STRICT)
+def test_every_character_in_every_place_decodes_as_pybase64_decides(
+    contended: None, text: str
+) -> None:
+    """Each character of 0 to 127 and a few beyond, in place of each character of a strict
+    text, before it, after it and inserted into it: librt's lax reading stands only where it
+    gives what pybase64 gives (the length check of `held_decode`)."""
+    characters = [chr(c) for c in range(128)] + ["\u00e9", "\u2028", "\ud800", "\U0001f600"]
+    variants = {text}
+    for at in range(len(text) + 1):
+        for c in characters:
+            variants.add(text[:at] + c + text[at + 1 :])  # in place (or after, at the end)
+            variants.add(text[:at] + c + text[at:])  # inserted
+    assert len(variants) > 1000
+    for variant in variants:
+        try:
+            found: bytes | None = _b64.decode(variant)
+        except ValueError:
+            found = None
+        assert found == reference(variant), repr(variant)
+
+
+@pytest.mark.parametrize("size", range(12))
+def test_every_padding_of_every_length_decodes_as_pybase64_decides(
+    contended: None, size: int
+) -> None:
+    """Texts of alphabet characters (the last of them every one of 64) followed by 0 to 3 ``=``."""
+    for last in _ALPHABET:
+        for pad in range(4):
+            text = "QUJD" * (size // 4) + "Q" * (size % 4) + last + "=" * pad
+            try:
+                found: bytes | None = _b64.decode(text)
+            except ValueError:
+                found = None
+            assert found == reference(text), repr(text)

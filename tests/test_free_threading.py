@@ -3,8 +3,9 @@ import turns the GIL back on.
 
 CPython turns the GIL on, for the whole process and with only a warning, when it loads an
 extension module that does not declare itself safe without it. One such module among our
-dependencies (or our own ``_rows``, compiled by mypyc) would make threads take turns again,
-and the free-threaded rows of the benchmark would mean nothing. Skipped on a GIL build.
+dependencies (or our own ``_rows`` and ``_b64``, compiled by mypyc) would make threads take
+turns again, and the free-threaded rows of the benchmark would mean nothing. Skipped on a GIL
+build.
 """
 
 from __future__ import annotations

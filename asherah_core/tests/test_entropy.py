@@ -17,6 +17,11 @@ def buffer_of(blocks: RandomBlocks) -> bytes:
     return bytes(blocks.mine.buffer)
 
 
+def taken(blocks: RandomBlocks) -> bytes:
+    """A copy of the next block (the bytes of its whole view)."""
+    return bytes(blocks.block()[0])
+
+
 def test_blocks_are_consecutive_slices_of_one_urandom_call(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = os.urandom
@@ -27,24 +32,34 @@ def test_blocks_are_consecutive_slices_of_one_urandom_call(monkeypatch: pytest.M
 
     monkeypatch.setattr(entropy.os, "urandom", counting)
     blocks = RandomBlocks()
-    first = bytes(blocks.block())
+    first = taken(blocks)
     filled = buffer_of(blocks)
-    second = bytes(blocks.block())
+    second = taken(blocks)
     assert calls == [BLOCK_SIZE * BLOCKS]
     assert filled[:BLOCK_SIZE] == first
     assert filled[BLOCK_SIZE : 2 * BLOCK_SIZE] == second
     for _ in range(BLOCKS - 2):
         blocks.block()
     assert calls == [BLOCK_SIZE * BLOCKS]
-    blocks.block()  # the 65th block: a refill
+    again = taken(blocks)  # the first block after the last: a refill, into the same buffer
     assert calls == [BLOCK_SIZE * BLOCKS] * 2
+    assert again == buffer_of(blocks)[:BLOCK_SIZE]  # the views show the new bytes
+    assert again != first
+
+
+def test_a_block_is_its_parts_in_order() -> None:
+    whole, row_key, nonce, key_nonce = RandomBlocks().block()
+    assert (len(whole), len(row_key), len(nonce), len(key_nonce)) == (BLOCK_SIZE, 32, 12, 12)
+    assert bytes(row_key) + bytes(nonce) + bytes(key_nonce) == bytes(whole)
+    assert not any(view.readonly for view in (whole, row_key, nonce, key_nonce))
 
 
 def test_a_wiped_block_is_zero_in_the_buffer() -> None:
     blocks = RandomBlocks()
     block = blocks.block()
-    assert any(block)  # 56 random bytes are all zero with probability 2**-448
+    assert any(block[0])  # 56 random bytes are all zero with probability 2**-448
     wipe(block)
+    assert not any(part for view in block for part in view)
     assert buffer_of(blocks)[:BLOCK_SIZE] == bytes(BLOCK_SIZE)
     assert any(buffer_of(blocks)[BLOCK_SIZE:])  # the unused rest is still random
 
@@ -52,11 +67,11 @@ def test_a_wiped_block_is_zero_in_the_buffer() -> None:
 def test_an_encrypt_leaves_no_used_random_byte_in_the_buffer(factory: SessionFactory) -> None:
     session = factory.get_session("p1")
     session.encrypt_bytes(b"warm")  # the key is cached; the buffer is filled
-    while entropy.blocks.mine.at >= BLOCK_SIZE * (BLOCKS - 1):
+    while entropy.blocks.mine.at >= BLOCKS - 1:
         session.encrypt_bytes(b"warm")  # past a refill, so the next one is inside the buffer
-    before = entropy.blocks.mine.at
+    before = entropy.blocks.mine.at * BLOCK_SIZE
     session.encrypt_bytes(b"data")
-    assert entropy.blocks.mine.at == before + BLOCK_SIZE
+    assert entropy.blocks.mine.at * BLOCK_SIZE == before + BLOCK_SIZE
     assert buffer_of(entropy.blocks)[before : before + BLOCK_SIZE] == bytes(BLOCK_SIZE)
     assert any(buffer_of(entropy.blocks)[before + BLOCK_SIZE :])
 
@@ -67,7 +82,7 @@ def test_threads_never_share_bytes() -> None:
     lock = threading.Lock()
 
     def worker() -> None:
-        mine = [bytes(blocks.block()) for _ in range(3 * BLOCKS)]
+        mine = [taken(blocks) for _ in range(3 * BLOCKS)]
         with lock:
             seen.extend(mine)
 
@@ -85,7 +100,8 @@ def test_a_forked_child_never_uses_its_parents_bytes() -> None:
     blocks = entropy.blocks
     blocks.block()  # the buffer is filled; most of it is not used yet
     parent_buffer = buffer_of(blocks)
-    parent_next = parent_buffer[blocks.mine.at : blocks.mine.at + BLOCK_SIZE]
+    at = blocks.mine.at * BLOCK_SIZE
+    parent_next = parent_buffer[at : at + BLOCK_SIZE]
     assert any(parent_next)
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -94,7 +110,7 @@ def test_a_forked_child_never_uses_its_parents_bytes() -> None:
         try:
             os.close(read_end)
             left_over = buffer_of(blocks)  # the parent's bytes, wiped in the child
-            first = bytes(blocks.block())
+            first = taken(blocks)
             os.write(write_end, left_over + first)
             code = 0
         finally:
@@ -112,7 +128,7 @@ def test_a_forked_child_never_uses_its_parents_bytes() -> None:
     assert first != parent_next
     assert first not in parent_buffer  # not anywhere in what the parent held
     # The parent goes on with its own bytes, untouched by the child's fork hook.
-    assert bytes(blocks.block()) == parent_next
+    assert taken(blocks) == parent_next
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -129,7 +145,7 @@ def test_a_buffer_the_fork_hook_did_not_wipe_is_refilled_in_the_child() -> None:
         code = 1
         try:
             os.close(read_end)
-            os.write(write_end, bytes(other.block()) + bytes([entropy._generation - generation]))
+            os.write(write_end, taken(other) + bytes([entropy._generation - generation]))
             code = 0
         finally:
             os._exit(code)

@@ -12,6 +12,8 @@ The invariants, each held by construction:
 - A byte is handed out once: `RandomBlocks.block` moves past what it returns before returning
   it, and the caller overwrites the block with zeros as soon as it is used (`wipe`), so the
   buffer never holds bytes that already sealed something.
+- A buffer never moves or changes size: a refill writes into it in place, so the views of its
+  blocks, made once with it, always show the buffer's current bytes.
 - A forked child never uses its parent's bytes: `os.register_at_fork` bumps a generation that
   every buffer checks before handing out a block, and wipes the forking thread's buffer in the
   child; a buffer of an older generation is refilled first.
@@ -22,13 +24,15 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["BLOCKS", "BLOCK_SIZE", "RandomBlocks", "blocks", "wipe"]
+__all__ = ["BLOCKS", "BLOCK_SIZE", "Block", "RandomBlocks", "blocks", "wipe"]
 
 BLOCK_SIZE = 56
 """One row's randomness: a 32-byte data row key and two 12-byte nonces."""
 BLOCKS = 256
 """Blocks per refill: 14,336 bytes, one `os.urandom` call every 256 rows of a thread."""
 _SIZE = BLOCK_SIZE * BLOCKS
+_KEY_SIZE = 32
+_NONCE_SIZE = 12
 _ZEROS = bytes(BLOCK_SIZE)
 
 _generation = 0
@@ -36,26 +40,43 @@ _generation = 0
 refilled before it hands anything out."""
 
 
-class _Buffer:
-    """One thread's buffer: `_SIZE` bytes from `os.urandom`, used from `at` on."""
+Block = tuple[memoryview, memoryview, memoryview, memoryview]
+"""One row's randomness: views of a thread's buffer, in order: the whole block (`BLOCK_SIZE`
+bytes, what `wipe` clears), then its parts, the data row key (32 bytes), the data's nonce (12)
+and the nonce of the row key's sealing (12). Each block's views are made once, with the
+buffer: slicing them anew for every row cost about a quarter of a microsecond, a twelfth of a
+warm encrypt."""
 
-    __slots__ = ("at", "buffer", "generation", "view")
+
+def _block(view: memoryview, at: int) -> Block:
+    key_end, end = at + _KEY_SIZE, at + BLOCK_SIZE
+    nonce_end = key_end + _NONCE_SIZE
+    return (view[at:end], view[at:key_end], view[key_end:nonce_end], view[nonce_end:end])
+
+
+class _Buffer:
+    """One thread's buffer: `_SIZE` bytes from `os.urandom`, handed out from block `at` on.
+
+    Its views (about 0.2 MB with the buffer, per thread that encrypts) live as long as it."""
+
+    __slots__ = ("at", "blocks", "buffer", "generation", "view")
 
     def __init__(self) -> None:
         self.buffer = bytearray(_SIZE)
-        self.view = memoryview(self.buffer)
-        self.at = _SIZE  # empty: the first block refills
+        self.view = view = memoryview(self.buffer)
+        self.blocks = tuple(_block(view, at) for at in range(0, _SIZE, BLOCK_SIZE))
+        self.at = BLOCKS  # empty: the first block refills
         self.generation = -1
 
     def refill(self) -> int:
-        self.buffer[:] = os.urandom(_SIZE)
+        self.view[:] = os.urandom(_SIZE)  # in place: the blocks' views stay valid
         self.generation = _generation
         return 0
 
     def forget(self) -> None:
         """Wipe the buffer and mark it empty."""
         self.view[:] = bytes(_SIZE)
-        self.at = _SIZE
+        self.at = BLOCKS
         self.generation = -1
 
 
@@ -65,27 +86,27 @@ class RandomBlocks(threading.local):
     def __init__(self) -> None:
         self.mine = _Buffer()  # a new one in each thread that uses this object
 
-    def block(self) -> memoryview:
-        """The next `BLOCK_SIZE` unused random bytes, a view into this thread's buffer.
+    def block(self) -> Block:
+        """The next `BLOCK_SIZE` unused random bytes: views into this thread's buffer.
 
         Use it at once, in this thread, then `wipe` it (in a ``finally``): the next refill
         overwrites the buffer, so keep no reference past the call that uses it.
         """
         mine = self.mine
         at = mine.at
-        if at >= _SIZE or mine.generation != _generation:
+        if at >= BLOCKS or mine.generation != _generation:
             at = mine.refill()
-        mine.at = at + BLOCK_SIZE
-        return mine.view[at : at + BLOCK_SIZE]
+        mine.at = at + 1
+        return mine.blocks[at]
 
     def forget(self) -> None:
         """Wipe this thread's buffer and mark it empty (done in a forked child)."""
         self.mine.forget()
 
 
-def wipe(block: memoryview) -> None:
+def wipe(block: Block) -> None:
     """Overwrite a block from `RandomBlocks.block` with zeros."""
-    block[:] = _ZEROS
+    block[0][:] = _ZEROS
 
 
 blocks = RandomBlocks()

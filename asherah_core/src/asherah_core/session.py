@@ -330,11 +330,8 @@ class Session(ClosesOnExit):
         buffer (wiped once used), the data under the row key, the row key under `cipher`."""
         if type(data) is not bytes:
             data = _as_buffer(data)
-        block = _random_blocks.block()
+        whole, row_key, nonce, key_nonce = _random_blocks.block()
         try:
-            nonce = block[32:44]
-            key_nonce = block[44:]
-            row_key = block[:32]
             sealed = b"".join(
                 (
                     cipher.encrypt(key_nonce, row_key, None),
@@ -348,7 +345,7 @@ class Session(ClosesOnExit):
                 f"data is {len(data)} bytes; at most {MAX_DATA_SIZE} bytes per row"
             ) from None
         finally:
-            block[:] = _ZERO_BLOCK  # the row key and nonces leave the buffer once used
+            whole[:] = _ZERO_BLOCK  # the row key and nonces leave the buffer once used
         # One base64 call for both: the 60-byte sealed key is whole groups of 3 bytes, so its
         # base64 is the first 80 characters.
         both = _b64.encode(sealed)

@@ -8,11 +8,12 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from asherah_core import RecordError
-from asherah_core._rows import parse_canonical, parse_json_row, parse_row, sealed_by
+from asherah_core._rows import parse_canonical, parse_json_row, parse_row, seal, sealed_by
 from asherah_core.cache import CachedKey, _json_str
 from asherah_core.records import MAX_CREATED, KeyMeta
 
@@ -198,3 +199,26 @@ def test_a_row_written_by_the_session_is_read_by_the_fast_path(factory: SessionF
 @example("\ud800")
 def test_a_keys_id_in_its_rows_is_written_as_json_dumps_writes_it(key_id: str) -> None:
     assert _json_str(key_id) == json.dumps(key_id, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("data", [b"", b"x", bytes(range(256)) * 5])
+def test_a_sealed_row_is_the_canonical_record_of_its_parts(data: bytes) -> None:
+    cipher = AESGCM(bytes(range(32)))
+    row_key, nonce, key_nonce = bytes(range(100, 132)), b"n" * 12, b"k" * 12
+    view = memoryview(bytearray(row_key + nonce + key_nonce))
+    meta = '{"KeyId":"_IK_p1_svc_prod","Created":1796221020}'
+    middle = f'","ParentKeyMeta":{meta}}},"Data":"'
+    text = seal(cipher, data, (view, view[:32], view[32:44], view[44:]), 1796221021, middle)
+    sealed_key = cipher.encrypt(key_nonce, row_key, None) + key_nonce
+    sealed_data = AESGCM(row_key).encrypt(nonce, data, None) + nonce
+    expected = {
+        "Key": {
+            "Created": 1796221021,
+            "Key": base64.b64encode(sealed_key).decode(),
+            "ParentKeyMeta": json.loads(meta),
+        },
+        "Data": base64.b64encode(sealed_data).decode(),
+    }
+    assert text == json.dumps(expected, separators=(",", ":"))
+    assert parse_row(text) == ("_IK_p1_svc_prod", 1796221020, sealed_key, sealed_data)
+    assert bytes(view) == row_key + nonce + key_nonce  # wiping is the caller's

@@ -96,3 +96,22 @@ def test_open_row_of_any_bytes_fails_alike(sealed: bytes, key_end: int) -> None:
 def test_what_is_not_a_row_is_refused_alike(text: object) -> None:
     assert outcome(lambda: _rows.parse_row(text)) == outcome(lambda: SOURCE.parse_row(text))
     assert _rows.sealed_by(text, MIDDLE) is SOURCE.sealed_by(text, MIDDLE) is None
+
+
+class _Bytes(bytes):
+    """A subclass of bytes, as numpy.bytes_ is one."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.binary(max_size=300),
+    random=st.binary(min_size=56, max_size=56),
+    created=st.integers(min_value=0, max_value=2**63 - 1),
+    kind=st.sampled_from([bytes, bytearray, memoryview, _Bytes]),
+)
+def test_a_row_is_sealed_alike(data: bytes, random: bytes, created: int, kind: type) -> None:
+    view = memoryview(bytearray(random))
+    block = (view, view[:32], view[32:44], view[44:])
+    compiled = _rows.seal(CIPHER, kind(data), block, created, MIDDLE)
+    assert compiled == SOURCE.seal(CIPHER, kind(data), block, created, MIDDLE)
+    assert _rows.open_latest(compiled, MIDDLE, CIPHER, META) == data

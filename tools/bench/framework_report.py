@@ -584,7 +584,7 @@ def _findings(fr: FrameworkResults, pieces: list[tuple[str, str, float]]) -> lis
             f"per 256 rows), wiped after use, costs {block:.2f} {MU}s here and gives the GIL "
             "away only at a refill. The views of each block and of its three parts (row key, "
             "two nonces) are made once, with the thread's buffer (about 0.2 MB a thread): "
-            "slicing them anew for each row cost about 0.25 µs more, a warm encrypt 1.44 × the "
+            "slicing them anew for each row cost about 0.25 µs more, a warm encrypt 1.44 times the "
             "package's instead of 1.36 (alternating processes). About 0.14 µs of a block is "
             "the kernel's own work, which no "
             "buffer size removes: its CSPRNG gave about 0.4 GB/s on this machine, measured by "

@@ -47,9 +47,9 @@ _SLOW = _b64.SLOW_SECONDS
 _perf = time.perf_counter
 _random_blocks = entropy.blocks
 _ZERO_BLOCK = bytes(entropy.BLOCK_SIZE)
-_HEAD = _rows.HEAD  # (module names: the hot paths read them without an attribute look-up)
-_KEY = _rows.KEY
+# (module names: the hot paths read them without an attribute look-up)
 _open_latest = _rows.open_latest
+_seal_row = _rows.seal
 
 
 class SessionFactory(ClosesOnExit):
@@ -326,30 +326,20 @@ class Session(ClosesOnExit):
         now: float,
         start: float,
     ) -> str:
-        """The one sealing of a row: a new row key and two nonces from this thread's random
-        buffer (wiped once used), the data under the row key, the row key under `cipher`."""
+        """The one sealing of a row (`_rows.seal`): a new row key and two nonces from this
+        thread's random buffer (wiped once used), the data under the row key, the row key
+        under `cipher`."""
         if type(data) is not bytes:
             data = _as_buffer(data)
-        whole, row_key, nonce, key_nonce = _random_blocks.block()
+        block = _random_blocks.block()
         try:
-            sealed = b"".join(
-                (
-                    cipher.encrypt(key_nonce, row_key, None),
-                    key_nonce,
-                    AESGCM(row_key).encrypt(nonce, data, None),
-                    nonce,
-                )
-            )  # the sealed key (60 bytes) and the sealed data, each with its nonce
+            text = _seal_row(cipher, data, block, int(now), entry.row_middle)
         except OverflowError:
             raise SessionError(
                 f"data is {len(data)} bytes; at most {MAX_DATA_SIZE} bytes per row"
             ) from None
         finally:
-            whole[:] = _ZERO_BLOCK  # the row key and nonces leave the buffer once used
-        # One base64 call for both: the 60-byte sealed key is whole groups of 3 bytes, so its
-        # base64 is the first 80 characters.
-        both = _b64.encode(sealed)
-        text = f'{_HEAD}{int(now)}{_KEY}{both[:80]}{entry.row_middle}{both[80:]}"}}'
+            block[0][:] = _ZERO_BLOCK  # the row key and nonces leave the buffer once used
         took = _perf() - start
         self._encrypt_hist.record(took)
         if took > _SLOW:

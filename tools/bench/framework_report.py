@@ -205,9 +205,10 @@ def framework_markdown(
         f"{heading} Application encryption: ours against the `asherah` package",
         "",
         "Our `SessionFactory` / `Session` (asherah_core, Python on `cryptography`, installed "
-        "as a user installs it: its row reader `_rows` and its base64 `_b64` compiled by mypyc "
-        "when a C compiler is at hand; see the decrypt and threads findings) against the "
-        "`asherah` package from PyPI (a Rust core behind PyO3), both built from the same "
+        "as a user installs it: its row module `_rows` (sealing, reading) and its base64 "
+        "`_b64` compiled by mypyc when a C compiler is at hand; see the decrypt and threads "
+        "findings) against the `asherah` package from PyPI (a Rust core behind PyO3), both "
+        "built from the same "
         "PascalCase configuration (ours through `SessionFactory.from_config`), the same static "
         "master key, the same kind of metastore (in memory, or a SQLite file per side), session "
         "caching on. Timed scenarios run in interleaved rounds: each round runs every task "

@@ -81,7 +81,7 @@ class FrameworkConfig:
     """A free-threaded Python (the GIL off) with asherah-core installed: our threads are also
     measured on it, in a child process per measurement, beside the package on this Python."""
     throughput_seconds: float = 1.0
-    throughput_repeats: int = 3
+    throughput_repeats: int = 5
     kms_rows: int = 1000
     kms_partitions: int = 10
     kms_latencies_ms: tuple[int, ...] = (0, 50)

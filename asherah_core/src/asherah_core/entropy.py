@@ -24,15 +24,15 @@ from __future__ import annotations
 import os
 import threading
 
+from .aead import KEY_SIZE, NONCE_SIZE
+
 __all__ = ["BLOCKS", "BLOCK_SIZE", "Block", "RandomBlocks", "blocks", "wipe"]
 
-BLOCK_SIZE = 56
-"""One row's randomness: a 32-byte data row key and two 12-byte nonces."""
+BLOCK_SIZE = KEY_SIZE + 2 * NONCE_SIZE
+"""One row's randomness (56 bytes): a 32-byte data row key and two 12-byte nonces."""
 BLOCKS = 256
 """Blocks per refill: 14,336 bytes, one `os.urandom` call every 256 rows of a thread."""
 _SIZE = BLOCK_SIZE * BLOCKS
-_KEY_SIZE = 32
-_NONCE_SIZE = 12
 _ZEROS = bytes(BLOCK_SIZE)
 
 _generation = 0
@@ -49,8 +49,8 @@ warm encrypt."""
 
 
 def _block(view: memoryview, at: int) -> Block:
-    key_end, end = at + _KEY_SIZE, at + BLOCK_SIZE
-    nonce_end = key_end + _NONCE_SIZE
+    key_end, end = at + KEY_SIZE, at + BLOCK_SIZE
+    nonce_end = key_end + NONCE_SIZE
     return (view[at:end], view[at:key_end], view[key_end:nonce_end], view[nonce_end:end])
 
 

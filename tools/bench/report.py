@@ -182,15 +182,41 @@ def _ms(value: Summary) -> str:
     return _fmt(ms, digits)
 
 
+_CPU_FLAGS = (("aes", "AES-NI"), ("vaes", "VAES"), ("avx512f", "AVX-512"))
+"""The instructions AES-GCM's speed depends on, as /proc/cpuinfo names them, and as shown."""
+
+
+def cpu_description(cpuinfo: str) -> str:
+    """The first processor of `cpuinfo` (the text of /proc/cpuinfo): its model name, then its
+    family and model numbers, which tell generations apart where a cloud host's name does not
+    (every one called "AMD EPYC"), and which of `_CPU_FLAGS` it has. The ratios against the
+    package move with these: `cryptography`'s per-call cost weighs more on some CPUs."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the end of the first processor's block
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    details = []
+    if "cpu family" in fields and "model" in fields:
+        details.append(f"family {fields['cpu family']}, model {fields['model']}")
+    flags = set(fields.get("flags", "").split())
+    if flags:
+        details.append(
+            ", ".join(label if flag in flags else f"no {label}" for flag, label in _CPU_FLAGS)
+        )
+    name = fields.get("model name", "unknown CPU")
+    return f"{name} ({'; '.join(details)})" if details else name
+
+
 def environment(endpoint: str) -> dict[str, str]:
     """The machine, the interpreter, the libraries and LocalStack of this run."""
     info: dict[str, str] = {}
-    cpu = "unknown"
+    cpuinfo = ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        cpuinfo = Path("/proc/cpuinfo").read_text()
         mem = next(
             line.split()[1]
             for line in Path("/proc/meminfo").read_text().splitlines()
@@ -199,7 +225,7 @@ def environment(endpoint: str) -> dict[str, str]:
         info["memory"] = f"{int(mem) / 1024 / 1024:.1f} GiB"
     except (OSError, StopIteration, ValueError):
         pass
-    info["cpu"] = f"{cpu}, {os.cpu_count()} logical cores"
+    info["cpu"] = f"{cpu_description(cpuinfo)}, {os.cpu_count()} logical cores"
     info["os"] = platform.platform()
     info["python"] = f"{platform.python_implementation()} {platform.python_version()}"
     for package in PACKAGES:

@@ -72,6 +72,9 @@ class FakeAws:
     plaintexts: list[bytes] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0  # the most calls that were inside the fake at once
+    # calls inside an injected delay now: each stays under way for its region's delay, where
+    # a call without one leaves `in_flight` within microseconds
+    delayed_in_flight: int = 0
 
     def create_key(self, region: str) -> str:
         arn = f"arn:aws:kms:{region}:{ACCOUNT}:key/{uuid.uuid4()}"
@@ -129,10 +132,16 @@ class FakeClient:
             fault = queued.pop(0) if queued else None
             aws.in_flight += 1
             aws.max_in_flight = max(aws.max_in_flight, aws.in_flight)
+        delay = aws.delays.get(self.region, 0.0)
         try:
-            delay = aws.delays.get(self.region, 0.0)
             if delay:
-                time.sleep(delay)
+                with aws.lock:
+                    aws.delayed_in_flight += 1
+                try:
+                    time.sleep(delay)
+                finally:
+                    with aws.lock:
+                        aws.delayed_in_flight -= 1
         finally:
             with aws.lock:
                 aws.in_flight -= 1

@@ -29,7 +29,9 @@ def wait_until(condition: Callable[[], bool]) -> None:
 
 
 def close_during_a_call(aws: FakeAws, kms: AwsKms, call: Callable[[], bytes]) -> BaseException:
-    """Run `call` in a thread; close `kms` while a KMS call is inside the fake."""
+    """Run `call` in a thread; close `kms` while a KMS call is inside the fake's injected
+    delay (a call without one, such as the preferred region's before a slow one, can be over
+    before `close` runs: then nothing is under way and every client may close at once)."""
     outcome: list[BaseException] = []
 
     def run() -> None:
@@ -40,7 +42,7 @@ def close_during_a_call(aws: FakeAws, kms: AwsKms, call: Callable[[], bytes]) ->
 
     thread = threading.Thread(target=run)
     thread.start()
-    wait_until(lambda: aws.in_flight > 0)
+    wait_until(lambda: aws.delayed_in_flight > 0)
     calls_at_close = len(aws.calls)
     kms.close()
     assert not any(c.closed for c in aws.clients), "a client was closed under its own call"

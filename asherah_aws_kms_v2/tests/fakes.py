@@ -130,21 +130,19 @@ class FakeClient:
             aws.calls.append(Call(self.region, operation, key_id, thread.ident or 0, thread.name))
             queued = aws.faults.get((self.region, operation))
             fault = queued.pop(0) if queued else None
+            delay = aws.delays.get(self.region, 0.0)
             aws.in_flight += 1
             aws.max_in_flight = max(aws.max_in_flight, aws.in_flight)
-        delay = aws.delays.get(self.region, 0.0)
+            if delay:
+                aws.delayed_in_flight += 1
         try:
             if delay:
-                with aws.lock:
-                    aws.delayed_in_flight += 1
-                try:
-                    time.sleep(delay)
-                finally:
-                    with aws.lock:
-                        aws.delayed_in_flight -= 1
+                time.sleep(delay)
         finally:
             with aws.lock:
                 aws.in_flight -= 1
+                if delay:
+                    aws.delayed_in_flight -= 1
         if self.region in aws.down:
             raise aws.down[self.region]
         if fault is not None:

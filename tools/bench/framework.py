@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import contextmanager
@@ -127,6 +128,9 @@ class FrameworkResults:
     """``"8 threads" -> ops/s of each repeat``: ours on `FrameworkConfig.free_threaded_python`."""
     free_threaded_version: str = ""
     """That Python's version, as ``sys.version`` gives it."""
+    bare_rows: list[float] = field(default_factory=list)
+    """Pairs/s of each repeat with `FrameworkConfig.threads` threads and no session: the random
+    block, `_rows.seal` and `_rows.open_latest` alone (`bare_rows_pair`)."""
     kms: dict[tuple[int, str, Side], KmsCount] = field(default_factory=dict)
     """``(latency_ms, "encrypt" | "decrypt", side) -> counts``."""
     memory: dict[Side, dict[str, float]] = field(default_factory=dict)
@@ -531,6 +535,7 @@ def thread_rates(cfg: FrameworkConfig, results: FrameworkResults) -> None:
     factories = {side: make_factory(side, config("memory")) for side in SIDES}
 
     ops = {side: pair_per_thread(f, data) for side, f in factories.items()}
+    bare = bare_rows_pair(factories[OURS], data)
     for repeat in range(cfg.throughput_repeats):
         for threads in cfg.thread_counts:
             label = thread_label(threads)
@@ -539,10 +544,64 @@ def thread_rates(cfg: FrameworkConfig, results: FrameworkResults) -> None:
             for side in SIDES if repeat % 2 == 0 else reversed(SIDES):
                 rate = throughput(ops[side], threads, cfg.throughput_seconds)
                 results.rates.setdefault((side, label), []).append(rate)
+            if bare is not None and threads == cfg.threads:
+                results.bare_rows.append(_contended(bare, threads, cfg.throughput_seconds))
             if cfg.free_threaded_python and repeat % 2 == 0:
                 _free_threaded_rate(cfg, cfg.free_threaded_python, threads, results)
     for factory in factories.values():
         factory.close()
+
+
+def bare_rows_pair(factory: Factory, data: bytes) -> Callable[[], None] | None:
+    """Our encrypt and decrypt of `data` with no session around them, in the calling thread's
+    own partition of our `factory`: a block of the thread's random buffer, `_rows.seal`, the
+    block wiped, `_rows.open_latest`, with the key the thread's session cached. What a session
+    adds (the expiry and cache checks, the clocks, the timing and histograms, its method
+    calls) is left out, so this is the most a GIL-bound session on `cryptography` could make.
+    `None` for an asherah_core without those modules."""
+    try:
+        rows: Any = importlib.import_module("asherah_core._rows")
+        entropy: Any = importlib.import_module("asherah_core.entropy")
+    except ImportError:
+        return None
+    if not (hasattr(rows, "seal") and hasattr(rows, "open_latest")):
+        return None
+    local = threading.local()
+    created = int(time.time())
+
+    def pair() -> None:
+        key = getattr(local, "key", None)
+        if key is None:
+            session: Any = factory.get_session(threading.current_thread().name)
+            session.encrypt_bytes(data)  # the partition's key, made and cached
+            entry = session._ik_latest[session._ik_id]
+            key = local.key = (entry.aead, entry.row_middle, entry.meta)
+        cipher, middle, meta = key
+        block = entropy.blocks.block()
+        try:
+            text = rows.seal(cipher, data, block, created, middle)
+        finally:
+            entropy.wipe(block)
+        if rows.open_latest(text, middle, cipher, meta) != data:
+            raise RuntimeError("a bare row did not open to its data")
+
+    return pair
+
+
+def _contended(pair: Callable[[], None], threads: int, seconds: float) -> float:
+    """`throughput` of `pair` with the base64 that holds the GIL, which our session takes by
+    itself once it sees threads contend (asherah_core._b64); the bare loop times nothing, so
+    it cannot see that, and is switched here for the run."""
+    try:
+        b64: Any = importlib.import_module("asherah_core._b64")
+    except ImportError:
+        return throughput(pair, threads, seconds)
+    before = b64.left
+    b64.left = 1 << 62
+    try:
+        return throughput(pair, threads, seconds)
+    finally:
+        b64.left = before
 
 
 def _free_threaded_rate(

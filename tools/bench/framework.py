@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import contextmanager
@@ -553,12 +552,12 @@ def thread_rates(cfg: FrameworkConfig, results: FrameworkResults) -> None:
 
 
 def bare_rows_pair(factory: Factory, data: bytes) -> Callable[[], None] | None:
-    """Our encrypt and decrypt of `data` with no session around them, in the calling thread's
-    own partition of our `factory`: a block of the thread's random buffer, `_rows.seal`, the
-    block wiped, `_rows.open_latest`, with the key the thread's session cached. What a session
-    adds (the expiry and cache checks, the clocks, the timing and histograms, its method
-    calls) is left out, so this is the most a GIL-bound session on `cryptography` could make.
-    `None` for an asherah_core without those modules."""
+    """Our encrypt and decrypt of `data` with no session around them: a block of the calling
+    thread's random buffer, `_rows.seal`, the block wiped, `_rows.open_latest`, every thread
+    with the key of one partition of our `factory`, cached before. What a session adds (the
+    expiry and cache checks, the clocks, the timing and histograms, its method calls) is left
+    out, so this is the most a GIL-bound session built as ours is could make. `None` for an
+    asherah_core without those modules."""
     try:
         rows: Any = importlib.import_module("asherah_core._rows")
         entropy: Any = importlib.import_module("asherah_core.entropy")
@@ -566,23 +565,20 @@ def bare_rows_pair(factory: Factory, data: bytes) -> Callable[[], None] | None:
         return None
     if not (hasattr(rows, "seal") and hasattr(rows, "open_latest")):
         return None
-    local = threading.local()
+    session: Any = factory.get_session("bare-rows")
+    session.encrypt_bytes(data)  # the partition's key, made and cached now: no session call
+    entry = session._ik_latest[session._ik_id]  # is timed (a slow one would switch base64)
+    cipher, middle, meta = entry.aead, entry.row_middle, entry.meta
+    seal, open_latest, take, wipe = rows.seal, rows.open_latest, entropy.blocks.block, entropy.wipe
     created = int(time.time())
 
     def pair() -> None:
-        key = getattr(local, "key", None)
-        if key is None:
-            session: Any = factory.get_session(threading.current_thread().name)
-            session.encrypt_bytes(data)  # the partition's key, made and cached
-            entry = session._ik_latest[session._ik_id]
-            key = local.key = (entry.aead, entry.row_middle, entry.meta)
-        cipher, middle, meta = key
-        block = entropy.blocks.block()
+        block = take()
         try:
-            text = rows.seal(cipher, data, block, created, middle)
+            text = seal(cipher, data, block, created, middle)
         finally:
-            entropy.wipe(block)
-        if rows.open_latest(text, middle, cipher, meta) != data:
+            wipe(block)
+        if open_latest(text, middle, cipher, meta) != data:
             raise RuntimeError("a bare row did not open to its data")
 
     return pair

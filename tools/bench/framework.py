@@ -565,9 +565,11 @@ def bare_rows_pair(factory: Factory, data: bytes) -> Callable[[], None] | None:
         return None
     if not (hasattr(rows, "seal") and hasattr(rows, "open_latest")):
         return None
+    # The partition's key is made and cached here, before any timing: a session call inside
+    # the timed threads would be a slow first row, which switches the base64 back.
     session: Any = factory.get_session("bare-rows")
-    session.encrypt_bytes(data)  # the partition's key, made and cached now: no session call
-    entry = session._ik_latest[session._ik_id]  # is timed (a slow one would switch base64)
+    session.encrypt_bytes(data)
+    entry = session._ik_latest[session._ik_id]
     cipher, middle, meta = entry.aead, entry.row_middle, entry.meta
     seal, open_latest, take, wipe = rows.seal, rows.open_latest, entropy.blocks.block, entropy.wipe
     created = int(time.time())

@@ -1,11 +1,13 @@
 """The row fields' base64: pybase64 alone, librt while threads contend. Both ways give the
 same result for every input (librt's lax reading stands only for canonical texts), and the
-switch needs slow rows in two threads close together."""
+switch needs slow sampled fields in two threads close together."""
 
 from __future__ import annotations
 
 import base64
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pybase64
@@ -32,6 +34,7 @@ def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_b64, "_last_thread", 0)
     monkeypatch.setattr(_b64, "_last_at", float("-inf"))
     monkeypatch.setattr(_b64, "_gil_enabled", lambda: True)
+    monkeypatch.setattr(_b64, "_fields", _b64.SAMPLE - 1)  # the next field is sampled
 
 
 def reference(text: str) -> bytes | None:
@@ -116,6 +119,57 @@ def test_slow_rows_of_two_threads_close_together_switch_for_a_while(quiet: None)
     for _ in range(3):
         assert _b64.decode(text) == b"row"
     assert _b64.left == _b64.HOLD - 3  # back to pybase64 once HOLD fields went through
+
+
+def _slow_encode(data: bytes) -> str:
+    """pybase64's encode in a thread that waited for the GIL longer than `SLOW_SECONDS`."""
+    time.sleep(2 * _b64.SLOW_SECONDS)
+    return pybase64.b64encode_as_string(data)
+
+
+def _slow_decode(text: str, altchars: None, validate: bool) -> bytes:
+    time.sleep(2 * _b64.SLOW_SECONDS)
+    return pybase64.b64decode(text, altchars, validate)
+
+
+def _in_another_thread(field: Callable[[], object]) -> None:
+    other = threading.Thread(target=field)
+    other.start()
+    other.join()
+
+
+@pytest.mark.parametrize("way", ["encode", "decode"])
+def test_a_slow_sampled_field_in_each_of_two_threads_switches(
+    quiet: None, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    monkeypatch.setattr(_b64, "_fast_encode", _slow_encode)
+    monkeypatch.setattr(_b64, "_fast_decode", _slow_decode)
+    text = base64.b64encode(b"row").decode()
+
+    def field() -> None:
+        if way == "encode":
+            assert _b64.encode(b"row") == text
+        else:
+            assert _b64.decode(text) == b"row"
+
+    field()  # the SAMPLE-th field: timed, slow
+    assert _b64.left == 0  # one thread alone
+    monkeypatch.setattr(_b64, "_fields", 2 * _b64.SAMPLE - 2)
+    _in_another_thread(field)  # slow, but not sampled
+    assert _b64.left == 0
+    _in_another_thread(field)  # the next sampled field, slow, in another thread
+    assert _b64.left == _b64.HOLD
+
+
+def test_fast_sampled_fields_of_two_threads_change_nothing(
+    quiet: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = base64.b64encode(b"row").decode()
+    assert _b64.decode(text) == b"row"  # sampled, fast: no thread waited for the GIL
+    monkeypatch.setattr(_b64, "_fields", 2 * _b64.SAMPLE - 1)
+    _in_another_thread(lambda: _b64.encode(b"row"))  # sampled too
+    assert _b64._fields == 2 * _b64.SAMPLE
+    assert _b64.left == 0
 
 
 def test_with_the_gil_off_slow_rows_of_two_threads_change_nothing(

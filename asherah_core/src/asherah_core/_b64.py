@@ -18,16 +18,19 @@ which decides. So both ways give the same result for every input (the same bytes
 place). Compiled by mypyc with `_rows` (asherah_core/setup.py), a 1 KB field takes about 0.4
 µs to encode and 0.3 to decode that way, the check included: far below a hand-off.
 
-How contention is seen: the session's hot path calls `slow` when a row took longer than
-`SLOW_SECONDS` (it lost the GIL or the CPU on the way). Two such rows in different threads
-within `WINDOW_SECONDS` of each other mean threads contend: the next `HOLD` fields go through
-librt, and every further pair of slow rows starts the count again. Slow rows in one thread
-alone (the scheduler, a cache miss, the garbage collector) change nothing. On a free-threaded
-Python with the GIL off there is no GIL to hand over, and slow rows change nothing either.
+How contention is seen: every `SAMPLE`-th field that goes through pybase64 is timed. One
+slower than `SLOW_SECONDS` waited to take the GIL back (a field takes a microsecond or two).
+Two such fields in different threads within `WINDOW_SECONDS` of each other mean threads
+contend: the next `HOLD` fields go through librt, and every further pair of slow fields starts
+the count again. Slow fields in one thread alone (the scheduler, the garbage collector, one
+other busy thread) change nothing. On a free-threaded Python with the GIL off there is no GIL
+to hand over, and slow fields change nothing either. The rows themselves are not timed for
+this: a session times a row only when its duration is recorded somewhere (see `events.Tap`).
 
 The state below is a hint, not an invariant, and is read and written without a lock: both
 ways give the same result, so a lost or stale update only costs time. Two threads that both
-take the last field may leave `left` below zero, which counts as zero.
+take the last field may leave `left` below zero, which counts as zero; a lost count of
+`_fields` only moves a sample.
 """
 
 from __future__ import annotations
@@ -35,17 +38,31 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from threading import get_ident
+from time import perf_counter
 
 import pybase64
 from librt.base64 import b64decode as _librt_decode
 from librt.base64 import b64encode as _librt_encode
 
-__all__ = ["HOLD", "SLOW_SECONDS", "SMALL", "WINDOW_SECONDS", "decode", "encode", "left", "slow"]
+__all__ = [
+    "HOLD",
+    "SAMPLE",
+    "SLOW_SECONDS",
+    "SMALL",
+    "WINDOW_SECONDS",
+    "decode",
+    "encode",
+    "left",
+    "slow",
+]
 
 SLOW_SECONDS = 50e-6
-"""A row slower than this lost the GIL or the CPU: a warm 1 KB row takes 5 to 10 µs alone."""
+"""A field slower than this lost the GIL or the CPU: a field of `SMALL` characters takes
+about 2 µs."""
 WINDOW_SECONDS = 0.01
-"""Two slow rows of different threads this close together mean threads contend."""
+"""Two slow fields of different threads this close together mean threads contend."""
+SAMPLE = 64
+"""One field in this many through pybase64 is timed (two clock reads per 64 fields)."""
 HOLD = 100_000
 """Fields that go through librt after contention was seen (about a second of 8 threads)."""
 SMALL = 8192
@@ -53,6 +70,8 @@ SMALL = 8192
 
 left = 0
 """Fields still to go through librt; 0: pybase64 for every field."""
+_fields = 0
+"""Fields through pybase64 so far (every `SAMPLE`-th is timed)."""
 
 # Typed here: where mypyc compiles this module, pybase64 is not installed and reads as Any.
 _fast_decode: Callable[[str, None, bool], bytes] = pybase64.b64decode
@@ -66,8 +85,8 @@ it)."""
 
 
 def slow(now: float) -> None:
-    """A row of the calling thread took longer than `SLOW_SECONDS`; `now` is when it ended
-    (`time.perf_counter`). With a slow row of another thread within `WINDOW_SECONDS` before
+    """A field of the calling thread took longer than `SLOW_SECONDS`; `now` is when it ended
+    (`time.perf_counter`). With a slow field of another thread within `WINDOW_SECONDS` before
     it, the next `HOLD` fields go through librt."""
     global left, _last_thread, _last_at  # noqa: PLW0603 - the GIL is one per process
     if not _gil_enabled():
@@ -80,20 +99,39 @@ def slow(now: float) -> None:
 
 def decode(text: str) -> bytes:
     """Strict standard base64 of `text`, padding required; `ValueError` for anything else."""
-    global left  # noqa: PLW0603 - see the module's docstring
+    global left, _fields  # noqa: PLW0603 - see the module's docstring
     if left > 0 and len(text) <= SMALL:
         left -= 1
         return held_decode(text)
-    return _fast_decode(text, None, True)
+    _fields += 1
+    if _fields % SAMPLE:
+        return _fast_decode(text, None, True)
+    start = perf_counter()
+    data = _fast_decode(text, None, True)
+    _timed(start)
+    return data
 
 
 def encode(data: bytes) -> str:
     """Standard base64 of `data`, with padding, as text."""
-    global left  # noqa: PLW0603 - see the module's docstring
+    global left, _fields  # noqa: PLW0603 - see the module's docstring
     if left > 0 and len(data) <= SMALL * 3 // 4:
         left -= 1
         return held_encode(data)
-    return _fast_encode(data)
+    _fields += 1
+    if _fields % SAMPLE:
+        return _fast_encode(data)
+    start = perf_counter()
+    text = _fast_encode(data)
+    _timed(start)
+    return text
+
+
+def _timed(start: float) -> None:
+    """A sampled field through pybase64 began at `start` and has just ended."""
+    now = perf_counter()
+    if now - start > SLOW_SECONDS:
+        slow(now)
 
 
 def held_decode(text: str) -> bytes:

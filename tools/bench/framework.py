@@ -555,9 +555,9 @@ def bare_rows_pair(factory: Factory, data: bytes) -> Callable[[], None] | None:
     """Our encrypt and decrypt of `data` with no session around them: a block of the calling
     thread's random buffer, `_rows.seal`, the block wiped, `_rows.open_latest`, every thread
     with the key of one partition of our `factory`, cached before. What a session adds (the
-    expiry and cache checks, the clocks, the timing and histograms, its method calls) is left
-    out, so this is the most a GIL-bound session built as ours is could make. `None` for an
-    asherah_core without those modules."""
+    expiry and cache checks, the clock, its method calls, and the timing while a metrics
+    listener is there) is left out, so this is the most a GIL-bound session built as ours is
+    could make. `None` for an asherah_core without those modules."""
     try:
         rows: Any = importlib.import_module("asherah_core._rows")
         entropy: Any = importlib.import_module("asherah_core.entropy")
@@ -565,8 +565,8 @@ def bare_rows_pair(factory: Factory, data: bytes) -> Callable[[], None] | None:
         return None
     if not (hasattr(rows, "seal") and hasattr(rows, "open_latest")):
         return None
-    # The partition's key is made and cached here, before any timing: a session call inside
-    # the timed threads would be a slow first row, which switches the base64 back.
+    # The partition's key is made and cached here, before the timed threads: a key made in
+    # them would be a slow first row, where versions that timed rows switched the base64 back.
     session: Any = factory.get_session("bare-rows")
     session.encrypt_bytes(data)
     entry = session._ik_latest[session._ik_id]
@@ -587,9 +587,9 @@ def bare_rows_pair(factory: Factory, data: bytes) -> Callable[[], None] | None:
 
 
 def _contended(pair: Callable[[], None], threads: int, seconds: float) -> float:
-    """`throughput` of `pair` with the base64 that holds the GIL, which our session takes by
-    itself once it sees threads contend (asherah_core._b64); the bare loop times nothing, so
-    it cannot see that, and is switched here for the run."""
+    """`throughput` of `pair` with the base64 that holds the GIL from its first field, which
+    our session's base64 takes by itself once it sees threads contend (asherah_core._b64;
+    versions before it saw that in the session's timing of rows, which the bare loop lacks)."""
     try:
         b64: Any = importlib.import_module("asherah_core._b64")
     except ImportError:

@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 _lock = Lock()  # (forksafe: unlocked in a forked child)
 _hook: Hook | None = None
-# Invariant (under _lock): every live Tap's `record` is its histogram's own `record` while
-# _hook is None and its `_tapped` while a hook is set; only set_hook and Tap.__init__ assign it.
+# Invariants (under _lock), for every live Tap: `record` is its histogram's own `record` while
+# _hook is None and its `_tapped` while a hook is set; `timed` is `heard or _hook is not None`.
+# Only set_hook, Tap.__init__ and Tap.hear assign them.
 _taps: weakref.WeakSet[Tap] = weakref.WeakSet()
 _on_install: weakref.WeakSet[_Rebasable] = weakref.WeakSet()
 
@@ -42,20 +43,35 @@ class Tap:
     """A duration histogram (seconds) whose ``record`` also reports ``{"type": kind, …}``.
 
     Without a hook ``record`` *is* the histogram's bound method, so the hot path pays nothing.
+    ``timed`` says whether a duration given to ``record`` goes anywhere: a caller may skip
+    reading the clock while it is false (no hook, and a histogram that records nothing yet).
     :param after: called with the hook after each reported duration (cache events of a row).
+    :param heard: whether the histogram records what it is given now; `hear` when it starts.
     """
 
-    __slots__ = ("__weakref__", "after", "histogram", "kind", "record")
+    __slots__ = ("__weakref__", "after", "heard", "histogram", "kind", "record", "timed")
 
     def __init__(
-        self, histogram: _Histogram, kind: str, after: Callable[[Hook], None] | None = None
+        self,
+        histogram: _Histogram,
+        kind: str,
+        after: Callable[[Hook], None] | None = None,
+        *,
+        heard: bool = True,
     ) -> None:
         self.histogram = histogram
         self.kind = kind
         self.after = after
         with _lock:
+            self.heard = heard
+            self.timed = heard or _hook is not None
             self.record: Callable[..., None] = histogram.record if _hook is None else self._tapped
             _taps.add(self)
+
+    def hear(self) -> None:
+        """The histogram records what it is given from now on (an SDK was installed)."""
+        with _lock:
+            self.heard = self.timed = True
 
     def _tapped(self, amount: float, attributes: Any = None) -> None:
         self.histogram.record(amount, attributes)
@@ -91,6 +107,7 @@ def set_hook(hook: Hook | None) -> None:
         _hook = hook
         for tap in list(_taps):
             tap.record = tap.histogram.record if hook is None else tap._tapped
+            tap.timed = tap.heard or hook is not None
         targets = list(_on_install) if installing else []
     for target in targets:
         target.rebase()

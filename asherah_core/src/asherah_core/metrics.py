@@ -2,7 +2,9 @@
 
 Names follow the anchors (``ael.drr.encrypt``, ``ael.metastore.sql.load``); durations are
 histograms in seconds. Cache events are counted with plain integers on the hot path and
-reported through observable counters, so a cache hit pays no metrics call.
+reported through observable counters, so a cache hit pays no metrics call. A row is timed only
+while its duration goes somewhere (`when_recording`): with no SDK installed and no metrics hook
+set, a session reads no clock for it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,26 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
+from opentelemetry.metrics import (
+    CallbackOptions,
+    Counter,
+    Histogram,
+    Meter,
+    NoOpHistogram,
+    Observation,
+)
 
 from . import events
 from .forksafe import Lock, new_locks_in_child
 
-__all__ = ["LATENCY_BUCKETS", "METER_NAME", "CacheStats", "FrameworkMetrics", "metrics_for"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "METER_NAME",
+    "CacheStats",
+    "FrameworkMetrics",
+    "metrics_for",
+    "when_recording",
+]
 
 METER_NAME = "asherah_core"
 # A row takes microseconds; a metastore or KMS call milliseconds to seconds.
@@ -67,6 +83,35 @@ class DurationHistograms:
         return histogram
 
 
+def when_recording(histogram: Histogram, start: Callable[[], None]) -> None:
+    """Call `start` once `histogram` records what it is given: now; or, for the API's proxy
+    instrument (made before an SDK was installed), when an SDK is installed; never for the
+    API's no-op instrument.
+
+    The proxy tells no one when it gets its SDK instrument: its meter calls its
+    ``on_meter_set`` then, the API's own protocol between its proxy classes, and that call is
+    wrapped here. An instrument of any other shape is taken to record from the start.
+    """
+    if isinstance(histogram, NoOpHistogram):
+        return
+    on_meter_set = getattr(histogram, "on_meter_set", None)
+    if callable(on_meter_set) and hasattr(histogram, "_real_instrument"):
+
+        def installed(meter: Meter) -> None:
+            on_meter_set(meter)
+            start()
+
+        # Wrapped before the check below: an SDK installed between the two still calls it.
+        try:
+            setattr(histogram, "on_meter_set", installed)  # noqa: B010 - an instance attribute
+        except AttributeError:  # a proxy with slots: time every row
+            pass
+        else:
+            if getattr(histogram, "_real_instrument", None) is None:
+                return
+    start()
+
+
 class FrameworkMetrics:
     """Histograms of rows, metastore and KMS calls; counters of keys created and cache events."""
 
@@ -81,16 +126,8 @@ class FrameworkMetrics:
         self._reported: weakref.WeakKeyDictionary[CacheStats, tuple[int, int, int]] = (
             weakref.WeakKeyDictionary()
         )
-        self.encrypt = events.Tap(
-            self._histogram("ael.drr.encrypt", "one encrypt of a data row"),
-            "encrypt",
-            self._report_caches,
-        )
-        self.decrypt = events.Tap(
-            self._histogram("ael.drr.decrypt", "one decrypt of a data row"),
-            "decrypt",
-            self._report_caches,
-        )
+        self.encrypt = self._row_tap("ael.drr.encrypt", "encrypt")
+        self.decrypt = self._row_tap("ael.drr.decrypt", "decrypt")
         events.watch_installs(self)
         self.kms_encrypt = self._histogram("ael.kms.encryptkey", "one KMS encrypt_key (system key)")
         self.kms_decrypt = self._histogram("ael.kms.decryptkey", "one KMS decrypt_key (system key)")
@@ -113,6 +150,13 @@ class FrameworkMetrics:
                 description=f"Key and session cache {what} (cache=system-key, "
                 "intermediate-key or session).",
             )
+
+    def _row_tap(self, name: str, kind: str) -> events.Tap:
+        """The histogram of one row's `kind` (encrypt or decrypt), timed once it records."""
+        histogram = self._histogram(name, f"one {kind} of a data row")
+        tap = events.Tap(histogram, kind, self._report_caches, heard=False)
+        when_recording(histogram, tap.hear)
+        return tap
 
     def watch(self, cache: CacheStats) -> None:
         """Report `cache`'s counts while it lives."""

@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from opentelemetry.metrics import Meter
 
-from . import _b64, _rows, entropy, rotation
+from . import _rows, entropy, rotation
 from ._closing import ClosesOnExit
 from ._tothread import to_thread
 from .cache import CachedKey
@@ -43,7 +43,6 @@ __all__ = ["Session", "SessionFactory"]
 MAX_DATA_SIZE = 2**31 - 1
 """The largest payload AES-GCM here takes in one call (bytes)."""
 
-_SLOW = _b64.SLOW_SECONDS
 _perf = time.perf_counter
 _random_blocks = entropy.blocks
 # Called unbound: a method looked up on a `threading.local` goes through its own attribute
@@ -219,6 +218,7 @@ class _NoHistogram:
     """Stands in for the row histograms when `SessionFactory` has ``row_metrics=False``."""
 
     __slots__ = ()
+    timed = False  # as `events.Tap.timed`: rows are not timed
 
     def record(self, amount: float, attributes: object = None) -> None:
         """Record nothing."""
@@ -279,7 +279,7 @@ class Session(ClosesOnExit):
 
     def encrypt_bytes(self, data: bytes | bytearray | memoryview) -> str:
         """Encrypt `data` and return the `DataRowRecord` as compact JSON text."""
-        start = _perf()
+        start = _perf() if self._encrypt_hist.timed else None
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
         if (
@@ -295,7 +295,7 @@ class Session(ClosesOnExit):
 
     async def encrypt_bytes_async(self, data: bytes | bytearray | memoryview) -> str:
         """Coroutine version of `encrypt_bytes`; a cache hit runs inline, a miss in a worker."""
-        start = _perf()
+        start = _perf() if self._encrypt_hist.timed else None
         now = self._clock()
         entry = self._ik_latest.get(self._ik_id)
         if (
@@ -327,11 +327,11 @@ class Session(ClosesOnExit):
         entry: CachedKey,
         cipher: AESGCM,
         now: float,
-        start: float,
+        start: float | None,
     ) -> str:
         """The one sealing of a row (`_rows.seal`): a new row key and two nonces from this
         thread's random buffer (wiped once used), the data under the row key, the row key
-        under `cipher`."""
+        under `cipher`. Timed from `start` (`time.perf_counter`) unless it is `None`."""
         if type(data) is not bytes:
             data = _as_buffer(data)
         block = _take_block(_random_blocks)
@@ -343,10 +343,8 @@ class Session(ClosesOnExit):
             ) from None
         finally:
             block[0][:] = _ZERO_BLOCK  # the row key and nonces leave the buffer once used
-        took = _perf() - start
-        self._encrypt_hist.record(took)
-        if took > _SLOW:
-            _b64.slow(start + took)
+        if start is not None:
+            self._encrypt_hist.record(_perf() - start)
         return text
 
     # Decrypt ------------------------------------------------------------------------------
@@ -358,7 +356,7 @@ class Session(ClosesOnExit):
                 f"decrypt takes a DataRowRecord, not {type(record).__name__}; "
                 "use decrypt_bytes for JSON text"
             )
-        start = _perf()
+        start = _perf() if self._decrypt_hist.timed else None
         meta = record.parent_key_meta
         entry, cipher = self._decrypting_key(meta.key_id, meta.created)
         return self._open(
@@ -372,7 +370,7 @@ class Session(ClosesOnExit):
                 f"decrypt takes a DataRowRecord, not {type(record).__name__}; "
                 "use decrypt_bytes for JSON text"
             )
-        start = _perf()
+        start = _perf() if self._decrypt_hist.timed else None
         meta = record.parent_key_meta
         entry, cipher = await self._decrypting_key_async(meta.key_id, meta.created)
         return self._open(
@@ -382,7 +380,7 @@ class Session(ClosesOnExit):
     def decrypt_bytes(self, data_row_record: str | bytes | bytearray) -> bytes:
         """Decrypt a record's JSON text (from `encrypt_bytes` or any Asherah); the parameter's
         name is the ``asherah`` package's."""
-        start = _perf()
+        start = _perf() if self._decrypt_hist.timed else None
         entry = self._ik_latest.get(self._ik_id)
         if (
             entry is not None
@@ -401,7 +399,7 @@ class Session(ClosesOnExit):
 
     async def decrypt_bytes_async(self, data_row_record: str | bytes | bytearray) -> bytes:
         """Coroutine version of `decrypt_bytes`; a cache hit runs inline, a miss in a worker."""
-        start = _perf()
+        start = _perf() if self._decrypt_hist.timed else None
         entry = self._ik_latest.get(self._ik_id)
         if (
             entry is not None
@@ -458,19 +456,18 @@ class Session(ClosesOnExit):
         return entry, cipher
 
     def _open(
-        self, entry: CachedKey, cipher: AESGCM, sealed: bytes, key_end: int, start: float
+        self, entry: CachedKey, cipher: AESGCM, sealed: bytes, key_end: int, start: float | None
     ) -> bytes:
         """Open a row (`_rows.open_row`) with `entry`'s `cipher`, and time the call."""
         data = _rows.open_row(cipher, sealed, key_end, entry.meta)
         self._opened(start)
         return data
 
-    def _opened(self, start: float) -> None:
-        """A row was opened; the call began at `start` (`time.perf_counter`)."""
-        took = _perf() - start
-        self._decrypt_hist.record(took)
-        if took > _SLOW:
-            _b64.slow(start + took)
+    def _opened(self, start: float | None) -> None:
+        """A row was opened; the call began at `start` (`time.perf_counter`), or was not
+        timed (`None`)."""
+        if start is not None:
+            self._decrypt_hist.record(_perf() - start)
 
     def _foreign(self, ik_id: str) -> ForeignRecordError:
         return ForeignRecordError(

@@ -34,7 +34,6 @@ def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_b64, "_last_thread", 0)
     monkeypatch.setattr(_b64, "_last_at", float("-inf"))
     monkeypatch.setattr(_b64, "_gil_enabled", lambda: True)
-    monkeypatch.setattr(_b64, "_fields", _b64.SAMPLE - 1)  # the next field is sampled
 
 
 def reference(text: str) -> bytes | None:
@@ -138,6 +137,10 @@ def _in_another_thread(field: Callable[[], object]) -> None:
     other.join()
 
 
+# A field is sampled when its base64 begins with "A": its first byte is below 4.
+SAMPLED, UNSAMPLED = b"\x03row", b"\x04row"  # "A3Jvdw==" and "BHJvdw=="
+
+
 @pytest.mark.parametrize("way", ["encode", "decode"])
 def test_a_slow_sampled_field_in_each_of_two_threads_switches(
     quiet: None, monkeypatch: pytest.MonkeyPatch, way: str
@@ -146,32 +149,60 @@ def test_a_slow_sampled_field_in_each_of_two_threads_switches(
     monkeypatch.setattr(_b64, "_fast_decode", _slow_decode)
     # Starting threads on a loaded machine may take longer than the real window.
     monkeypatch.setattr(_b64, "WINDOW_SECONDS", 60.0)
-    text = base64.b64encode(b"row").decode()
 
-    def field() -> None:
-        if way == "encode":
-            assert _b64.encode(b"row") == text
-        else:
-            assert _b64.decode(text) == b"row"
+    def field(data: bytes) -> Callable[[], None]:
+        text = base64.b64encode(data).decode()
 
-    field()  # the SAMPLE-th field: timed, slow
+        def run() -> None:
+            if way == "encode":
+                assert _b64.encode(data) == text
+            else:
+                assert _b64.decode(text) == data
+
+        return run
+
+    field(SAMPLED)()  # timed, slow
     assert _b64.left == 0  # one thread alone
-    monkeypatch.setattr(_b64, "_fields", 2 * _b64.SAMPLE - 2)
-    _in_another_thread(field)  # slow, but not sampled
+    _in_another_thread(field(UNSAMPLED))  # slow, but not timed
     assert _b64.left == 0
-    _in_another_thread(field)  # the next sampled field, slow, in another thread
+    _in_another_thread(field(SAMPLED))  # timed, slow, in another thread
     assert _b64.left == _b64.HOLD
 
 
-def test_fast_sampled_fields_of_two_threads_change_nothing(
+def _clock_reads(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every `perf_counter` reading `_b64` takes from now on."""
+    reads: list[float] = []
+
+    def perf_counter() -> float:
+        reads.append(time.perf_counter())
+        return reads[-1]
+
+    monkeypatch.setattr(_b64, "perf_counter", perf_counter)
+    return reads
+
+
+def test_fields_beginning_with_a_are_timed_one_in_64(
     quiet: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text = base64.b64encode(b"row").decode()
-    assert _b64.decode(text) == b"row"  # sampled, fast: no thread waited for the GIL
-    monkeypatch.setattr(_b64, "_fields", 2 * _b64.SAMPLE - 1)
-    _in_another_thread(lambda: _b64.encode(b"row"))  # sampled too
-    assert _b64._fields == 2 * _b64.SAMPLE
-    assert _b64.left == 0
+    reads = _clock_reads(monkeypatch)
+    timed = []
+    for first in range(256):
+        data = bytes([first]) + b"row"
+        text = _b64.encode(data)
+        assert text == base64.b64encode(data).decode()
+        before = len(reads)
+        assert _b64.decode(text) == data
+        assert len(reads) - before in (0, 2)  # the decode of the same text: timed alike
+        if len(reads) - before:
+            timed.append(first)
+    assert timed == [0, 1, 2, 3]  # 4 first bytes of 256: one field in 64 each way
+    assert len(reads) == 2 * 2 * 4
+    assert _b64.decode("") == b""  # an empty field: not timed, no error
+    assert _b64.encode(b"") == ""
+    assert len(reads) == 16
+    _in_another_thread(lambda: _b64.encode(SAMPLED))  # timed too, fast
+    assert len(reads) == 18
+    assert _b64.left == 0  # fast sampled fields, in two threads: nothing switched
 
 
 def test_with_the_gil_off_slow_rows_of_two_threads_change_nothing(

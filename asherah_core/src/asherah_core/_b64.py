@@ -18,19 +18,23 @@ which decides. So both ways give the same result for every input (the same bytes
 place). Compiled by mypyc with `_rows` (asherah_core/setup.py), a 1 KB field takes about 0.4
 µs to encode and 0.3 to decode that way, the check included: far below a hand-off.
 
-How contention is seen: every `SAMPLE`-th field that goes through pybase64 is timed. One
-slower than `SLOW_SECONDS` waited to take the GIL back (a field takes a microsecond or two).
-Two such fields in different threads within `WINDOW_SECONDS` of each other mean threads
-contend: the next `HOLD` fields go through librt, and every further pair of slow fields starts
-the count again. Slow fields in one thread alone (the scheduler, the garbage collector, one
-other busy thread) change nothing. On a free-threaded Python with the GIL off there is no GIL
-to hand over, and slow fields change nothing either. The rows themselves are not timed for
-this: a session times a row only when its duration is recorded somewhere (see `events.Tap`).
+How contention is seen: a field that goes through pybase64 is timed when its base64 text begins
+with ``A`` (its first byte is below 4). The sealed bytes a row is made of are random, so that
+is one field in 64 (two clock reads per 64 fields), and no count is kept that every thread
+would write (a shared count of fields is what made 16 threads slower than 2 on a free-threaded
+Python). A sampled field slower than `SLOW_SECONDS` waited to take the GIL back (a field takes
+a microsecond or two). Two such fields in different threads within `WINDOW_SECONDS` of each
+other mean threads contend: the next `HOLD` fields go through librt, and every further pair of
+slow fields starts the count again. Slow fields in one thread alone (the scheduler, the garbage
+collector, one other busy thread) change nothing. On a free-threaded Python with the GIL off
+there is no GIL to hand over, and slow fields change nothing either. The rows themselves are
+not timed for this: a session times a row only when its duration is recorded somewhere (see
+`events.Tap`).
 
 The state below is a hint, not an invariant, and is read and written without a lock: both
 ways give the same result, so a lost or stale update only costs time. Two threads that both
-take the last field may leave `left` below zero, which counts as zero; a lost count of
-`_fields` only moves a sample.
+take the last field may leave `left` below zero, which counts as zero. Texts made to begin
+with ``A``, or never to, only make more or fewer fields timed.
 """
 
 from __future__ import annotations
@@ -46,7 +50,6 @@ from librt.base64 import b64encode as _librt_encode
 
 __all__ = [
     "HOLD",
-    "SAMPLE",
     "SLOW_SECONDS",
     "SMALL",
     "WINDOW_SECONDS",
@@ -61,8 +64,6 @@ SLOW_SECONDS = 50e-6
 about 2 µs."""
 WINDOW_SECONDS = 0.01
 """Two slow fields of different threads this close together mean threads contend."""
-SAMPLE = 64
-"""One field in this many through pybase64 is timed (two clock reads per 64 fields)."""
 HOLD = 100_000
 """Fields that go through librt after contention was seen (about a second of 8 threads)."""
 SMALL = 8192
@@ -70,8 +71,6 @@ SMALL = 8192
 
 left = 0
 """Fields still to go through librt; 0: pybase64 for every field."""
-_fields = 0
-"""Fields through pybase64 so far (every `SAMPLE`-th is timed)."""
 
 # Typed here: where mypyc compiles this module, pybase64 is not installed and reads as Any.
 _fast_decode: Callable[[str, None, bool], bytes] = pybase64.b64decode
@@ -99,12 +98,11 @@ def slow(now: float) -> None:
 
 def decode(text: str) -> bytes:
     """Strict standard base64 of `text`, padding required; `ValueError` for anything else."""
-    global left, _fields  # noqa: PLW0603 - see the module's docstring
+    global left  # noqa: PLW0603 - see the module's docstring
     if left > 0 and len(text) <= SMALL:
         left -= 1
         return held_decode(text)
-    _fields += 1
-    if _fields % SAMPLE:
+    if not text.startswith("A"):
         return _fast_decode(text, None, True)
     start = perf_counter()
     data = _fast_decode(text, None, True)
@@ -114,12 +112,11 @@ def decode(text: str) -> bytes:
 
 def encode(data: bytes) -> str:
     """Standard base64 of `data`, with padding, as text."""
-    global left, _fields  # noqa: PLW0603 - see the module's docstring
+    global left  # noqa: PLW0603 - see the module's docstring
     if left > 0 and len(data) <= SMALL * 3 // 4:
         left -= 1
         return held_encode(data)
-    _fields += 1
-    if _fields % SAMPLE:
+    if not data or data[0] >= 4:
         return _fast_encode(data)
     start = perf_counter()
     text = _fast_encode(data)

@@ -8,11 +8,11 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from asherah_core import MetastoreError, SessionFactory, StaticKms
+from asherah_core import MetastoreError, SessionFactory
 from asherah_core.metastore import InMemoryMetastore
 
 if TYPE_CHECKING:
-    from conftest import CountingKms, FakeClock
+    from conftest import CountingKms, FactoryMaker, FakeClock
 
 
 def collect(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
@@ -112,17 +112,12 @@ def test_metastore_errors_are_recorded_with_their_type(kms: CountingKms, clock: 
     assert count(points, **{"error.type": "ConnectionError"}) == 1
 
 
-def test_row_metrics_off_keeps_every_instrument_but_the_row_histograms() -> None:
+def test_row_metrics_off_keeps_every_instrument_but_the_row_histograms(
+    make_factory: FactoryMaker,
+) -> None:
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader]).get_meter("test")
-    with SessionFactory(
-        "svc",
-        "prod",
-        kms=StaticKms(b"k" * 32),
-        metastore=InMemoryMetastore(),
-        meter=meter,
-        row_metrics=False,
-    ) as factory:
+    with make_factory(meter=meter, row_metrics=False) as factory:
         session = factory.get_session("p")
         assert session.decrypt_bytes(session.encrypt_bytes(b"x")) == b"x"
     data = reader.get_metrics_data()

@@ -18,14 +18,13 @@ from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from asherah_core import SessionFactory, StaticKms, compat, session
-from asherah_core.metastore import InMemoryMetastore
+from asherah_core import SessionFactory, compat, session
 from asherah_core.metrics import when_recording
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from opentelemetry.metrics import Meter
+    from conftest import FactoryMaker
 
 
 class ClockReads:
@@ -53,17 +52,6 @@ def no_hook() -> Iterator[None]:
     compat.set_metrics_hook(None)
 
 
-def _factory(meter: Meter, *, row_metrics: bool = True) -> SessionFactory:
-    return SessionFactory(
-        "svc",
-        "prod",
-        kms=StaticKms(b"k" * 32),
-        metastore=InMemoryMetastore(),
-        meter=meter,
-        row_metrics=row_metrics,
-    )
-
-
 def _rows(factory: SessionFactory, count: int) -> None:
     one = factory.get_session("p")
     for n in range(count):
@@ -85,29 +73,31 @@ def _row_counts(reader: InMemoryMetricReader) -> dict[str, int]:
     return found
 
 
-def test_with_the_api_alone_no_row_is_timed(clock_reads: ClockReads, no_hook: None) -> None:
-    with _factory(NoOpMeterProvider().get_meter("test")) as factory:
+def test_with_the_api_alone_no_row_is_timed(
+    clock_reads: ClockReads, no_hook: None, make_factory: FactoryMaker
+) -> None:
+    with make_factory(meter=NoOpMeterProvider().get_meter("test")) as factory:
         _rows(factory, 5)
     assert clock_reads.count == 0
 
 
 def test_with_an_sdk_every_row_is_timed_and_recorded(
-    clock_reads: ClockReads, no_hook: None
+    clock_reads: ClockReads, no_hook: None, make_factory: FactoryMaker
 ) -> None:
     reader = InMemoryMetricReader()
-    with _factory(MeterProvider(metric_readers=[reader]).get_meter("test")) as factory:
+    with make_factory(meter=MeterProvider(metric_readers=[reader]).get_meter("test")) as factory:
         _rows(factory, 5)
     assert clock_reads.count == 20  # two reads per row
     assert _row_counts(reader) == {"ael.drr.encrypt": 5, "ael.drr.decrypt": 5}
 
 
 def test_a_proxy_meter_times_rows_from_when_its_sdk_is_installed(
-    clock_reads: ClockReads, no_hook: None
+    clock_reads: ClockReads, no_hook: None, make_factory: FactoryMaker
 ) -> None:
     """The API's proxy (what `metrics.get_meter` gives before `set_meter_provider`): rows
     before the SDK are not timed (the proxy would drop them), every row after it is."""
     proxies = _ProxyMeterProvider()
-    with _factory(proxies.get_meter("test")) as factory:
+    with make_factory(meter=proxies.get_meter("test")) as factory:
         _rows(factory, 3)
         assert clock_reads.count == 0
         reader = InMemoryMetricReader()
@@ -117,9 +107,11 @@ def test_a_proxy_meter_times_rows_from_when_its_sdk_is_installed(
         assert _row_counts(reader) == {"ael.drr.encrypt": 4, "ael.drr.decrypt": 4}
 
 
-def test_a_hook_times_rows_while_it_is_set(clock_reads: ClockReads, no_hook: None) -> None:
+def test_a_hook_times_rows_while_it_is_set(
+    clock_reads: ClockReads, no_hook: None, make_factory: FactoryMaker
+) -> None:
     events: list[dict[str, Any]] = []
-    with _factory(NoOpMeterProvider().get_meter("test")) as factory:
+    with make_factory(meter=NoOpMeterProvider().get_meter("test")) as factory:
         _rows(factory, 2)
         assert clock_reads.count == 0
         compat.set_metrics_hook(events.append)
@@ -134,11 +126,11 @@ def test_a_hook_times_rows_while_it_is_set(clock_reads: ClockReads, no_hook: Non
 
 
 def test_row_metrics_off_times_no_row_even_with_an_sdk(
-    clock_reads: ClockReads, no_hook: None
+    clock_reads: ClockReads, no_hook: None, make_factory: FactoryMaker
 ) -> None:
     reader = InMemoryMetricReader()
     meter = MeterProvider(metric_readers=[reader]).get_meter("test")
-    with _factory(meter, row_metrics=False) as factory:
+    with make_factory(meter=meter, row_metrics=False) as factory:
         _rows(factory, 3)
     assert clock_reads.count == 0
     assert _row_counts(reader) == {"ael.drr.encrypt": 0, "ael.drr.decrypt": 0}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -10,6 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from asherah_core import MetastoreError, SessionFactory
 from asherah_core.metastore import InMemoryMetastore
+from asherah_core.metrics import metrics_for
 
 if TYPE_CHECKING:
     from conftest import CountingKms, FactoryMaker, FakeClock
@@ -126,3 +129,25 @@ def test_row_metrics_off_keeps_every_instrument_but_the_row_histograms(
     assert "ael.drr.encrypt" not in names
     assert "ael.drr.decrypt" not in names
     assert {"ael.keys.created", "ael.metastore.memory.store", "ael.kms.encryptkey"} <= names
+
+
+def test_one_set_of_instruments_per_meter_kept_only_while_something_uses_it(
+    kms: CountingKms,
+) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    meter = provider.get_meter("test")
+    first = SessionFactory("svc", "prod", kms=kms, metastore=InMemoryMetastore(), meter=meter)
+    second = SessionFactory("svc", "prod", kms=kms, metastore=InMemoryMetastore(), meter=meter)
+    assert first.keys.metrics is second.keys.metrics is metrics_for(meter)
+    first.close()
+    second.close()
+    del first, second
+    gc.collect()
+    # The SDK still holds the instruments' callbacks: the meter keeps the same instruments.
+    assert metrics_for(meter) is metrics_for(meter)
+    meter_gone, instruments_gone = weakref.ref(meter), weakref.ref(metrics_for(meter))
+    del meter, provider, reader
+    gc.collect()
+    assert meter_gone() is None  # nothing of ours kept the meter, its provider or instruments
+    assert instruments_gone() is None

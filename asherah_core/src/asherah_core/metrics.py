@@ -225,7 +225,13 @@ def default_metrics() -> FrameworkMetrics:
         return _default
 
 
-_by_meter: weakref.WeakKeyDictionary[Meter, FrameworkMetrics] = weakref.WeakKeyDictionary()
+# Both ways weak: a `FrameworkMetrics` holds its meter, so a strong value would keep every
+# meter ever passed (and its provider's instruments) for the life of the process. The
+# instruments live as long as a factory holds them, or an SDK holds their callbacks (as long
+# as its provider lives): while they live, the same meter gets the same instruments.
+_by_meter: weakref.WeakKeyDictionary[Meter, weakref.ref[FrameworkMetrics]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def metrics_for(meter: Meter) -> FrameworkMetrics:
@@ -236,9 +242,11 @@ def metrics_for(meter: Meter) -> FrameworkMetrics:
     """
     with _default_lock:
         try:
-            found = _by_meter.get(meter)
+            known = _by_meter.get(meter)
         except TypeError:  # a meter that cannot be weakly referenced
             return FrameworkMetrics(meter)
+        found = known() if known is not None else None
         if found is None:
-            found = _by_meter[meter] = FrameworkMetrics(meter)
+            found = FrameworkMetrics(meter)
+            _by_meter[meter] = weakref.ref(found)
         return found

@@ -1,10 +1,12 @@
-"""The per-thread random buffer behind row keys and nonces: each byte from os.urandom, handed
-out once, wiped after use, never shared between threads, never reused by a forked child."""
+"""The per-thread random buffer behind row keys and nonces: each byte from the operating
+system's CSPRNG, read straight into the buffer, handed out once, wiped after use, never shared
+between threads, never reused by a forked child."""
 
 from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -22,15 +24,15 @@ def taken(blocks: RandomBlocks) -> bytes:
     return bytes(blocks.block()[0])
 
 
-def test_blocks_are_consecutive_slices_of_one_urandom_call(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocks_are_consecutive_slices_of_one_read(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = os.urandom
+    real = os.readv
 
-    def counting(n: int) -> bytes:
-        calls.append(n)
-        return real(n)
+    def counting(fd: int, buffers: list[memoryview]) -> int:
+        calls.append(sum(len(b) for b in buffers))
+        return real(fd, buffers)
 
-    monkeypatch.setattr(entropy.os, "urandom", counting)
+    monkeypatch.setattr(entropy.os, "readv", counting)
     blocks = RandomBlocks()
     first = taken(blocks)
     filled = buffer_of(blocks)
@@ -45,6 +47,74 @@ def test_blocks_are_consecutive_slices_of_one_urandom_call(monkeypatch: pytest.M
     assert calls == [BLOCK_SIZE * BLOCKS] * 2
     assert again == buffer_of(blocks)[:BLOCK_SIZE]  # the views show the new bytes
     assert again != first
+
+
+def test_a_refill_reads_into_the_buffer_with_no_copy_from_os_urandom(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[int] = []
+    real = os.urandom
+
+    def urandom(n: int) -> bytes:
+        asked.append(n)
+        return real(n)
+
+    monkeypatch.setattr(entropy.os, "urandom", urandom)
+    monkeypatch.setattr(entropy, "_seeded", False)  # as in a new process
+    blocks = RandomBlocks()
+    for _ in range(BLOCKS + 1):  # two refills
+        blocks.block()
+    assert asked == [1]  # once, to wait for a seeded generator; never the buffer's bytes
+    assert any(buffer_of(blocks))
+
+
+def test_a_read_that_returns_part_is_read_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    served = bytearray()
+
+    def short_reads(fd: int, buffers: list[memoryview]) -> int:
+        (view,) = buffers
+        part = os.urandom(min(len(view), 1000))
+        view[: len(part)] = part
+        served.extend(part)
+        return len(part)
+
+    monkeypatch.setattr(entropy.os, "readv", short_reads)
+    blocks = RandomBlocks()
+    blocks.block()
+    assert len(served) == BLOCK_SIZE * BLOCKS  # 15 reads
+    assert buffer_of(blocks) == bytes(served)
+
+
+def test_a_device_that_gives_nothing_fails_the_refill_and_hands_nothing_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    blocks = RandomBlocks()
+    with monkeypatch.context() as patched:
+        patched.setattr(entropy.os, "readv", lambda fd, buffers: 0)
+        with pytest.raises(OSError, match="/dev/urandom gave no bytes"):
+            blocks.block()
+        with pytest.raises(OSError, match="gave no bytes"):
+            blocks.block()  # still empty: tried again, nothing handed out
+    assert any(taken(blocks))  # the device works again: a whole refill
+
+
+def test_without_the_device_the_buffer_is_filled_from_os_urandom(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    asked: list[int] = []
+    real = os.urandom
+
+    def urandom(n: int) -> bytes:
+        asked.append(n)
+        return real(n)
+
+    monkeypatch.setattr(entropy.os, "urandom", urandom)
+    monkeypatch.setattr(entropy, "DEVICE", str(tmp_path / "no-such-device"))
+    blocks = RandomBlocks()
+    first = taken(blocks)
+    assert asked[-1:] == [BLOCK_SIZE * BLOCKS]
+    assert first == buffer_of(blocks)[:BLOCK_SIZE]
+    assert any(buffer_of(blocks))
 
 
 def test_a_block_is_its_parts_in_order() -> None:

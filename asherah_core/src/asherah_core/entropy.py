@@ -1,13 +1,21 @@
-"""Random bytes for data row keys and nonces: a buffer per thread, refilled from `os.urandom`.
+"""Random bytes for data row keys and nonces: a buffer per thread, refilled from the
+operating system's CSPRNG.
 
 Why a buffer: one `os.urandom` call per row is a system call that lets go of the GIL and takes
-it back; with many threads each of those hand-offs can cost a context switch. One call fills a
-thread's buffer for `BLOCKS` rows.
+it back; with many threads each of those hand-offs can cost a context switch. One refill fills
+a thread's buffer for `BLOCKS` rows.
+
+How a refill reads: straight into the buffer, from ``/dev/urandom`` (`fill`), once
+`os.urandom` has returned in this process: it waits until the kernel's generator is seeded
+(``getrandom``), after which the device gives the same generator's bytes. `os.urandom(n)`
+returns them in a new `bytes` object, which the buffer would copy and the allocator then free
+unwiped, with the keys of the next 256 rows in it. Where the device cannot be opened (Windows),
+the refill copies from `os.urandom`, and that copy is freed as it is.
 
 The invariants, each held by construction:
 
-- Every byte comes from `os.urandom` (the operating system's CSPRNG); nothing is mixed in or
-  generated here.
+- Every byte comes from the operating system's CSPRNG (the generator `os.urandom` reads);
+  nothing is mixed in or generated here, and a refill that fails hands nothing out.
 - A buffer belongs to one thread (`threading.local`): two threads never read the same bytes.
 - A byte is handed out once: `RandomBlocks.block` moves past what it returns before returning
   it, and the caller overwrites the block with zeros as soon as it is used (`wipe`), so the
@@ -26,14 +34,21 @@ import threading
 
 from .aead import KEY_SIZE, NONCE_SIZE
 
-__all__ = ["BLOCKS", "BLOCK_SIZE", "Block", "RandomBlocks", "blocks", "wipe"]
+__all__ = ["BLOCKS", "BLOCK_SIZE", "DEVICE", "Block", "RandomBlocks", "blocks", "fill", "wipe"]
 
 BLOCK_SIZE = KEY_SIZE + 2 * NONCE_SIZE
 """One row's randomness (56 bytes): a 32-byte data row key and two 12-byte nonces."""
 BLOCKS = 256
-"""Blocks per refill: 14,336 bytes, one `os.urandom` call every 256 rows of a thread."""
+"""Blocks per refill: 14,336 bytes, one read every 256 rows of a thread."""
 _SIZE = BLOCK_SIZE * BLOCKS
 _ZEROS = bytes(BLOCK_SIZE)
+
+DEVICE = "/dev/urandom"
+"""What a refill reads, straight into the buffer (see the module's docstring)."""
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+_seeded = False
+"""Whether `os.urandom` has returned in this process (so the kernel's generator is seeded)."""
 
 _generation = 0
 """Bumped in every forked child (after_in_child); a buffer filled in another generation is
@@ -69,7 +84,7 @@ class _Buffer:
         self.generation = -1
 
     def refill(self) -> int:
-        self.view[:] = os.urandom(_SIZE)  # in place: the blocks' views stay valid
+        fill(self.view)  # in place: the blocks' views stay valid
         self.generation = _generation
         return 0
 
@@ -102,6 +117,28 @@ class RandomBlocks(threading.local):
     def forget(self) -> None:
         """Wipe this thread's buffer and mark it empty (done in a forked child)."""
         self.mine.forget()
+
+
+def fill(view: memoryview) -> None:
+    """Fill the writable `view` with bytes of the operating system's CSPRNG, read into it in
+    place (see the module's docstring); `OSError` when the device gives none."""
+    global _seeded  # noqa: PLW0603 - a fact about the process: seeded once, seeded for good
+    if not _seeded:
+        os.urandom(1)  # returns once the kernel's generator is seeded
+        _seeded = True
+    try:
+        fd = os.open(DEVICE, os.O_RDONLY | _CLOEXEC)
+    except OSError:  # no such device here: a copy from os.urandom
+        view[:] = os.urandom(len(view))
+        return
+    try:
+        while len(view):
+            got = os.readv(fd, [view])  # a long read may return part of it
+            if got <= 0:
+                raise OSError(f"{DEVICE} gave no bytes ({len(view)} still to read)")
+            view = view[got:]
+    finally:
+        os.close(fd)
 
 
 def wipe(block: Block) -> None:

@@ -49,9 +49,9 @@ def test_blocks_are_consecutive_slices_of_one_read(monkeypatch: pytest.MonkeyPat
     assert again != first
 
 
-def test_a_refill_reads_into_the_buffer_with_no_copy_from_os_urandom(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def urandom_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every `os.urandom` call of `entropy` from now on."""
     asked: list[int] = []
     real = os.urandom
 
@@ -60,11 +60,17 @@ def test_a_refill_reads_into_the_buffer_with_no_copy_from_os_urandom(
         return real(n)
 
     monkeypatch.setattr(entropy.os, "urandom", urandom)
+    return asked
+
+
+def test_a_refill_reads_into_the_buffer_with_no_copy_from_os_urandom(
+    monkeypatch: pytest.MonkeyPatch, urandom_sizes: list[int]
+) -> None:
     monkeypatch.setattr(entropy, "_seeded", False)  # as in a new process
     blocks = RandomBlocks()
     for _ in range(BLOCKS + 1):  # two refills
         blocks.block()
-    assert asked == [1]  # once, to wait for a seeded generator; never the buffer's bytes
+    assert urandom_sizes == [1]  # once, to wait for a seeded generator; never the buffer's bytes
     assert any(buffer_of(blocks))
 
 
@@ -99,20 +105,12 @@ def test_a_device_that_gives_nothing_fails_the_refill_and_hands_nothing_out(
 
 
 def test_without_the_device_the_buffer_is_filled_from_os_urandom(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, urandom_sizes: list[int]
 ) -> None:
-    asked: list[int] = []
-    real = os.urandom
-
-    def urandom(n: int) -> bytes:
-        asked.append(n)
-        return real(n)
-
-    monkeypatch.setattr(entropy.os, "urandom", urandom)
     monkeypatch.setattr(entropy, "DEVICE", str(tmp_path / "no-such-device"))
     blocks = RandomBlocks()
     first = taken(blocks)
-    assert asked[-1:] == [BLOCK_SIZE * BLOCKS]
+    assert urandom_sizes[-1:] == [BLOCK_SIZE * BLOCKS]
     assert first == buffer_of(blocks)[:BLOCK_SIZE]
     assert any(buffer_of(blocks))
 
